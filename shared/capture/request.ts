@@ -1,0 +1,137 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { InvalidCaptureRequestError } from '../errors.ts';
+
+/**
+ * The one capture request schema: used by start-capture (manual invoke), rolling-capture
+ * (schedule), detect-flow-anomalies (findings) and the CLI. Anything that fails here starts
+ * nothing and gets an InvalidCaptureRequestError that says which field is wrong.
+ */
+
+const printable = /^[\x20-\x7e]*$/;
+const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must look like i-0123456789abcdef0');
+const tagPart = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9 _.:/=+@-]+$/, 'tag keys and values use letters, digits and _.:/=+@- only');
+const ipAddress = z.string().refine((v) => isIP(v) !== 0, 'must be an IPv4 or IPv6 address');
+const cidr = z.string().refine((v) => {
+  const [addr, bits, extra] = v.split('/');
+  if (extra !== undefined || addr === undefined) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}, 'must be an address or CIDR block');
+
+export const targetSelectorSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('instances'), instanceIds: z.array(instanceId).min(1).max(50) }),
+  z.object({ kind: z.literal('tag'), key: tagPart, value: tagPart }),
+  z.object({
+    kind: z.literal('eni'),
+    eniId: z.string().regex(/^eni-[0-9a-f]{8,17}$/, 'must look like eni-0123456789abcdef0'),
+    /** The far end of the traffic; picks the route (longest prefix) the NAT/appliance serves. */
+    peerAddress: ipAddress.optional(),
+  }),
+  z.object({
+    kind: z.literal('address'),
+    address: ipAddress,
+    vpcId: z
+      .string()
+      .regex(/^vpc-[0-9a-f]{8,17}$/)
+      .optional(),
+    peerAddress: ipAddress.optional(),
+  }),
+]);
+
+const port = z.number().int().min(0).max(65535);
+
+export const structuredFilterSchema = z.object({
+  kind: z.literal('structured'),
+  hosts: z.array(cidr).max(32).default([]),
+  ports: z.array(port).max(32).default([]),
+  portRanges: z
+    .array(z.object({ from: port, to: port }).refine((r) => r.from <= r.to, 'from must be ≤ to'))
+    .max(8)
+    .default([]),
+  protocols: z
+    .array(z.enum(['tcp', 'udp', 'icmp', 'icmp6', 'gre', 'esp', 'ipv6-in-ipv4']))
+    .max(8)
+    .default([]),
+  direction: z.enum(['both', 'src', 'dst']).default('both'),
+});
+
+export const bpfFilterSchema = z.object({
+  kind: z.literal('bpf'),
+  /** Checked against the strict BPF grammar in shared/capture/filter.ts before use. */
+  expression: z.string().min(1).max(1024),
+});
+
+export const captureFilterSchema = z.discriminatedUnion('kind', [
+  structuredFilterSchema,
+  bpfFilterSchema,
+]);
+
+export const captureRequestSchema = z.object({
+  targets: targetSelectorSchema,
+  durationSeconds: z.number().int().min(1).max(86_400).optional(),
+  /** 0 = full packets; "headers" = first 128 bytes (enough for L2–L4 headers and SNI starts). */
+  snaplen: z.union([z.number().int().min(0).max(262_144), z.literal('headers')]).default(0),
+  interface: z
+    .string()
+    .regex(/^(auto|[a-zA-Z0-9][a-zA-Z0-9._-]{0,14})$/, 'auto, or an interface name')
+    .default('auto'),
+  rotation: z
+    .object({
+      seconds: z.number().int().min(10).max(86_400).optional(),
+      megabytes: z.number().int().min(1).max(4096).optional(),
+    })
+    .default({ seconds: 300, megabytes: 256 }),
+  fileCount: z.number().int().min(1).max(1000).default(20),
+  filter: captureFilterSchema.optional(),
+  /** Look-back: ring files covering [now - lookbackSeconds, now] are uploaded first. */
+  lookbackSeconds: z.number().int().min(0).max(86_400).default(0),
+  reason: z.string().min(3).max(500).regex(printable, 'printable ASCII only'),
+  requestedBy: z.string().min(1).max(256).regex(printable, 'printable ASCII only').optional(),
+  ticket: z
+    .string()
+    .max(128)
+    .regex(/^[A-Za-z0-9._:#/-]*$/)
+    .optional(),
+  source: z.enum(['manual', 'schedule', 'detector', 'cli']).default('manual'),
+  /** Cooldown key: the same fingerprint on the same host starts one capture per window. */
+  fingerprint: z
+    .string()
+    .regex(/^[A-Za-z0-9:._-]{1,128}$/)
+    .optional(),
+  finding: z
+    .object({
+      rule: z.string().max(64),
+      fingerprint: z.string().max(128),
+      severity: z.string().max(16).optional(),
+      start: z.string().optional(),
+      end: z.string().optional(),
+    })
+    .optional(),
+});
+
+export type CaptureRequest = z.infer<typeof captureRequestSchema>;
+export type CaptureRequestInput = z.input<typeof captureRequestSchema>;
+export type TargetSelector = z.infer<typeof targetSelectorSchema>;
+export type CaptureFilter = z.infer<typeof captureFilterSchema>;
+export type StructuredFilter = z.infer<typeof structuredFilterSchema>;
+
+export function parseCaptureRequest(input: unknown): CaptureRequest {
+  const result = captureRequestSchema.safeParse(input);
+  if (result.success) return result.data;
+  const fields = result.error.issues.map((i) => ({
+    field: i.path.join('.') || '(root)',
+    problem: i.message,
+  }));
+  throw new InvalidCaptureRequestError(
+    `Invalid capture request: ${fields.map((f) => `${f.field}: ${f.problem}`).join('; ')}`,
+    { fields },
+  );
+}
