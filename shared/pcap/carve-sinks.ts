@@ -17,9 +17,12 @@ export function boundedConcurrencySink(
   const limit = Math.max(1, Math.floor(concurrency));
   const inFlight = new Set<Promise<void>>();
   const state: { failure?: { error: unknown } } = {};
+  const rethrow = (): void => {
+    if (state.failure) throw state.failure.error;
+  };
   return {
     async write(chunk) {
-      if (state.failure) throw state.failure.error;
+      rethrow();
       const p: Promise<void> = upload(chunk).then(
         () => {
           inFlight.delete(p);
@@ -31,11 +34,11 @@ export function boundedConcurrencySink(
       );
       inFlight.add(p);
       while (inFlight.size >= limit) await Promise.race(inFlight);
-      if (state.failure) throw state.failure.error;
+      rethrow();
     },
     async close() {
       await Promise.all(inFlight);
-      if (state.failure) throw state.failure.error;
+      rethrow();
     },
   };
 }
