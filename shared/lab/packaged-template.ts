@@ -1,0 +1,76 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const repoRoot = new URL('../../', import.meta.url).pathname;
+
+export interface TemplateResource {
+  Type: string;
+  Properties?: Record<string, any>;
+  [key: string]: any;
+}
+
+export interface PackagedTemplate {
+  /** The directory `serverless package --package` wrote into. */
+  dir: string;
+  template: {
+    Resources: Record<string, TemplateResource>;
+    Outputs?: Record<string, any>;
+    Conditions?: Record<string, any>;
+    [key: string]: any;
+  };
+}
+
+const packaged = new Map<string, Promise<PackagedTemplate>>();
+
+/**
+ * Runs the real `serverless package` (osls, offline, no credentials) once per process and
+ * stage, into its own temp directory, and returns the CloudFormation template it wrote. The
+ * tests and the lab use what deploys, never the YAML source.
+ */
+export function packagedTemplate(
+  stage = 'ci',
+  params: Record<string, string> = {},
+): Promise<PackagedTemplate> {
+  const paramArgs = Object.entries(params).flatMap(([k, v]) => ['--param', `${k}=${v}`]);
+  const cacheKey = JSON.stringify([stage, paramArgs]);
+  let value = packaged.get(cacheKey);
+  if (!value) {
+    value = (async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'tapline-package-'));
+      const serverless = join(repoRoot, 'node_modules', '.bin', 'serverless');
+      await run(
+        serverless,
+        ['package', '--stage', stage, '--region', 'us-east-1', '--package', dir, ...paramArgs],
+        {
+          cwd: repoRoot,
+          timeout: 180_000,
+          maxBuffer: 32 * 1024 * 1024,
+        },
+      );
+      const template = JSON.parse(
+        await readFile(join(dir, 'cloudformation-template-update-stack.json'), 'utf8'),
+      );
+      return { dir, template };
+    })();
+    packaged.set(cacheKey, value);
+  }
+  return value;
+}
+
+/** The first resource of a type, or an error naming what is missing. */
+export function resourceOfType(pkg: PackagedTemplate, type: string): [string, TemplateResource] {
+  const found = Object.entries(pkg.template.Resources).find(([, r]) => r.Type === type);
+  if (!found) throw new Error(`packaged template has no ${type}`);
+  return found;
+}
+
+/** The capture document's content exactly as the packaged template deploys it. */
+export async function packagedCaptureDocument(): Promise<Record<string, any>> {
+  const [, doc] = resourceOfType(await packagedTemplate(), 'AWS::SSM::Document');
+  if (!doc.Properties?.Content) throw new Error('packaged AWS::SSM::Document has no Content');
+  return doc.Properties.Content as Record<string, any>;
+}
