@@ -40,10 +40,10 @@ export function makeAwsClients(settings: AwsSettings): AwsClients {
     s3: new S3Client({
       ...common,
       forcePathStyle: Boolean(settings.endpoint),
-      // Checksums are computed by us (host hash) and verified by re-hashing; do not let the SDK
-      // add its own trailers to every request.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
+      // Keep the SDK's default flexible checksums on every upload: the evidence bucket has Object
+      // Lock, and S3 refuses a PutObject into it without Content-MD5 or a checksum header.
+      requestChecksumCalculation: 'WHEN_SUPPORTED',
+      responseChecksumValidation: 'WHEN_SUPPORTED',
     }),
     ssm: new SSMClient(common),
     ec2: new EC2Client(common),

@@ -1,0 +1,311 @@
+import {
+  AssociateRouteTableCommand,
+  CreateRouteCommand,
+  CreateRouteTableCommand,
+  CreateSubnetCommand,
+  CreateVpcCommand,
+  ModifyInstanceAttributeCommand,
+  RunInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { CreateAliasCommand, CreateKeyCommand } from '@aws-sdk/client-kms';
+import {
+  CreateBucketCommand,
+  PutBucketEncryptionCommand,
+  PutBucketNotificationConfigurationCommand,
+  PutObjectLockConfigurationCommand,
+} from '@aws-sdk/client-s3';
+import { CreateTopicCommand } from '@aws-sdk/client-sns';
+import { CreateQueueCommand, GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { CreateDocumentCommand } from '@aws-sdk/client-ssm';
+import type { AwsClients } from '../aws/clients.ts';
+import { LAB_ADDRESSES } from './lab-network.ts';
+import { type PackagedTemplate, resourceOfType } from './packaged-template.ts';
+
+/**
+ * Recreates, in moto, the parts of the packaged stack the pipeline touches — with the names,
+ * Object Lock settings, notification filter, queue redrive and capture document taken from the
+ * packaged CloudFormation template itself — plus an EC2 model of the lab network whose private
+ * subnet routes 0.0.0.0/0 through the NAT instance.
+ */
+export interface LabStack {
+  bucket: string;
+  queueUrl: string;
+  deadLetterQueueUrl: string;
+  topicArn: string;
+  keyArn: string;
+  keyAlias: string;
+  documentName: string;
+  vpcId: string;
+  privateSubnetId: string;
+  publicSubnetId: string;
+  routeTableId: string;
+  natInstanceId: string;
+  natEniId: string;
+  workloadInstanceId: string;
+  workloadEniId: string;
+  /** Environment for the real handlers, as serverless.yml sets it, pointed at moto. */
+  functionEnvironment: Record<string, string>;
+}
+
+function prop<T>(value: T | undefined, what: string): T {
+  if (value === undefined || value === null)
+    throw new Error(`packaged template: ${what} is missing`);
+  return value;
+}
+
+/** The plain-string environment serverless.yml gives a function in the packaged template. */
+export function functionEnvironmentFrom(
+  pkg: PackagedTemplate,
+  logicalId = 'StartCaptureLambdaFunction',
+): Record<string, string> {
+  const variables = pkg.template.Resources[logicalId]?.Properties?.Environment?.Variables as Record<
+    string,
+    unknown
+  >;
+  if (!variables) throw new Error(`packaged template: ${logicalId} has no environment`);
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(variables)) {
+    if (typeof value !== 'string')
+      throw new Error(`packaged template: ${name} is not a plain string`);
+    env[name] = value;
+  }
+  return env;
+}
+
+export async function provisionLabStack(
+  clients: AwsClients,
+  pkg: PackagedTemplate,
+  options: { endpoint: string; region: string },
+): Promise<LabStack> {
+  const [, bucketResource] = Object.entries(pkg.template.Resources).find(
+    ([id, r]) => r.Type === 'AWS::S3::Bucket' && id === 'EvidenceBucket',
+  ) ?? [undefined, undefined];
+  const evidence = prop(bucketResource?.Properties, 'EvidenceBucket');
+  const bucket = prop(evidence.BucketName as string, 'EvidenceBucket.BucketName');
+  const lock = prop(evidence.ObjectLockConfiguration, 'EvidenceBucket.ObjectLockConfiguration');
+  const queueConfig = prop(
+    evidence.NotificationConfiguration?.QueueConfigurations?.[0],
+    'bucket queue notification',
+  );
+  const queue = prop(pkg.template.Resources.ProcessingQueue?.Properties, 'ProcessingQueue');
+  const dlq = prop(
+    pkg.template.Resources.ProcessingDeadLetterQueue?.Properties,
+    'ProcessingDeadLetterQueue',
+  );
+  const topic = prop(pkg.template.Resources.NotificationTopic?.Properties, 'NotificationTopic');
+  const alias = prop(
+    pkg.template.Resources.EvidenceKeyAlias?.Properties?.AliasName as string,
+    'EvidenceKeyAlias',
+  );
+  const [, documentResource] = resourceOfType(pkg, 'AWS::SSM::Document');
+  const document = prop(documentResource.Properties, 'capture document');
+
+  // KMS: the evidence key and its alias (the functions get alias/NAME, as in AWS).
+  const key = await clients.kms.send(
+    new CreateKeyCommand({ Description: 'Tapline lab evidence key' }),
+  );
+  const keyArn = prop(key.KeyMetadata?.Arn, 'created key ARN');
+  await clients.kms.send(
+    new CreateAliasCommand({ AliasName: alias, TargetKeyId: key.KeyMetadata?.KeyId }),
+  );
+
+  // SQS: processing queue with its dead-letter queue and redrive from the template.
+  const dlqUrl = prop(
+    (await clients.sqs.send(new CreateQueueCommand({ QueueName: dlq.QueueName as string })))
+      .QueueUrl,
+    'DLQ url',
+  );
+  const dlqArn = prop(
+    (
+      await clients.sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ['QueueArn'] }),
+      )
+    ).Attributes?.QueueArn,
+    'DLQ arn',
+  );
+  const queueUrl = prop(
+    (
+      await clients.sqs.send(
+        new CreateQueueCommand({
+          QueueName: queue.QueueName as string,
+          Attributes: {
+            VisibilityTimeout: String(queue.VisibilityTimeout),
+            RedrivePolicy: JSON.stringify({
+              deadLetterTargetArn: dlqArn,
+              maxReceiveCount: queue.RedrivePolicy?.maxReceiveCount ?? 5,
+            }),
+          },
+        }),
+      )
+    ).QueueUrl,
+    'queue url',
+  );
+  const queueArn = prop(
+    (
+      await clients.sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
+      )
+    ).Attributes?.QueueArn,
+    'queue arn',
+  );
+
+  // S3: versioned, object-locked, SSE-KMS evidence bucket notifying the queue for pcaps/.
+  await clients.s3.send(
+    new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }),
+  );
+  await clients.s3.send(
+    new PutObjectLockConfigurationCommand({
+      Bucket: bucket,
+      ObjectLockConfiguration: {
+        ObjectLockEnabled: 'Enabled',
+        Rule: {
+          DefaultRetention: {
+            Mode: lock.Rule.DefaultRetention.Mode,
+            Days: Number(lock.Rule.DefaultRetention.Days),
+          },
+        },
+      },
+    }),
+  );
+  await clients.s3.send(
+    new PutBucketEncryptionCommand({
+      Bucket: bucket,
+      ServerSideEncryptionConfiguration: {
+        Rules: [
+          {
+            ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: keyArn },
+            BucketKeyEnabled: true,
+          },
+        ],
+      },
+    }),
+  );
+  await clients.s3.send(
+    new PutBucketNotificationConfigurationCommand({
+      Bucket: bucket,
+      NotificationConfiguration: {
+        QueueConfigurations: [
+          {
+            QueueArn: queueArn,
+            Events: [queueConfig.Event],
+            Filter: {
+              Key: {
+                FilterRules: queueConfig.Filter.S3Key.Rules.map(
+                  (r: { Name: string; Value: string }) => ({
+                    Name: r.Name,
+                    Value: r.Value,
+                  }),
+                ),
+              },
+            },
+          },
+        ],
+      },
+    }),
+  );
+
+  const topicArn = prop(
+    (await clients.sns.send(new CreateTopicCommand({ Name: topic.TopicName as string }))).TopicArn,
+    'topic arn',
+  );
+
+  // SSM: the capture document exactly as packaged.
+  await clients.ssm.send(
+    new CreateDocumentCommand({
+      Name: document.Name as string,
+      DocumentType: 'Command',
+      DocumentFormat: 'JSON',
+      Content: JSON.stringify(document.Content),
+    }),
+  );
+
+  // EC2: the lab network as a VPC; the private subnet's default route goes to the NAT instance.
+  const vpcId = prop(
+    (await clients.ec2.send(new CreateVpcCommand({ CidrBlock: LAB_ADDRESSES.vpcCidr }))).Vpc?.VpcId,
+    'vpc',
+  );
+  const subnet = async (cidr: string) =>
+    prop(
+      (await clients.ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: cidr }))).Subnet
+        ?.SubnetId,
+      'subnet',
+    );
+  const privateSubnetId = await subnet(LAB_ADDRESSES.privateSubnet);
+  const publicSubnetId = await subnet(LAB_ADDRESSES.publicSubnet);
+  const run = async (subnetId: string, address: string, tags: Record<string, string>) => {
+    const out = await clients.ec2.send(
+      new RunInstancesCommand({
+        ImageId: 'ami-12c6146b',
+        InstanceType: 't3.micro',
+        MinCount: 1,
+        MaxCount: 1,
+        SubnetId: subnetId,
+        PrivateIpAddress: address,
+        TagSpecifications: [
+          {
+            ResourceType: 'instance',
+            Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
+          },
+        ],
+      }),
+    );
+    const instance = prop(out.Instances?.[0], 'instance');
+    return {
+      instanceId: prop(instance.InstanceId, 'instance id'),
+      eniId: prop(instance.NetworkInterfaces?.[0]?.NetworkInterfaceId, 'instance ENI'),
+    };
+  };
+  const [captureTagKey, captureTagValue] = (
+    functionEnvironmentFrom(pkg).CAPTURE_TAG ?? 'tapline:capture=true'
+  ).split('=');
+  const nat = await run(publicSubnetId, LAB_ADDRESSES.natPublic, {
+    Name: 'lab-nat',
+    [captureTagKey ?? 'tapline:capture']: captureTagValue ?? 'true',
+  });
+  await clients.ec2.send(
+    new ModifyInstanceAttributeCommand({
+      InstanceId: nat.instanceId,
+      SourceDestCheck: { Value: false },
+    }),
+  );
+  const workload = await run(privateSubnetId, LAB_ADDRESSES.workload, { Name: 'lab-workload' });
+  const routeTableId = prop(
+    (await clients.ec2.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable
+      ?.RouteTableId,
+    'route table',
+  );
+  await clients.ec2.send(
+    new CreateRouteCommand({
+      RouteTableId: routeTableId,
+      DestinationCidrBlock: '0.0.0.0/0',
+      InstanceId: nat.instanceId,
+    }),
+  );
+  await clients.ec2.send(
+    new AssociateRouteTableCommand({ RouteTableId: routeTableId, SubnetId: privateSubnetId }),
+  );
+
+  const functionEnvironment = {
+    ...functionEnvironmentFrom(pkg),
+    AWS_REGION: options.region,
+    TAPLINE_AWS_ENDPOINT: options.endpoint,
+  };
+  return {
+    bucket,
+    queueUrl,
+    deadLetterQueueUrl: dlqUrl,
+    topicArn,
+    keyArn,
+    keyAlias: alias,
+    documentName: document.Name as string,
+    vpcId,
+    privateSubnetId,
+    publicSubnetId,
+    routeTableId,
+    natInstanceId: nat.instanceId,
+    natEniId: nat.eniId,
+    workloadInstanceId: workload.instanceId,
+    workloadEniId: workload.eniId,
+    functionEnvironment,
+  };
+}
