@@ -2,12 +2,20 @@ import { describe, expect, it } from 'vitest';
 import { packagedCaptureDocument } from '../support/template.ts';
 
 describe('packaged capture document', () => {
-  it('is schema 2.2 with ENV_VAR interpolation and a pattern on every String parameter', async () => {
+  it('is schema 2.2 and every String parameter has an allowedPattern and ENV_VAR interpolation', async () => {
     const doc = await packagedCaptureDocument();
     expect(doc.schemaVersion).toBe('2.2');
-    for (const [name, p] of Object.entries<any>(doc.parameters)) {
-      if (p.type === 'String') expect(p.allowedPattern, name).toBeTruthy();
+    const strings = Object.entries<any>(doc.parameters).filter(([, p]) => p.type === 'String');
+    expect(strings.length).toBeGreaterThan(0);
+    for (const [name, p] of strings) {
+      expect(p.allowedPattern, name).toMatch(/^\^/);
+      expect(p.interpolationType, name).toBe('ENV_VAR');
     }
-    expect(doc.mainSteps[0].inputs.interpolationType).toBe('ENV_VAR');
+  });
+
+  it('never interpolates a parameter into the script text', async () => {
+    const doc = await packagedCaptureDocument();
+    const script = JSON.stringify(doc.mainSteps);
+    expect(script).not.toMatch(/\{\{\s*\w+\s*\}\}/);
   });
 });
