@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { InvalidCaptureRequestError } from '../errors.ts';
+import { InvalidCaptureRequestError, InvalidFilterError } from '../errors.ts';
+import { checkBpfExpression, MAX_FILTER_LENGTH } from './filter.ts';
 
 /**
  * The one capture request schema: used by start-capture (manual invoke), rolling-capture
@@ -65,8 +66,21 @@ export const structuredFilterSchema = z.object({
 
 export const bpfFilterSchema = z.object({
   kind: z.literal('bpf'),
-  /** Checked against the strict BPF grammar in shared/capture/filter.ts before use. */
-  expression: z.string().min(1).max(1024),
+  /** Checked against the strict BPF grammar in shared/capture/filter.ts (token level). */
+  expression: z
+    .string()
+    .min(1)
+    .max(MAX_FILTER_LENGTH)
+    .superRefine((value, ctx) => {
+      try {
+        checkBpfExpression(value);
+      } catch (error) {
+        ctx.addIssue({
+          code: 'custom',
+          message: error instanceof Error ? error.message : String(error),
+        });
+      }
+    }),
 });
 
 export const captureFilterSchema = z.discriminatedUnion('kind', [
@@ -74,48 +88,60 @@ export const captureFilterSchema = z.discriminatedUnion('kind', [
   bpfFilterSchema,
 ]);
 
-export const captureRequestSchema = z.object({
-  targets: targetSelectorSchema,
-  durationSeconds: z.number().int().min(1).max(86_400).optional(),
-  /** 0 = full packets; "headers" = first 128 bytes (enough for L2–L4 headers and SNI starts). */
-  snaplen: z.union([z.number().int().min(0).max(262_144), z.literal('headers')]).default(0),
-  interface: z
-    .string()
-    .regex(/^(auto|[a-zA-Z0-9][a-zA-Z0-9._-]{0,14})$/, 'auto, or an interface name')
-    .default('auto'),
-  rotation: z
-    .object({
-      seconds: z.number().int().min(10).max(86_400).optional(),
-      megabytes: z.number().int().min(1).max(4096).optional(),
-    })
-    .default({ seconds: 300, megabytes: 256 }),
-  fileCount: z.number().int().min(1).max(1000).default(20),
-  filter: captureFilterSchema.optional(),
-  /** Look-back: ring files covering [now - lookbackSeconds, now] are uploaded first. */
-  lookbackSeconds: z.number().int().min(0).max(86_400).default(0),
-  reason: z.string().min(3).max(500).regex(printable, 'printable ASCII only'),
-  requestedBy: z.string().min(1).max(256).regex(printable, 'printable ASCII only').optional(),
-  ticket: z
-    .string()
-    .max(128)
-    .regex(/^[A-Za-z0-9._:#/-]*$/)
-    .optional(),
-  source: z.enum(['manual', 'schedule', 'detector', 'cli']).default('manual'),
-  /** Cooldown key: the same fingerprint on the same host starts one capture per window. */
-  fingerprint: z
-    .string()
-    .regex(/^[A-Za-z0-9:._-]{1,128}$/)
-    .optional(),
-  finding: z
-    .object({
-      rule: z.string().max(64),
-      fingerprint: z.string().max(128),
-      severity: z.string().max(16).optional(),
-      start: z.string().optional(),
-      end: z.string().optional(),
-    })
-    .optional(),
-});
+export const captureRequestSchema = z
+  .object({
+    targets: targetSelectorSchema,
+    /** Default DEFAULT_DURATION_SECONDS; above MAX_DURATION_SECONDS the capture is refused. */
+    durationSeconds: z.number().int().min(1).max(86_400).optional(),
+    /** Stop once this many MB were written (default and ceiling MAX_CAPTURE_MEGABYTES). */
+    maxMegabytes: z.number().int().min(1).max(1_000_000).optional(),
+    /** 0 = full packets; "headers" = first 128 bytes (enough for L2–L4 headers and SNI starts). */
+    snaplen: z.union([z.number().int().min(0).max(262_144), z.literal('headers')]).default(0),
+    interface: z
+      .string()
+      .regex(/^(auto|[a-zA-Z0-9][a-zA-Z0-9._-]{0,14})$/, 'auto, or an interface name')
+      .default('auto'),
+    /** A new file every `seconds` (0 or absent: by size only) or every `megabytes`. */
+    rotation: z
+      .object({
+        seconds: z.number().int().min(10).max(86_400).optional(),
+        megabytes: z.number().int().min(1).max(4096).default(256),
+      })
+      .default({ seconds: 300, megabytes: 256 }),
+    /**
+     * Ring bound: at most this many closed files wait on the host's disk for upload. When uploads
+     * cannot keep up the host stops the capture rather than overwrite evidence it never sent.
+     */
+    fileCount: z.number().int().min(2).max(1000).default(20),
+    filter: captureFilterSchema.optional(),
+    /** Look-back: ring files covering [now - lookbackSeconds, now] are uploaded first. */
+    lookbackSeconds: z.number().int().min(0).max(86_400).default(0),
+    reason: z.string().min(3).max(500).regex(printable, 'printable ASCII only'),
+    requestedBy: z.string().min(1).max(256).regex(printable, 'printable ASCII only').optional(),
+    ticket: z
+      .string()
+      .max(128)
+      .regex(/^[A-Za-z0-9._:#/-]*$/)
+      .optional(),
+    source: z.enum(['manual', 'schedule', 'detector', 'cli']).default('manual'),
+    /** Cooldown key: the same fingerprint on the same host starts one capture per window. */
+    fingerprint: z
+      .string()
+      .regex(/^[A-Za-z0-9:._-]{1,128}$/)
+      .optional(),
+    finding: z
+      .object({
+        rule: z.string().max(64),
+        fingerprint: z.string().max(128),
+        severity: z.string().max(16).optional(),
+        start: z.string().optional(),
+        end: z.string().optional(),
+      })
+      .optional(),
+  })
+  // Unknown fields are refused, not dropped: a responder's typo ("duration": 60) must not
+  // silently become a 300-second capture.
+  .strict();
 
 export type CaptureRequest = z.infer<typeof captureRequestSchema>;
 export type CaptureRequestInput = z.input<typeof captureRequestSchema>;
@@ -123,7 +149,29 @@ export type TargetSelector = z.infer<typeof targetSelectorSchema>;
 export type CaptureFilter = z.infer<typeof captureFilterSchema>;
 export type StructuredFilter = z.infer<typeof structuredFilterSchema>;
 
+/**
+ * Validates a request. A raw BPF filter is checked first so its error is an InvalidFilterError
+ * naming the bad token and its position; every other problem is an InvalidCaptureRequestError
+ * listing each failing field. Either way nothing is started.
+ */
 export function parseCaptureRequest(input: unknown): CaptureRequest {
+  const filter = (input as { filter?: { kind?: unknown; expression?: unknown } } | null)?.filter;
+  if (filter && filter.kind === 'bpf' && typeof filter.expression === 'string') {
+    try {
+      checkBpfExpression(filter.expression);
+    } catch (error) {
+      if (error instanceof InvalidFilterError) {
+        throw new InvalidFilterError(
+          `Invalid capture request: filter.expression: ${error.message}`,
+          {
+            ...error.details,
+            field: 'filter.expression',
+          },
+        );
+      }
+      throw error;
+    }
+  }
   const result = captureRequestSchema.safeParse(input);
   if (result.success) return result.data;
   const fields = result.error.issues.map((i) => ({

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { MalformedEventError } from '../errors.ts';
+
+/**
+ * The one JSON line the capture document prints last on stdout. track-capture (from
+ * GetCommandInvocation's StandardOutputContent) and the lab agent (from the script's own stdout)
+ * both parse it here. The line comes from a host we do not fully trust: every field is checked,
+ * nothing is evaluated, and a missing or broken line is reported, not guessed.
+ */
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
+const count = z.number().int().min(0).nullable();
+
+export const hostReportFileSchema = z.object({
+  key: z.string().regex(/^pcaps\/cap-[0-9A-Za-z-]+\/(i|mi)-[0-9a-f]{8,17}\/[A-Za-z0-9._-]+\.pcap$/),
+  versionId: z.string().max(1024).optional(),
+  size: z.number().int().min(0),
+  sha256: hex64,
+  s3ChecksumSha256: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
+  lookback: z.boolean().default(false),
+  start: z.number().nonnegative(),
+  end: z.number().nonnegative(),
+});
+
+export const hostReportSchema = z.object({
+  tapline: z.literal('capture-result'),
+  version: z.literal(1),
+  captureId: z.string().max(64),
+  instanceId: z.string().max(32),
+  status: z.enum(['success', 'partial', 'failed', 'refused']),
+  interface: z.string().max(32),
+  started: z.number(),
+  ended: z.number(),
+  files: z.array(hostReportFileSchema).max(10_000),
+  filesOmitted: z.boolean().optional(),
+  fileCount: z.number().int().min(0),
+  bytes: z.number().int().min(0),
+  packetsCaptured: count,
+  packetsReceivedByFilter: count,
+  packetsDroppedByKernel: count,
+  unsent: z
+    .array(
+      z.object({
+        path: z.string().max(1024),
+        key: z.string().max(1024),
+        size: z.number().int().min(0),
+        sha256: hex64,
+      }),
+    )
+    .max(10_000),
+  errors: z.array(z.string().max(4096)).max(1000),
+});
+
+export type HostReport = z.infer<typeof hostReportSchema>;
+export type HostReportFile = z.infer<typeof hostReportFileSchema>;
+
+/**
+ * Finds and validates the report in a command's stdout (the last line that starts with `{`).
+ * Throws MalformedEventError when there is none or it does not validate (e.g. SSM truncated
+ * the output at 24,000 characters, or the host was killed before it could print).
+ */
+export function parseHostReport(stdout: string): HostReport {
+  const line = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'))
+    .at(-1);
+  if (!line) throw new MalformedEventError('the command output has no Tapline report line', {});
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch (error) {
+    throw new MalformedEventError('the Tapline report line is not JSON', {
+      line: line.slice(0, 200),
+      error: String(error),
+    });
+  }
+  const result = hostReportSchema.safeParse(json);
+  if (!result.success) {
+    throw new MalformedEventError('the Tapline report line does not have the expected shape', {
+      issues: result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).slice(0, 20),
+    });
+  }
+  return result.data;
+}

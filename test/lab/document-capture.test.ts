@@ -1,0 +1,259 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CreateKeyCommand } from '@aws-sdk/client-kms';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutBucketVersioningCommand,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseHostReport } from '../../shared/capture/host-report.ts';
+import { newCaptureId } from '../../shared/capture/ids.ts';
+import { type NetnsHost, requireRoot, Topology } from '../../shared/lab/netns.ts';
+import {
+  type LoopbackBridge,
+  runCommandDocument,
+  type SsmCommandDocument,
+  startLoopbackBridge,
+} from '../../shared/lab/ssm-agent.ts';
+import { motoClients, motoEndpoint, uniqueName } from '../support/aws.ts';
+import { packagedCaptureDocument } from '../support/template.ts';
+
+const run = promisify(execFile);
+const TOOLS = ['tcpdump', 'tshark', 'hping3', '/usr/bin/aws', 'ip'];
+const missing = TOOLS.filter(
+  (t) => !existsSync(t) && !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`),
+);
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const canRun = isRoot && missing.length === 0;
+if (process.env.CI && !canRun) {
+  throw new Error(
+    `lab test needs root and ${TOOLS.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
+  );
+}
+
+/**
+ * workload (10.201.1.2) ── nat (10.201.1.1 | 10.201.2.1) ── inet (10.201.2.2)
+ * The capture document runs in the nat namespace (the host that routes the traffic), on the
+ * interface of its default route, with the AWS CLI reaching moto through a loopback bridge.
+ */
+describe.runIf(canRun)('capture document run for real', () => {
+  const topology = new Topology('tlcap');
+  const s3 = motoClients().s3;
+  const kms = motoClients().kms;
+  let nat: NetnsHost;
+  let workload: NetnsHost;
+  let bridge: LoopbackBridge;
+  let document: SsmCommandDocument;
+  let bucket: string;
+  let keyArn: string;
+  let workDir: string;
+  const instanceId = 'i-0a1b2c3d4e5f60718';
+  const awsEnv = {
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_CONFIG_FILE: '/nonexistent/tapline-config',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/tapline-credentials',
+  };
+
+  beforeAll(async () => {
+    requireRoot('the capture document lab test');
+    document = (await packagedCaptureDocument()) as SsmCommandDocument;
+    workload = await topology.addHost('ws');
+    nat = await topology.addHost('nat');
+    const inet = await topology.addHost('inet');
+    await topology.link({
+      a: { ns: workload.name, ifname: 'eth0', address: '10.201.1.2/24' },
+      b: { ns: nat.name, ifname: 'lan0', address: '10.201.1.1/24' },
+    });
+    await topology.link({
+      a: { ns: nat.name, ifname: 'wan0', address: '10.201.2.1/24' },
+      b: { ns: inet.name, ifname: 'eth0', address: '10.201.2.2/24' },
+    });
+    await topology.route(workload.name, 'default', '10.201.1.1');
+    await topology.route(nat.name, 'default', '10.201.2.2');
+    await topology.route(inet.name, '10.201.1.0/24', '10.201.2.1');
+    await topology.enableForwarding(nat.name);
+    bridge = await startLoopbackBridge(nat, Number(new URL(motoEndpoint()).port));
+    bucket = uniqueName('tlcap-doc');
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(
+      new PutBucketVersioningCommand({
+        Bucket: bucket,
+        VersioningConfiguration: { Status: 'Enabled' },
+      }),
+    );
+    keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    workDir = await mkdtemp(join(tmpdir(), 'tapline-lab-'));
+  });
+
+  afterAll(async () => {
+    await bridge?.close();
+    await topology.destroy();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  });
+
+  function parameters(captureId: string, overrides: Record<string, string> = {}) {
+    return {
+      CaptureId: captureId,
+      Bucket: bucket,
+      KmsKeyId: keyArn,
+      Region: 'us-east-1',
+      Interface: 'auto',
+      DurationSeconds: '6',
+      RotateSeconds: '0',
+      RotateMegabytes: '1',
+      FileCount: '10',
+      MaxMegabytes: '64',
+      Filter: '(tcp or udp) and port 0 or icmp',
+      MinFreeMegabytes: '1',
+      WorkDir: workDir,
+      EndpointUrl: bridge.url,
+      UploadAttempts: '2',
+      ...overrides,
+    };
+  }
+
+  it('captures port-0 traffic on the NAT, uploads hashed SSE-KMS pcaps and reports them', async () => {
+    const captureId = newCaptureId();
+    const running = runCommandDocument({
+      document,
+      parameters: parameters(captureId),
+      host: nat,
+      instanceId,
+      region: 'us-east-1',
+      env: awsEnv,
+      timeoutMs: 120_000,
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    // Real traffic through the NAT: TCP SYNs and UDP datagrams to port 0, and pings.
+    await workload
+      .exec('hping3', ['-S', '-p', '0', '-c', '3', '-i', 'u100000', '10.201.2.2'], {
+        timeoutMs: 20_000,
+      })
+      .catch(() => undefined);
+    await workload
+      .exec('hping3', ['--udp', '-p', '0', '-c', '3', '-i', 'u100000', '10.201.2.2'], {
+        timeoutMs: 20_000,
+      })
+      .catch(() => undefined);
+    await workload.exec('ping', ['-c', '2', '-i', '0.2', '10.201.2.2']).catch(() => undefined);
+    const result = await running;
+    const report = parseHostReport(result.stdout);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(report.status).toBe('success');
+    expect(report.interface).toBe('wan0');
+    expect(report.errors).toEqual([]);
+    expect(report.packetsCaptured).toBeGreaterThanOrEqual(6);
+    expect(report.packetsDroppedByKernel).toBe(0);
+    expect(report.files.length).toBeGreaterThanOrEqual(1);
+    expect(report.unsent).toEqual([]);
+
+    const listed = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: `pcaps/${captureId}/${instanceId}/` }),
+    );
+    expect(listed.Contents?.map((o) => o.Key).sort()).toEqual(
+      report.files.map((f) => f.key).sort(),
+    );
+    const dir = await mkdtemp(join(tmpdir(), 'tlcap-dl-'));
+    try {
+      const merged: string[] = [];
+      for (const file of report.files) {
+        const head = await s3.send(
+          new HeadObjectCommand({ Bucket: bucket, Key: file.key, ChecksumMode: 'ENABLED' }),
+        );
+        expect(head.ServerSideEncryption).toBe('aws:kms');
+        expect(head.SSEKMSKeyId).toBe(keyArn);
+        expect(head.Metadata?.sha256).toBe(file.sha256);
+        expect(head.Metadata?.['capture-id']).toBe(captureId);
+        expect(head.Metadata?.['instance-id']).toBe(instanceId);
+        expect(head.Metadata?.lookback).toBe('false');
+        expect(Number(head.Metadata?.['time-end'])).toBeGreaterThanOrEqual(
+          Number(head.Metadata?.['time-start']),
+        );
+        expect(head.VersionId).toBe(file.versionId);
+        expect(Buffer.from(head.ChecksumSHA256!, 'base64').toString('hex')).toBe(file.sha256);
+        const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: file.key }));
+        const bytes = Buffer.from(await body.Body!.transformToByteArray());
+        expect(createHash('sha256').update(bytes).digest('hex')).toBe(file.sha256);
+        expect(bytes.length).toBe(file.size);
+        const local = join(dir, file.key.split('/').at(-1)!);
+        await writeFile(local, bytes);
+        merged.push(local);
+      }
+      const fields = ['-T', 'fields', '-e', 'ip.proto', '-e', 'tcp.dstport', '-e', 'udp.dstport'];
+      const lines: string[] = [];
+      for (const file of merged) {
+        const { stdout } = await run('tshark', [
+          '-n',
+          '-r',
+          file,
+          '-Y',
+          'tcp.port == 0 || udp.port == 0',
+          ...fields,
+        ]);
+        lines.push(...stdout.split('\n').filter(Boolean));
+      }
+      expect(lines.filter((l) => l.startsWith('6\t0')).length).toBeGreaterThanOrEqual(3);
+      expect(lines.filter((l) => l.startsWith('17\t\t0')).length).toBeGreaterThanOrEqual(3);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Nothing left behind on the host.
+    expect(await readdir(join(workDir, 'spool'))).toEqual([]);
+  });
+
+  it('keeps a file it cannot upload on disk and reports it', async () => {
+    const captureId = newCaptureId();
+    const result = await runCommandDocument({
+      document,
+      // A loopback port nothing listens on inside the namespace: every upload fails.
+      parameters: parameters(captureId, {
+        EndpointUrl: 'http://127.0.0.1:19',
+        DurationSeconds: '3',
+      }),
+      host: nat,
+      instanceId,
+      region: 'us-east-1',
+      env: awsEnv,
+      timeoutMs: 120_000,
+    });
+    const report = parseHostReport(result.stdout);
+    expect(result.exitCode).toBe(1);
+    expect(report.status).toBe('partial');
+    expect(report.files).toEqual([]);
+    expect(report.unsent.length).toBeGreaterThanOrEqual(1);
+    for (const file of report.unsent) {
+      expect(file.path.startsWith(join(workDir, 'unsent', captureId))).toBe(true);
+      const bytes = await readFile(file.path);
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(file.sha256);
+      expect((await stat(file.path)).size).toBe(file.size);
+    }
+    expect(report.errors.join('\n')).toMatch(/upload of pcaps\/.* failed after 2 attempts/);
+  });
+
+  it('refuses to start when free disk is below MinFreeMegabytes', async () => {
+    const captureId = newCaptureId();
+    const result = await runCommandDocument({
+      document,
+      parameters: parameters(captureId, { MinFreeMegabytes: '9999999' }),
+      host: nat,
+      instanceId,
+      region: 'us-east-1',
+      env: awsEnv,
+    });
+    const report = parseHostReport(result.stdout);
+    expect(result.exitCode).toBe(3);
+    expect(report.status).toBe('refused');
+    expect(report.errors[0]).toMatch(/MB free .*MinFreeMegabytes is 9999999/);
+    expect(report.packetsCaptured).toBeNull();
+    expect(existsSync(join(workDir, 'spool', captureId))).toBe(false);
+  });
+});
