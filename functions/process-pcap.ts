@@ -1,13 +1,74 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { awsSettingsFromEnv, makeAwsClients } from '../shared/aws/clients.ts';
+import { resolveKeyArn, resolveTopicArn } from '../shared/aws/resolve.ts';
+import { getConfig } from '../shared/config.ts';
 import { makeLogger } from '../shared/observability.ts';
+import type { ProcessDeps } from '../shared/processing/index.ts';
+import { processSqsRecord } from '../shared/processing/index.ts';
 
 const logger = makeLogger('process-pcap');
 
-/** Placeholder until its issue lands: logs the event shape and does nothing else. */
-export const handler = middy(async (event: unknown) => {
-  logger.info('event received', {
-    keys: event && typeof event === 'object' ? Object.keys(event) : [],
-  });
-  return { ok: true };
-}).use(injectLambdaContext(logger));
+/** Clients, config, resolved key and topic: built once per container, rebuilt after a failure. */
+async function productionDeps(): Promise<ProcessDeps> {
+  const config = getConfig();
+  const clients = makeAwsClients(awsSettingsFromEnv());
+  const [kmsKeyArn, topicArn] = await Promise.all([
+    resolveKeyArn(clients.kms, config.EVIDENCE_KEY_ID),
+    resolveTopicArn(clients.sts, config.AWS_REGION, config.NOTIFICATION_TOPIC),
+  ]);
+  return {
+    s3: clients.s3,
+    notify: {
+      eventBridge: clients.eventBridge,
+      sns: clients.sns,
+      eventBusName: config.EVENT_BUS_NAME,
+      topicArn,
+      logger,
+    },
+    config,
+    kmsKeyArn,
+    logger,
+  };
+}
+
+/**
+ * The SQS batch handler, built around a deps factory (tests pass their own). Records are
+ * processed one after another (a pcap job is memory- and network-heavy); a record that throws
+ * is reported in `batchItemFailures` and retried alone, the others are deleted.
+ */
+export function makeHandler(makeDeps: () => Promise<ProcessDeps>) {
+  let deps: Promise<ProcessDeps> | undefined;
+  const processor = new BatchProcessor(EventType.SQS);
+  return middy(async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+    deps ??= makeDeps();
+    const ready = await deps.catch((error: unknown) => {
+      deps = undefined;
+      throw error;
+    });
+    const recordHandler = async (record: SQSRecord) => {
+      logger.appendKeys({ messageId: record.messageId });
+      try {
+        return await processSqsRecord(record, ready);
+      } catch (error) {
+        logger.error('processing record failed; it will be retried (then dead-lettered)', {
+          messageId: record.messageId,
+          receiveCount: record.attributes?.ApproximateReceiveCount,
+          error,
+        });
+        throw error;
+      } finally {
+        logger.removeKeys(['messageId']);
+      }
+    };
+    return processPartialResponse(event, recordHandler, processor, {
+      context,
+      processInParallel: false,
+      throwOnFullBatchFailure: false,
+    });
+  }).use(injectLambdaContext(logger, { resetKeys: true }));
+}
+
+export const handler = makeHandler(productionDeps);

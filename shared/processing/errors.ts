@@ -1,0 +1,27 @@
+import { TaplineError } from '../errors.ts';
+
+/**
+ * Processing-specific errors. Each one fails only the SQS record it came from; the record is
+ * retried (SQS visibility timeout) and lands in the DLQ after `maxReceiveCount` receives.
+ */
+
+/** An object under `pcaps/` whose key does not follow `pcaps/<captureId>/<instanceId>/<file>`. */
+export class UnexpectedPcapKeyError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, { code: 'PCAP_KEY_UNEXPECTED', details });
+  }
+}
+
+/** The pcap object could not be read completely (gone, access denied, connection cut short). */
+export class SourceObjectError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(message, { code: 'PCAP_SOURCE_UNREADABLE', details, cause });
+  }
+}
+
+/** A result object could not be written (after the conditional-write conflict handling). */
+export class ResultWriteError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(message, { code: 'RESULT_WRITE_FAILED', details, cause });
+  }
+}

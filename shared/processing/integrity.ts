@@ -1,0 +1,236 @@
+import { createHash, type Hash } from 'node:crypto';
+
+/**
+ * Integrity of one pcap object: the SHA-256 we compute while streaming it, against what the
+ * host recorded (object metadata `sha256`, lowercase hex), what S3 stored (the SHA-256
+ * checksum, base64 of the raw digest; for a multipart upload a COMPOSITE checksum, i.e. the
+ * SHA-256 of the concatenated part digests, `-N` suffixed on AWS) and, when the capture
+ * manifest already lists the file, the manifest's record.
+ */
+
+export type SourceStatus =
+  /** The source's hash equals ours. */
+  | 'match'
+  /** The source's hash differs from ours: the bytes are not what was recorded. */
+  | 'mismatch'
+  /** The source recorded no hash (metadata or checksum absent). */
+  | 'missing'
+  /** The source's value is not a well-formed SHA-256 (hex or base64 of 32 bytes). */
+  | 'invalid'
+  /** A value exists but cannot be compared (e.g. composite checksum without part sizes). */
+  | 'unverifiable'
+  /** Manifest only: the manifest does not list this file (yet); not a failure. */
+  | 'not-listed';
+
+export interface SourceCheck {
+  status: SourceStatus;
+  /** The value the source recorded, as recorded. */
+  expected: string | null;
+}
+
+export interface S3ChecksumCheck extends SourceCheck {
+  /** FULL_OBJECT: SHA-256 of the whole object; COMPOSITE: of the part digests. */
+  kind: 'FULL_OBJECT' | 'COMPOSITE' | null;
+  parts: number | null;
+}
+
+export type IntegrityVerdict =
+  /** Host hash and S3 checksum present and both equal to the bytes we read. */
+  | 'verified'
+  /** At least one source disagrees with the bytes: tampering, corruption or a host bug. */
+  | 'mismatch'
+  /** Nothing disagrees, but a required source is missing, invalid or unverifiable. */
+  | 'unverified';
+
+export interface IntegrityResult {
+  verdict: IntegrityVerdict;
+  /** Our SHA-256 of the object's bytes, lowercase hex. */
+  sha256: string;
+  bytesRead: number;
+  host: SourceCheck;
+  s3: S3ChecksumCheck;
+  manifest: SourceCheck;
+  /** Human-readable reasons when the verdict is not `verified`. */
+  problems: string[];
+}
+
+/** How S3 split the object when it was uploaded, so the composite checksum can be recomputed. */
+export interface PartPlan {
+  /** Sizes of parts 1..N in order; their sum is the object size. */
+  sizes: number[];
+}
+
+/**
+ * Part sizes for a multipart object whose parts all have `partSize` bytes except the last
+ * (what the AWS CLI and SDKs do). Returns null when the numbers are inconsistent.
+ */
+export function uniformPartPlan(size: number, partSize: number, parts: number): PartPlan | null {
+  if (!(parts >= 1 && partSize > 0)) return null;
+  const last = size - partSize * (parts - 1);
+  if (last <= 0 || last > partSize) return null;
+  return { sizes: [...Array.from({ length: parts - 1 }, () => partSize), last] };
+}
+
+/**
+ * SHA-256 of everything fed to it and, when a part plan is given, of each part: enough to
+ * check a full-object and a composite checksum from one pass over the bytes.
+ */
+export class StreamingHasher {
+  private readonly whole: Hash = createHash('sha256');
+  private readonly plan: number[] | null;
+  private readonly partDigests: Buffer[] = [];
+  private part: Hash | null = null;
+  private partIndex = 0;
+  private partRemaining = 0;
+  bytes = 0;
+
+  constructor(plan: PartPlan | null = null) {
+    this.plan = plan && plan.sizes.length > 0 ? plan.sizes : null;
+    if (this.plan) {
+      this.part = createHash('sha256');
+      this.partRemaining = this.plan[0]!;
+    }
+  }
+
+  update(chunk: Uint8Array): void {
+    this.whole.update(chunk);
+    this.bytes += chunk.byteLength;
+    if (!this.plan) return;
+    let offset = 0;
+    while (offset < chunk.byteLength) {
+      if (!this.part) return; // more bytes than the plan: the composite check will fail on size
+      const take = Math.min(this.partRemaining, chunk.byteLength - offset);
+      this.part.update(chunk.subarray(offset, offset + take));
+      offset += take;
+      this.partRemaining -= take;
+      if (this.partRemaining === 0) {
+        this.partDigests.push(this.part.digest());
+        this.partIndex += 1;
+        const next = this.plan[this.partIndex];
+        this.part = next === undefined ? null : createHash('sha256');
+        this.partRemaining = next ?? 0;
+      }
+    }
+  }
+
+  /** Hex digest of all bytes, plus the composite digest (base64) when the plan was met. */
+  finish(): { sha256: string; composite: string | null } {
+    const sha256 = this.whole.digest('hex');
+    let composite: string | null = null;
+    if (this.plan && this.part === null && this.partDigests.length === this.plan.length) {
+      composite = createHash('sha256').update(Buffer.concat(this.partDigests)).digest('base64');
+    }
+    return { sha256, composite };
+  }
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** base64 of 32 bytes → lowercase hex, or null if it is not that. */
+export function base64DigestToHex(value: string): string | null {
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(value)) return null;
+  const raw = Buffer.from(value, 'base64');
+  return raw.length === 32 ? raw.toString('hex') : null;
+}
+
+export function hexToBase64Digest(hex: string): string {
+  return Buffer.from(hex, 'hex').toString('base64');
+}
+
+/** Host metadata: lowercase hex (we accept upper case too, and say so in the status). */
+export function checkHostHash(recorded: string | undefined, sha256: string): SourceCheck {
+  if (recorded === undefined || recorded.trim() === '')
+    return { status: 'missing', expected: null };
+  const value = recorded.trim();
+  if (!HEX64.test(value.toLowerCase())) return { status: 'invalid', expected: value.slice(0, 128) };
+  return { status: value.toLowerCase() === sha256 ? 'match' : 'mismatch', expected: value };
+}
+
+/**
+ * S3's stored checksum. `composite` is our composite digest (base64) when the object was a
+ * multipart upload and we knew its parts; `parts` how many parts S3 says it has.
+ */
+export function checkS3Checksum(
+  stored: string | undefined,
+  checksumType: string | undefined,
+  parts: number | null,
+  hashed: { sha256: string; composite: string | null },
+): S3ChecksumCheck {
+  if (stored === undefined || stored === '') {
+    return { status: 'missing', expected: null, kind: null, parts };
+  }
+  const suffix = /-(\d+)$/.exec(stored);
+  const digest = suffix ? stored.slice(0, suffix.index) : stored;
+  const suffixParts = suffix ? Number(suffix[1]) : null;
+  const partCount = parts ?? suffixParts;
+  const composite =
+    checksumType === 'COMPOSITE' || suffix !== null || (partCount !== null && partCount >= 1);
+  const kind = composite ? 'COMPOSITE' : 'FULL_OBJECT';
+  if (base64DigestToHex(digest) === null) {
+    return { status: 'invalid', expected: stored.slice(0, 128), kind, parts: partCount };
+  }
+  if (!composite) {
+    const status = base64DigestToHex(digest) === hashed.sha256 ? 'match' : 'mismatch';
+    return { status, expected: stored, kind, parts: partCount };
+  }
+  if (hashed.composite === null) {
+    return { status: 'unverifiable', expected: stored, kind, parts: partCount };
+  }
+  return {
+    status: hashed.composite === digest ? 'match' : 'mismatch',
+    expected: stored,
+    kind,
+    parts: partCount,
+  };
+}
+
+/** The manifest's record of this file (by key and version), when there is one. */
+export function checkManifestHash(
+  listed: { sha256?: string | undefined } | undefined,
+  sha256: string,
+): SourceCheck {
+  if (listed === undefined) return { status: 'not-listed', expected: null };
+  const value = listed.sha256?.trim();
+  if (!value) return { status: 'missing', expected: null };
+  if (!HEX64.test(value.toLowerCase())) return { status: 'invalid', expected: value.slice(0, 128) };
+  return { status: value.toLowerCase() === sha256 ? 'match' : 'mismatch', expected: value };
+}
+
+/** Combines the checks: any mismatch wins, then anything short of a full verification. */
+export function integrityVerdict(
+  sha256: string,
+  bytesRead: number,
+  host: SourceCheck,
+  s3: S3ChecksumCheck,
+  manifest: SourceCheck,
+): IntegrityResult {
+  const problems: string[] = [];
+  const describe = (name: string, check: SourceCheck) => {
+    switch (check.status) {
+      case 'mismatch':
+        problems.push(`${name} hash ${check.expected} does not match the object's ${sha256}`);
+        break;
+      case 'missing':
+        problems.push(`${name} hash is missing`);
+        break;
+      case 'invalid':
+        problems.push(`${name} hash is not a SHA-256 value: ${check.expected}`);
+        break;
+      case 'unverifiable':
+        problems.push(`${name} checksum ${check.expected} could not be recomputed`);
+        break;
+      default:
+        break;
+    }
+  };
+  describe('host (x-amz-meta-sha256)', host);
+  describe('S3 SHA-256 checksum', s3);
+  if (manifest.status !== 'not-listed') describe('capture manifest', manifest);
+  const mismatch = [host, s3, manifest].some((c) => c.status === 'mismatch');
+  const verdict: IntegrityVerdict = mismatch
+    ? 'mismatch'
+    : problems.length > 0
+      ? 'unverified'
+      : 'verified';
+  return { verdict, sha256, bytesRead, host, s3, manifest, problems };
+}

@@ -1,0 +1,130 @@
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import type { CoreLogger } from '../observability.ts';
+
+/**
+ * What the processor reads from the capture manifest (`captures/<captureId>/manifest.json`):
+ * the host's kernel drop counter, its record of this file's hash, and the capture request
+ * (for CARVE_MODE=findings). The manifest is written by the capture side and may not exist
+ * yet, or lack these fields: every field is optional here and an unreadable manifest is
+ * reported, never fatal.
+ */
+
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+const fileSchema = z
+  .object({
+    key: z.string().optional(),
+    versionId: z.string().nullish(),
+    sha256: z.string().optional(),
+  })
+  .loose();
+
+const hostSchema = z
+  .object({
+    status: z.string().optional(),
+    files: z.array(fileSchema).optional(),
+    packetsCaptured: z.number().nullish(),
+    packetsDroppedByKernel: z.number().nullish(),
+  })
+  .loose();
+
+const manifestSchema = z
+  .object({
+    version: z.number().optional(),
+    captureId: z.string().optional(),
+    request: z.unknown().optional(),
+    finding: z.unknown().optional(),
+    hosts: z.record(z.string(), hostSchema).optional(),
+  })
+  .loose();
+
+export type ManifestStatus = 'read' | 'absent' | 'unreadable';
+
+export interface ManifestFacts {
+  status: ManifestStatus;
+  /** Why it was unreadable (size, JSON, shape). */
+  problem?: string;
+  packetsDroppedByKernel: number | null;
+  packetsCaptured: number | null;
+  /** The manifest's entry for this object (same key, and same version when it names one). */
+  file: { sha256?: string | undefined } | undefined;
+  /** The capture request, as recorded (validated by whoever uses it). */
+  request: unknown;
+  finding: unknown;
+}
+
+const absent = (status: ManifestStatus, problem?: string): ManifestFacts => ({
+  status,
+  ...(problem ? { problem } : {}),
+  packetsDroppedByKernel: null,
+  packetsCaptured: null,
+  file: undefined,
+  request: undefined,
+  finding: undefined,
+});
+
+export function manifestKey(captureId: string): string {
+  return `captures/${captureId}/manifest.json`;
+}
+
+/** Pure part: picks this host's and this file's facts out of a parsed manifest document. */
+export function manifestFacts(
+  document: unknown,
+  instanceId: string,
+  key: string,
+  versionId: string | undefined,
+): ManifestFacts {
+  const parsed = manifestSchema.safeParse(document);
+  if (!parsed.success) return absent('unreadable', 'manifest does not have the expected shape');
+  const host = parsed.data.hosts?.[instanceId];
+  const candidates = (host?.files ?? []).filter((f) => f.key === key);
+  const file =
+    candidates.find((f) => versionId !== undefined && f.versionId === versionId) ??
+    candidates.find((f) => f.versionId === undefined || f.versionId === null);
+  const finite = (n: number | null | undefined) =>
+    typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : null;
+  return {
+    status: 'read',
+    packetsDroppedByKernel: finite(host?.packetsDroppedByKernel),
+    packetsCaptured: finite(host?.packetsCaptured),
+    file,
+    request: parsed.data.request,
+    finding: parsed.data.finding,
+  };
+}
+
+/** Reads the manifest (bounded); absence and damage are facts, not errors. */
+export async function readManifestFacts(
+  s3: S3Client,
+  bucket: string,
+  captureId: string,
+  instanceId: string,
+  key: string,
+  versionId: string | undefined,
+  logger: CoreLogger,
+): Promise<ManifestFacts> {
+  let text: string;
+  try {
+    const out = await s3.send(
+      new GetObjectCommand({ Bucket: bucket, Key: manifestKey(captureId) }),
+    );
+    if (Number(out.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
+      (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
+      return absent('unreadable', `manifest larger than ${MAX_MANIFEST_BYTES} bytes`);
+    }
+    text = (await out.Body?.transformToString('utf8')) ?? '';
+  } catch (error) {
+    const name = error && typeof error === 'object' && 'name' in error ? String(error.name) : '';
+    if (name === 'NoSuchKey' || name === 'NotFound') return absent('absent');
+    logger.warn('capture manifest could not be read', { captureId, error: name || String(error) });
+    return absent('unreadable', `GetObject failed: ${name || 'error'}`);
+  }
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch {
+    return absent('unreadable', 'manifest is not JSON');
+  }
+  return manifestFacts(document, instanceId, key, versionId);
+}

@@ -1,0 +1,405 @@
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { TaplineConfig } from '../config.ts';
+import { CorruptPcapError, MalformedEventError } from '../errors.ts';
+import type { NotifyDeps, PublishResult } from '../notify/publish.ts';
+import { publishEvent } from '../notify/publish.ts';
+import type { CoreLogger } from '../observability.ts';
+import { type AnalyzeLimits, analyzePcap, type PcapAnalysis } from '../pcap/index.ts';
+import { type CarveMode, type CarveTally, s3CarveOptions } from './carve.ts';
+import { ResultWriteError, SourceObjectError } from './errors.ts';
+import {
+  checkHostHash,
+  checkManifestHash,
+  checkS3Checksum,
+  type IntegrityResult,
+  integrityVerdict,
+} from './integrity.ts';
+import { parsePcapKey, type ResultLayout, type ResultTable, resultLayout } from './layout.ts';
+import { readManifestFacts } from './manifest.ts';
+import {
+  putResultBytes,
+  putResultJsonLines,
+  type ResultStore,
+  type WrittenObject,
+} from './result-store.ts';
+import {
+  conversationRows,
+  dnsRows,
+  type FileColumns,
+  httpRows,
+  portZeroRows,
+  summaryRow,
+  tlsRows,
+} from './rows.ts';
+import { HashingSource, inspectSourceObject, openSourceBody } from './source.ts';
+
+/** The object to process: what an S3 event names (key already URL-decoded). */
+export interface PcapRef {
+  bucket: string;
+  key: string;
+  versionId?: string | undefined;
+  size?: number | undefined;
+}
+
+export interface ProcessDeps {
+  s3: S3Client;
+  /** EventBridge + SNS publisher settings (see shared/notify/publish.ts). */
+  notify: NotifyDeps;
+  config: Pick<TaplineConfig, 'EVIDENCE_BUCKET' | 'CARVE_MODE'>;
+  /** Evidence key ARN for SSE-KMS on every result object. */
+  kmsKeyArn: string;
+  logger: CoreLogger;
+  clock?: () => Date;
+  /** Decoder limits (tests lower them). */
+  limits?: AnalyzeLimits;
+  /** The decoder; tests may wrap it (e.g. to observe the stream), production uses analyzePcap. */
+  analyze?: typeof analyzePcap;
+}
+
+export interface ProcessOutcome {
+  status: 'processed' | 'already-processed' | 'completed-concurrently';
+  bucket: string;
+  key: string;
+  versionId: string | null;
+  /** The file's result folder and its completion record. */
+  resultPrefix: string;
+  completionKey: string;
+  integrity?: IntegrityResult['verdict'];
+  decodeStatus?: string;
+  packets?: number;
+  tables?: Partial<Record<ResultTable, WrittenObject & { records?: number }>>;
+  carve?: CarveTally & { mode: CarveMode };
+  notifications?: { processed: PublishResult; integrityFailed?: PublishResult };
+}
+
+export const COMPLETION_SCHEMA = 'tapline.processing.completion/v1';
+
+function errorName(error: unknown): string {
+  return error && typeof error === 'object' && 'name' in error ? String(error.name) : '';
+}
+
+async function completionExists(s3: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return true;
+  } catch (error) {
+    const name = errorName(error);
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (name === 'NotFound' || name === 'NoSuchKey' || status === 404) return false;
+    throw new ResultWriteError(`cannot check ${key}: ${name || error}`, { key }, error);
+  }
+}
+
+/**
+ * Processes one pcap object version into its result set: verify, decode, write, notify,
+ * then the completion record. Safe to run any number of times, also concurrently, for the
+ * same (bucket, key, versionId): see docs/processing.md, "Idempotency".
+ */
+export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promise<ProcessOutcome> {
+  const { s3, logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
+  const started = clock();
+  if (ref.bucket !== deps.config.EVIDENCE_BUCKET) {
+    throw new MalformedEventError(
+      `event names bucket ${ref.bucket}; this processor serves ${deps.config.EVIDENCE_BUCKET}`,
+      { bucket: ref.bucket, key: ref.key },
+    );
+  }
+  const keyParts = parsePcapKey(ref.key);
+
+  // A re-delivery after success costs one HEAD when the event names the version.
+  if (ref.versionId) {
+    const early = resultLayout(keyParts, ref.versionId);
+    if (await completionExists(s3, ref.bucket, early.completion)) {
+      logger.info('pcap already processed; duplicate delivery ignored', {
+        key: ref.key,
+        versionId: ref.versionId,
+        completion: early.completion,
+      });
+      return alreadyProcessed(ref, ref.versionId, early);
+    }
+  }
+
+  const info = await inspectSourceObject(s3, ref, logger);
+  const layout = resultLayout(keyParts, info.versionId);
+  if (!ref.versionId && (await completionExists(s3, ref.bucket, layout.completion))) {
+    logger.info('pcap already processed; duplicate delivery ignored', {
+      key: ref.key,
+      versionId: info.versionId ?? null,
+    });
+    return alreadyProcessed(ref, info.versionId, layout);
+  }
+
+  const manifest = await readManifestFacts(
+    s3,
+    ref.bucket,
+    keyParts.captureId,
+    keyParts.instanceId,
+    ref.key,
+    info.versionId,
+    logger,
+  );
+  const store: ResultStore = { s3, bucket: ref.bucket, kmsKeyArn: deps.kmsKeyArn, logger };
+  const carveMode = deps.config.CARVE_MODE as CarveMode;
+  const tally: CarveTally = { created: 0, existing: 0, replaced: 0 };
+  const carve = s3CarveOptions(carveMode, store, layout.streams, manifest.request, tally);
+
+  // One pass: S3 body → hash (whole + per part) → decoder → carve uploads.
+  const body = await openSourceBody(s3, info);
+  const source = new HashingSource(body, info.partPlan);
+  let analysis: PcapAnalysis | null = null;
+  let decodeError: { code: string; message: string } | null = null;
+  try {
+    analysis = await (deps.analyze ?? analyzePcap)(source, {
+      ...(carve ? { carve } : {}),
+      ...(deps.limits ? { limits: deps.limits } : {}),
+    });
+  } catch (error) {
+    if (error instanceof CorruptPcapError) {
+      decodeError = { code: error.code, message: error.message };
+      logger.warn('pcap object cannot be decoded; recording it as unreadable', {
+        key: ref.key,
+        error: error.message,
+      });
+    } else {
+      await source.abort().catch(() => undefined);
+      if (error instanceof ResultWriteError || error instanceof SourceObjectError) throw error;
+      throw new SourceObjectError(
+        `reading ${ref.key} failed: ${error instanceof Error ? error.message : String(error)}`,
+        { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes },
+        error,
+      );
+    }
+  }
+  try {
+    await source.drain();
+  } catch (error) {
+    throw new SourceObjectError(
+      `reading ${ref.key} failed`,
+      { key: ref.key, bytesRead: source.hasher.bytes },
+      error,
+    );
+  }
+  if (source.hasher.bytes !== info.size) {
+    throw new SourceObjectError(
+      `read ${source.hasher.bytes} bytes of ${ref.key}, S3 says ${info.size}: short read`,
+      { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes, size: info.size },
+    );
+  }
+
+  const hashed = source.hasher.finish();
+  const integrity = integrityVerdict(
+    hashed.sha256,
+    source.hasher.bytes,
+    checkHostHash(info.metadata.sha256, hashed.sha256),
+    checkS3Checksum(info.checksumSha256, info.checksumType, info.parts, hashed),
+    checkManifestHash(manifest.file, hashed.sha256),
+  );
+
+  const ctx: FileColumns = {
+    capture_id: keyParts.captureId,
+    instance_id: keyParts.instanceId,
+    file: keyParts.file,
+    version_id: info.versionId ?? 'null',
+  };
+  const summary = summaryRow({
+    ctx,
+    source: info,
+    analysis,
+    decodeError,
+    integrity,
+    manifest,
+    carveMode,
+  });
+  const empty: never[] = [];
+  const [summaryObject, conversations, dns, tls, http, portZero] = await Promise.all([
+    putResultBytes(
+      store,
+      layout.tables.summary,
+      Buffer.from(`${JSON.stringify(summary)}\n`),
+      'application/json',
+    ),
+    putResultJsonLines(
+      store,
+      layout.tables.conversations,
+      conversationRows(ctx, analysis?.conversations ?? empty),
+    ),
+    putResultJsonLines(store, layout.tables.dns, dnsRows(ctx, analysis?.dns ?? empty)),
+    putResultJsonLines(store, layout.tables.tls, tlsRows(ctx, analysis?.tls ?? empty)),
+    putResultJsonLines(store, layout.tables.http, httpRows(ctx, analysis?.http ?? empty)),
+    putResultJsonLines(
+      store,
+      layout.tables.port_zero,
+      portZeroRows(ctx, analysis?.portZero ?? empty),
+    ),
+  ]);
+  const tables = {
+    summary: { ...summaryObject, records: 1 },
+    conversations,
+    dns,
+    tls,
+    http,
+    port_zero: portZero,
+  };
+
+  const eventBase = {
+    captureId: keyParts.captureId,
+    instanceId: keyParts.instanceId,
+    bucket: ref.bucket,
+    key: ref.key,
+    versionId: info.versionId ?? null,
+    resultPrefix: layout.home,
+    summaryKey: layout.completion,
+  };
+  let integrityFailed: PublishResult | undefined;
+  if (integrity.verdict !== 'verified') {
+    logger.error('PCAP INTEGRITY FAILED: the object is processed but marked', {
+      key: ref.key,
+      versionId: info.versionId ?? null,
+      verdict: integrity.verdict,
+      sha256: integrity.sha256,
+      problems: integrity.problems,
+    });
+    integrityFailed = await publishEvent(deps.notify, 'Pcap Integrity Failed', {
+      ...eventBase,
+      verdict: integrity.verdict,
+      sha256: integrity.sha256,
+      bytes: integrity.bytesRead,
+      host: integrity.host,
+      s3: integrity.s3,
+      manifest: integrity.manifest,
+      problems: integrity.problems,
+    });
+  }
+  const processed = await publishEvent(deps.notify, 'Pcap Processed', {
+    ...eventBase,
+    integrity: integrity.verdict,
+    decodeStatus: summary.decode_status,
+    format: summary.format,
+    packets: summary.packets,
+    bytes: summary.bytes,
+    firstTs: summary.first_ts,
+    lastTs: summary.last_ts,
+    conversations: summary.conversations,
+    tcpStreams: summary.tcp_streams,
+    dnsRecords: summary.dns_records,
+    tlsRecords: summary.tls_records,
+    httpRecords: summary.http_records,
+    portZeroPackets: summary.port_zero_packets,
+    anomalies: summary.anomaly_total,
+    kernelDrops: summary.kernel_drops,
+    carvedStreams: analysis?.carve?.streamsCarved ?? 0,
+  });
+  const notifications = { processed, ...(integrityFailed ? { integrityFailed } : {}) };
+
+  // Last: the completion record. Its presence is what "processed" means.
+  const finished = clock();
+  const record = {
+    schema: COMPLETION_SCHEMA,
+    status: 'complete',
+    source: {
+      bucket: ref.bucket,
+      key: ref.key,
+      versionId: info.versionId ?? null,
+      size: info.size,
+      etag: info.etag ?? null,
+    },
+    resultPrefix: layout.home,
+    integrity,
+    summary,
+    tables: Object.fromEntries(
+      Object.entries(tables).map(([name, t]) => [
+        name,
+        {
+          key: t.key,
+          versionId: t.versionId,
+          records: t.records,
+          bytes: t.bytes,
+          checksumSha256: t.checksumSha256,
+          outcome: t.outcome,
+        },
+      ]),
+    ),
+    streams: { mode: carveMode, prefix: layout.streams, ...tally, stats: analysis?.carve ?? null },
+    anomalySamples: analysis?.anomalySamples ?? [],
+    notifications,
+    processedAt: finished.toISOString(),
+    processingMs: finished.getTime() - started.getTime(),
+  };
+  const created = await createCompletionRecord(store, layout.completion, record);
+  const outcome: ProcessOutcome = {
+    status: created ? 'processed' : 'completed-concurrently',
+    bucket: ref.bucket,
+    key: ref.key,
+    versionId: info.versionId ?? null,
+    resultPrefix: layout.home,
+    completionKey: layout.completion,
+    integrity: integrity.verdict,
+    decodeStatus: String(summary.decode_status),
+    packets: Number(summary.packets),
+    tables,
+    carve: { mode: carveMode, ...tally },
+    notifications,
+  };
+  logger.info(created ? 'pcap processed' : 'pcap completed concurrently by another delivery', {
+    key: ref.key,
+    versionId: outcome.versionId,
+    integrity: integrity.verdict,
+    packets: outcome.packets,
+    completion: layout.completion,
+  });
+  return outcome;
+}
+
+function alreadyProcessed(
+  ref: PcapRef,
+  versionId: string | undefined,
+  layout: ResultLayout,
+): ProcessOutcome {
+  return {
+    status: 'already-processed',
+    bucket: ref.bucket,
+    key: ref.key,
+    versionId: versionId ?? null,
+    resultPrefix: layout.home,
+    completionKey: layout.completion,
+  };
+}
+
+/** Create-only; false when another delivery got there first (its record stands). */
+async function createCompletionRecord(
+  store: ResultStore,
+  key: string,
+  record: Record<string, unknown>,
+): Promise<boolean> {
+  const body = Buffer.from(`${JSON.stringify(record, null, 2)}\n`);
+  try {
+    await store.s3.send(
+      new PutObjectCommand({
+        Bucket: store.bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.byteLength,
+        ContentType: 'application/json',
+        IfNoneMatch: '*',
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: store.kmsKeyArn,
+        BucketKeyEnabled: true,
+      }),
+    );
+    return true;
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (errorName(error) === 'PreconditionFailed' || status === 412) return false;
+    if (errorName(error) === 'ConditionalRequestConflict' || status === 409) {
+      // Another delivery is writing it right now; S3 lets one win. Ask again once it settles.
+      await new Promise((r) => setTimeout(r, 500));
+      if (await completionExists(store.s3, store.bucket, key)) return false;
+    }
+    throw new ResultWriteError(
+      `cannot write completion record ${key}: ${errorName(error) || error}`,
+      { key },
+      error,
+    );
+  }
+}

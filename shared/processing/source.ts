@@ -1,0 +1,227 @@
+import type { Readable } from 'node:stream';
+import {
+  GetObjectAttributesCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import type { CoreLogger } from '../observability.ts';
+import { SourceObjectError } from './errors.ts';
+import { type PartPlan, StreamingHasher, uniformPartPlan } from './integrity.ts';
+
+/** What S3 says about the exact object version we are going to read. */
+export interface SourceObjectInfo {
+  bucket: string;
+  key: string;
+  /** The version we read (pinned: every later request names it). */
+  versionId: string | undefined;
+  size: number;
+  lastModified: Date | undefined;
+  etag: string | undefined;
+  /** x-amz-meta-* (keys lower-cased by S3). */
+  metadata: Record<string, string>;
+  checksumSha256: string | undefined;
+  checksumType: string | undefined;
+  /** Multipart uploads: the number of parts (from the ETag's `-N`), else null. */
+  parts: number | null;
+  /** Part sizes when the object is multipart and we could learn them, else null. */
+  partPlan: PartPlan | null;
+}
+
+const MAX_ATTRIBUTE_PAGES = 20;
+
+function s3ErrorName(error: unknown): string {
+  return error && typeof error === 'object' && 'name' in error ? String(error.name) : '';
+}
+
+/** HeadObject (with the checksum) on the version, and the part layout for multipart objects. */
+export async function inspectSourceObject(
+  s3: S3Client,
+  ref: { bucket: string; key: string; versionId?: string | undefined },
+  logger: CoreLogger,
+): Promise<SourceObjectInfo> {
+  const where = { bucket: ref.bucket, key: ref.key, versionId: ref.versionId };
+  let head: HeadObjectCommandOutput;
+  try {
+    head = await s3.send(
+      new HeadObjectCommand({
+        Bucket: ref.bucket,
+        Key: ref.key,
+        VersionId: ref.versionId,
+        ChecksumMode: 'ENABLED',
+      }),
+    );
+  } catch (cause) {
+    throw new SourceObjectError(
+      `cannot read pcap object s3://${ref.bucket}/${ref.key} (${s3ErrorName(cause) || 'error'})`,
+      where,
+      cause,
+    );
+  }
+  const size = Number(head.ContentLength ?? 0);
+  const etag: string | undefined = head.ETag;
+  const etagParts = etag ? /-(\d+)"?$/.exec(etag) : null;
+  const checksumParts = head.ChecksumSHA256 ? /-(\d+)$/.exec(head.ChecksumSHA256) : null;
+  const parts = etagParts ? Number(etagParts[1]) : checksumParts ? Number(checksumParts[1]) : null;
+  const versionId: string | undefined = ref.versionId ?? head.VersionId ?? undefined;
+  let partPlan: PartPlan | null = null;
+  if (parts !== null && parts >= 1) {
+    partPlan = await learnPartPlan(s3, { ...ref, versionId }, size, parts, logger);
+  }
+  return {
+    bucket: ref.bucket,
+    key: ref.key,
+    versionId,
+    size,
+    lastModified: head.LastModified,
+    etag,
+    metadata: head.Metadata ?? {},
+    checksumSha256: head.ChecksumSHA256,
+    checksumType: head.ChecksumType,
+    parts,
+    partPlan,
+  };
+}
+
+/**
+ * The sizes of a multipart object's parts: GetObjectAttributes lists them; where that is not
+ * available (moto's response does not parse), HeadObject PartNumber=1 gives the first part's
+ * size and the AWS CLI's uniform part size is assumed (checked against the object size).
+ */
+async function learnPartPlan(
+  s3: S3Client,
+  ref: { bucket: string; key: string; versionId?: string | undefined },
+  size: number,
+  parts: number,
+  logger: CoreLogger,
+): Promise<PartPlan | null> {
+  try {
+    const sizes: number[] = [];
+    let marker: string | undefined;
+    for (let page = 0; page < MAX_ATTRIBUTE_PAGES; page++) {
+      const out = await s3.send(
+        new GetObjectAttributesCommand({
+          Bucket: ref.bucket,
+          Key: ref.key,
+          VersionId: ref.versionId,
+          ObjectAttributes: ['ObjectParts'],
+          MaxParts: 1000,
+          PartNumberMarker: marker,
+        }),
+      );
+      for (const part of out.ObjectParts?.Parts ?? []) sizes.push(Number(part.Size ?? 0));
+      if (!out.ObjectParts?.IsTruncated) break;
+      marker = out.ObjectParts.NextPartNumberMarker;
+    }
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (sizes.length === parts && total === size) return { sizes };
+    logger.debug('GetObjectAttributes part list incomplete; trying the uniform part layout', {
+      listed: sizes.length,
+      parts,
+    });
+  } catch (error) {
+    logger.debug('GetObjectAttributes unavailable; trying the uniform part layout', {
+      error: s3ErrorName(error),
+    });
+  }
+  try {
+    const first = await s3.send(
+      new HeadObjectCommand({
+        Bucket: ref.bucket,
+        Key: ref.key,
+        VersionId: ref.versionId,
+        PartNumber: 1,
+      }),
+    );
+    return uniformPartPlan(size, Number(first.ContentLength ?? 0), parts);
+  } catch (error) {
+    logger.warn('cannot learn the part layout of a multipart pcap; S3 checksum unverifiable', {
+      key: ref.key,
+      error: s3ErrorName(error),
+    });
+    return null;
+  }
+}
+
+/**
+ * The object's bytes as chunks for the decoder, hashed as they pass. One pull at a time from
+ * the HTTP body, so the decoder's pace is the download's pace (backpressure), and nothing is
+ * kept. If the decoder stops early (an unreadable file), `drain()` reads the rest through the
+ * hasher, so the integrity verdict always covers the whole object.
+ */
+export class HashingSource implements AsyncIterable<Uint8Array> {
+  readonly hasher: StreamingHasher;
+  private readonly iterator: AsyncIterator<Uint8Array>;
+  private done = false;
+  private readonly onChunk: ((bytesSoFar: number) => void) | undefined;
+
+  constructor(
+    body: AsyncIterable<Uint8Array>,
+    plan: PartPlan | null,
+    onChunk?: (bytesSoFar: number) => void,
+  ) {
+    this.hasher = new StreamingHasher(plan);
+    this.iterator = body[Symbol.asyncIterator]();
+    this.onChunk = onChunk;
+  }
+
+  private async pull(): Promise<IteratorResult<Uint8Array>> {
+    if (this.done) return { done: true, value: undefined };
+    const next = await this.iterator.next();
+    if (next.done) {
+      this.done = true;
+      return next;
+    }
+    const chunk = next.value;
+    this.hasher.update(chunk);
+    this.onChunk?.(this.hasher.bytes);
+    return { done: false, value: chunk };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return {
+      next: () => this.pull(),
+      // The decoder stopping early must not close the body: drain() still needs it.
+      return: async () => ({ done: true, value: undefined }),
+    };
+  }
+
+  /** Reads (and hashes) whatever the decoder did not. */
+  async drain(): Promise<void> {
+    for (;;) {
+      const next = await this.pull();
+      if (next.done) return;
+    }
+  }
+
+  /** Releases the HTTP connection when we give up on the object altogether. */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.iterator.return?.();
+  }
+}
+
+/** GetObject on the pinned version; the body as an async iterable of chunks. */
+export async function openSourceBody(
+  s3: S3Client,
+  info: SourceObjectInfo,
+): Promise<AsyncIterable<Uint8Array>> {
+  try {
+    const out = await s3.send(
+      new GetObjectCommand({ Bucket: info.bucket, Key: info.key, VersionId: info.versionId }),
+    );
+    const body = out.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
+    if (!body || typeof body[Symbol.asyncIterator] !== 'function') {
+      throw new Error('GetObject returned no readable body');
+    }
+    return body;
+  } catch (cause) {
+    throw new SourceObjectError(
+      `cannot open pcap object s3://${info.bucket}/${info.key} (${s3ErrorName(cause) || 'error'})`,
+      { bucket: info.bucket, key: info.key, versionId: info.versionId },
+      cause,
+    );
+  }
+}
