@@ -1,0 +1,105 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type PackagedTemplate, packagedTemplate } from '../support/template.ts';
+
+const run = promisify(execFile);
+const repoRoot = new URL('../../', import.meta.url).pathname;
+const node = join(repoRoot, 'node_modules', '.bin', 'node');
+
+interface ScanOutcome {
+  code: number;
+  report: {
+    open: { tool: string; rule: string; resource: string }[];
+    stale: unknown[];
+    findings: { rule: string; resource: string; allowlisted?: string }[];
+  };
+}
+
+async function runScan(templatePath: string): Promise<ScanOutcome> {
+  try {
+    const { stdout } = await run(node, ['scripts/scan.ts', '--json', '--template', templatePath], {
+      cwd: repoRoot,
+      maxBuffer: 32 * 1024 * 1024,
+      timeout: 300_000,
+    });
+    return { code: 0, report: JSON.parse(stdout) };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    if (e.code !== 1) throw new Error(`scan exited ${e.code}: ${e.stderr}`);
+    return { code: 1, report: JSON.parse(e.stdout) };
+  }
+}
+
+/**
+ * The real packaged template with the protections a careless edit could drop: Object Lock,
+ * bucket encryption, a function's DLQ, a document parameter's allowedPattern, replication, the
+ * TLS-only statement, and a least-privilege role turned into s3:* on *.
+ */
+function weaken(template: PackagedTemplate['template']): PackagedTemplate['template'] {
+  const t = structuredClone(template);
+  const bucket = t.Resources.EvidenceBucket.Properties as Record<string, unknown>;
+  delete bucket.ObjectLockEnabled;
+  delete bucket.ObjectLockConfiguration;
+  delete bucket.BucketEncryption;
+  delete bucket.ReplicationConfiguration;
+  delete (t.Resources.StartCaptureLambdaFunction.Properties as Record<string, unknown>)
+    .DeadLetterConfig;
+  const params = t.Resources.CaptureDocument.Properties?.Content.parameters;
+  delete params.Filter.allowedPattern;
+  const policy = t.Resources.EvidenceBucketPolicy.Properties?.PolicyDocument;
+  policy.Statement = policy.Statement.filter(
+    (s: { Sid: string }) => s.Sid !== 'DenyInsecureTransport',
+  );
+  t.Resources.ProcessPcapRole.Properties?.Policies[0].PolicyDocument.Statement.push({
+    Effect: 'Allow',
+    Action: 's3:*',
+    Resource: '*',
+  });
+  return t;
+}
+
+describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rules)', () => {
+  let pkg: PackagedTemplate;
+  beforeAll(async () => {
+    pkg = await packagedTemplate();
+  });
+
+  it('passes the packaged template with every finding allowlisted', async () => {
+    const { code, report } = await runScan(
+      join(pkg.dir, 'cloudformation-template-update-stack.json'),
+    );
+    expect(report.open).toEqual([]);
+    expect(report.stale).toEqual([]);
+    expect(code).toBe(0);
+  });
+
+  it('fails a weakened copy of the packaged template and names what was removed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tapline-weakened-'));
+    const path = join(dir, 'weakened-template.json');
+    await writeFile(path, JSON.stringify(weaken(pkg.template), null, 1));
+
+    const { code, report } = await runScan(path);
+
+    expect(code).toBe(1);
+    const open = report.open.map((f) => `${f.rule} ${f.resource}`);
+    expect(open).toEqual(
+      expect.arrayContaining([
+        'CT.S3.PR.9 EvidenceBucket',
+        'CT.S3.PR.10 EvidenceBucket',
+        'TAPLINE.S3.1 EvidenceBucket',
+        'TAPLINE.S3.2 EvidenceBucket',
+        'TAPLINE.S3.3 EvidenceBucket',
+        'TAPLINE.LAMBDA.1 StartCaptureLambdaFunction',
+        'TAPLINE.SSM.1 CaptureDocument',
+        'CT.S3.PR.8 EvidenceBucketPolicy',
+        'TAPLINE.S3.5 EvidenceBucketPolicy',
+        'TAPLINE.IAM.1 ProcessPcapRole',
+        'TAPLINE.IAM.2 ProcessPcapRole',
+      ]),
+    );
+  });
+});
