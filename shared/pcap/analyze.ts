@@ -1,0 +1,1007 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { CorruptPcapError, isTaplineError } from '../errors.ts';
+import { ipv4ToString, ipv6ToString, readU32 } from './address.ts';
+import { AnomalyLog } from './anomalies.ts';
+import { Carver } from './carve.ts';
+import { ConversationTable, TCP_FIN, TCP_RST } from './conversations.ts';
+import {
+  looksLikeClientHello,
+  mayBeHttpRequest,
+  parseClientHello,
+  parseDns,
+  parseHttpRequest,
+  tlsRecordLength,
+} from './indicators.ts';
+import { CaptureReader, type RecordSink } from './reader.ts';
+import type {
+  AnalyzeOptions,
+  CarveChunk,
+  CarveSink,
+  DnsRecord,
+  HttpRecord,
+  PcapAnalysis,
+  PortZeroPacket,
+  StreamInfo,
+  TlsRecord,
+} from './types.ts';
+
+const DEFAULT_MAX_CONVERSATIONS = 250_000;
+const DEFAULT_MAX_RECORDS = 10_000;
+const MAX_VLAN_DEPTH = 8;
+const MAX_TUNNEL_DEPTH = 4;
+const MAX_IPV6_EXT = 16;
+/** ClientHellos spanning segments are reassembled up to this size, for this many streams. */
+const MAX_HELLO_BYTES = 16_384 + 5;
+const MAX_PENDING_HELLOS = 4096;
+const PROGRESS_EVERY = 4 * 1024 * 1024;
+
+const ETH_IPV4 = 0x0800;
+const ETH_IPV6 = 0x86dd;
+const ETH_ARP = 0x0806;
+const ETH_VLAN = 0x8100;
+const ETH_QINQ = 0x88a8;
+const ETH_QINQ_OLD = 0x9100;
+const ETH_MPLS = 0x8847;
+const ETH_MPLS_MC = 0x8848;
+const ETH_PPPOE = 0x8864;
+
+interface PendingHello {
+  buf: Uint8Array;
+  have: number;
+  need: number;
+  nextSeq: number;
+  ts: number;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+}
+
+/** Per-packet protocol layer counters (fixed shape: cheap increments). */
+class ProtoCounts {
+  eth = 0;
+  vlan = 0;
+  mpls = 0;
+  pppoe = 0;
+  sll = 0;
+  loopback = 0;
+  arp = 0;
+  llc = 0;
+  ipv4 = 0;
+  ipv6 = 0;
+  tcp = 0;
+  udp = 0;
+  icmp = 0;
+  icmpv6 = 0;
+  vxlan = 0;
+  geneve = 0;
+  ipip = 0;
+  dns = 0;
+  tls = 0;
+  http = 0;
+  ipFragment = 0;
+  otherIp = 0;
+  otherEthertype = 0;
+  otherLink = 0;
+
+  toRecord(): Record<string, number> {
+    const names: Record<string, string> = {
+      ipFragment: 'ip-fragment',
+      otherIp: 'other-ip',
+      otherEthertype: 'other-ethertype',
+      otherLink: 'other-link',
+    };
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(this)) {
+      if (typeof v === 'number' && v > 0) out[names[k] ?? k] = v;
+    }
+    return out;
+  }
+}
+
+/**
+ * The decoder proper: gets records from the CaptureReader and walks link → (VLAN/MPLS/PPPoE)
+ * → IP (extension headers, fragments) → TCP/UDP/ICMP, decapsulating VXLAN, GENEVE and
+ * IP-in-IP, accounting every IP layer to its conversation.
+ */
+export class PcapAnalyzer implements RecordSink {
+  readonly anomalies: AnomalyLog;
+  readonly reader: CaptureReader;
+  readonly conversations: ConversationTable;
+  readonly carver: Carver | null;
+  readonly protocols = new ProtoCounts();
+  packets = 0;
+  bytes = 0;
+  firstTs = Number.NaN;
+  lastTs = Number.NaN;
+  readonly dns: DnsRecord[] = [];
+  readonly tls: TlsRecord[] = [];
+  readonly http: HttpRecord[] = [];
+  readonly portZero: PortZeroPacket[] = [];
+  readonly dropped = { dns: 0, tls: 0, http: 0, portZero: 0, conversations: 0 };
+  readonly #maxRecords: number;
+  readonly #pendingHellos = new Map<number, PendingHello>();
+
+  // the record being decoded
+  #ts = 0;
+  #tsSec = 0;
+  #tsNsec = 0;
+  #orig = 0;
+  #snapTruncated = false;
+  #recStart = 0;
+  #recData: Uint8Array = new Uint8Array(0);
+  #recCaplen = 0;
+  #linkType = 0;
+  #sweepCounter = 0;
+
+  constructor(options: AnalyzeOptions = {}) {
+    const limits = options.limits ?? {};
+    this.anomalies = new AnomalyLog(limits.maxAnomalySamplesPerKind ?? 5);
+    this.reader = new CaptureReader(this, this.anomalies);
+    this.conversations = new ConversationTable(
+      limits.maxConversations ?? DEFAULT_MAX_CONVERSATIONS,
+    );
+    this.#maxRecords = limits.maxRecords ?? DEFAULT_MAX_RECORDS;
+    const carve = options.carve;
+    this.carver = carve && carve.mode !== 'off' ? new Carver(carve, this.anomalies) : null;
+  }
+
+  record(
+    linkType: number,
+    data: Uint8Array,
+    off: number,
+    caplen: number,
+    origlen: number,
+    tsSec: number,
+    tsNsec: number,
+  ): void {
+    this.packets++;
+    this.bytes += origlen;
+    if (!Number.isNaN(tsSec)) {
+      const ts = tsSec + tsNsec / 1e9;
+      this.#ts = ts;
+      this.#tsSec = tsSec;
+      this.#tsNsec = tsNsec;
+      if (!(this.firstTs <= ts)) this.firstTs = ts;
+      if (!(this.lastTs >= ts)) this.lastTs = ts;
+    } else {
+      // no timestamp (SPB): reuse the last one seen
+      this.#tsNsec = 0;
+    }
+    this.#orig = origlen;
+    this.#snapTruncated = caplen < origlen;
+    this.#recStart = off;
+    this.#recData = data;
+    this.#recCaplen = caplen;
+    this.#linkType = linkType;
+    const end = off + caplen;
+    switch (linkType) {
+      case 1:
+        this.#ether(data, off, end, 0);
+        break;
+      case 101:
+      case 12:
+      case 14:
+        this.#ip(data, off, end, 0, 0);
+        break;
+      case 228:
+        this.#ip(data, off, end, 0, 4);
+        break;
+      case 229:
+        this.#ip(data, off, end, 0, 6);
+        break;
+      case 113:
+        this.protocols.sll++;
+        if (caplen < 16) this.#truncatedLink('Linux cooked v1');
+        else this.#ethertype((data[off + 14]! << 8) | data[off + 15]!, data, off + 16, end, 0);
+        break;
+      case 276:
+        this.protocols.sll++;
+        if (caplen < 20) this.#truncatedLink('Linux cooked v2');
+        else this.#ethertype((data[off]! << 8) | data[off + 1]!, data, off + 20, end, 0);
+        break;
+      case 0:
+      case 108:
+        this.#loopback(linkType, data, off, end);
+        break;
+      case -1:
+        break; // pcapng packet on an undescribed interface (already an anomaly)
+      default:
+        this.protocols.otherLink++;
+        this.anomalies.add('unsupported-link-type', () => `link type ${linkType} not decoded`);
+    }
+    if (this.carver !== null && ++this.#sweepCounter >= 4096) {
+      this.#sweepCounter = 0;
+      this.carver.sweep(this.#tsSec);
+    }
+  }
+
+  #truncatedLink(what: string): void {
+    this.anomalies.add('truncated-link-header', `${what} header does not fit the record`);
+  }
+
+  #loopback(linkType: number, b: Uint8Array, off: number, end: number): void {
+    this.protocols.loopback++;
+    if (end - off < 4) {
+      this.#truncatedLink('loopback');
+      return;
+    }
+    // LINKTYPE_NULL: host byte order of the capturing machine; LOOP: network order
+    const be = readU32(b, off);
+    const le = (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
+    const family = linkType === 108 ? be : le < 256 ? le : be;
+    if (family === 2) this.#ip(b, off + 4, end, 0, 4);
+    else if (family === 24 || family === 28 || family === 30 || family === 10)
+      this.#ip(b, off + 4, end, 0, 6);
+    else this.protocols.otherLink++;
+  }
+
+  #ether(b: Uint8Array, p: number, end: number, depth: number): void {
+    if (end - p < 14) {
+      this.#truncatedLink('Ethernet');
+      return;
+    }
+    this.protocols.eth++;
+    this.#ethertype((b[p + 12]! << 8) | b[p + 13]!, b, p + 14, end, depth);
+  }
+
+  #ethertype(type: number, b: Uint8Array, p: number, end: number, depth: number): void {
+    let tags = 0;
+    while (type === ETH_VLAN || type === ETH_QINQ || type === ETH_QINQ_OLD) {
+      if (++tags > MAX_VLAN_DEPTH) {
+        this.anomalies.add('vlan-depth-exceeded', `more than ${MAX_VLAN_DEPTH} VLAN tags`);
+        return;
+      }
+      if (end - p < 4) {
+        this.#truncatedLink('VLAN tag');
+        return;
+      }
+      this.protocols.vlan++;
+      type = (b[p + 2]! << 8) | b[p + 3]!;
+      p += 4;
+    }
+    switch (type) {
+      case ETH_IPV4:
+        this.#ip(b, p, end, depth, 4);
+        return;
+      case ETH_IPV6:
+        this.#ip(b, p, end, depth, 6);
+        return;
+      case ETH_ARP:
+        this.protocols.arp++;
+        return;
+      case ETH_MPLS:
+      case ETH_MPLS_MC: {
+        this.protocols.mpls++;
+        for (let n = 0; n < 16; n++) {
+          if (end - p < 4) {
+            this.#truncatedLink('MPLS label');
+            return;
+          }
+          const bottom = b[p + 2]! & 1;
+          p += 4;
+          if (bottom) {
+            if (p < end) this.#ip(b, p, end, depth, 0);
+            return;
+          }
+        }
+        this.anomalies.add('mpls-depth-exceeded', 'more than 16 MPLS labels');
+        return;
+      }
+      case ETH_PPPOE: {
+        this.protocols.pppoe++;
+        if (end - p < 8) {
+          this.#truncatedLink('PPPoE');
+          return;
+        }
+        const ppp = (b[p + 6]! << 8) | b[p + 7]!;
+        if (ppp === 0x0021) this.#ip(b, p + 8, end, depth, 4);
+        else if (ppp === 0x0057) this.#ip(b, p + 8, end, depth, 6);
+        return;
+      }
+      default:
+        if (type <= 1500) this.protocols.llc++;
+        else this.protocols.otherEthertype++;
+    }
+  }
+
+  /** `expect`: 4 or 6 when the link layer said so, 0 to go by the version nibble. */
+  #ip(b: Uint8Array, p: number, end: number, depth: number, expect: number): void {
+    if (end - p < 1) {
+      if (!this.#snapTruncated) this.anomalies.add('truncated-ip-header', 'no IP header');
+      return;
+    }
+    const version = b[p]! >> 4;
+    if ((expect !== 0 && version !== expect) || (version !== 4 && version !== 6)) {
+      this.anomalies.add(
+        'bad-ip-version',
+        () => `IP version ${version} (expected ${expect || '4 or 6'})`,
+      );
+      return;
+    }
+    if (version === 4) this.#ipv4(b, p, end, depth);
+    else this.#ipv6(b, p, end, depth);
+  }
+
+  #ipv4(b: Uint8Array, p: number, end: number, depth: number): void {
+    if (end - p < 20) {
+      if (!this.#snapTruncated) this.anomalies.add('truncated-ip-header', 'IPv4 header cut short');
+      return;
+    }
+    const ihl = (b[p]! & 15) * 4;
+    if (ihl < 20) {
+      this.anomalies.add('bad-ipv4-header-length', () => `IPv4 header length ${ihl}`);
+      return;
+    }
+    this.protocols.ipv4++;
+    const total = (b[p + 2]! << 8) | b[p + 3]!;
+    if (total < ihl) {
+      this.anomalies.add('bad-ipv4-total-length', () => `total length ${total} < header ${ihl}`);
+      return;
+    }
+    if (p + ihl > end) {
+      if (!this.#snapTruncated) this.anomalies.add('truncated-ip-header', 'IPv4 options cut short');
+      return;
+    }
+    let l4end = end;
+    if (p + total <= end) l4end = p + total;
+    else {
+      // past what was captured: fine if the snaplen cut it, a lie if the frame was shorter
+      const frameRoom = this.#orig - (p - this.#recStart);
+      if (total > frameRoom) {
+        this.anomalies.add(
+          'bad-ipv4-total-length',
+          () => `total length ${total} > ${frameRoom} bytes left in the frame`,
+        );
+      }
+    }
+    const frag = (b[p + 6]! << 8) | b[p + 7]!;
+    const fragOff = frag & 0x1fff;
+    const proto = b[p + 9]!;
+    const src = readU32(b, p + 12);
+    const dst = readU32(b, p + 16);
+    if (fragOff !== 0 || frag & 0x2000) {
+      this.protocols.ipFragment++;
+      if (fragOff !== 0) return; // no transport header in a non-first fragment
+    }
+    this.#transport(proto, 0, 0, 0, 0, src, 0, 0, 0, dst, b, p + ihl, l4end, depth);
+  }
+
+  #ipv6(b: Uint8Array, p: number, end: number, depth: number): void {
+    if (end - p < 40) {
+      if (!this.#snapTruncated) this.anomalies.add('truncated-ip-header', 'IPv6 header cut short');
+      return;
+    }
+    this.protocols.ipv6++;
+    const plen = (b[p + 4]! << 8) | b[p + 5]!;
+    let l4end = end;
+    if (plen === 0) {
+      // jumbogram or bogus: take what was captured
+    } else if (p + 40 + plen <= end) {
+      l4end = p + 40 + plen;
+    } else {
+      const frameRoom = this.#orig - (p - this.#recStart) - 40;
+      if (plen > frameRoom) {
+        this.anomalies.add(
+          'bad-ipv6-payload-length',
+          () => `payload length ${plen} > ${frameRoom} bytes left in the frame`,
+        );
+      }
+    }
+    const s0 = readU32(b, p + 8);
+    const s1 = readU32(b, p + 12);
+    const s2 = readU32(b, p + 16);
+    const s3 = readU32(b, p + 20);
+    const d0 = readU32(b, p + 24);
+    const d1 = readU32(b, p + 28);
+    const d2 = readU32(b, p + 32);
+    const d3 = readU32(b, p + 36);
+    let nh = b[p + 6]!;
+    let q = p + 40;
+    for (let n = 0; ; n++) {
+      if (n > MAX_IPV6_EXT) {
+        this.anomalies.add('ipv6-extension-chain', 'too many IPv6 extension headers');
+        return;
+      }
+      if (nh === 0 || nh === 43 || nh === 60 || nh === 135 || nh === 139 || nh === 140) {
+        if (q + 2 > l4end) {
+          this.#truncExt();
+          return;
+        }
+        const len = (b[q + 1]! + 1) * 8;
+        if (q + len > l4end) {
+          this.#truncExt();
+          return;
+        }
+        nh = b[q]!;
+        q += len;
+      } else if (nh === 51) {
+        if (q + 2 > l4end) {
+          this.#truncExt();
+          return;
+        }
+        const len = (b[q + 1]! + 2) * 4;
+        if (q + len > l4end) {
+          this.#truncExt();
+          return;
+        }
+        nh = b[q]!;
+        q += len;
+      } else if (nh === 44) {
+        if (q + 8 > l4end) {
+          this.#truncExt();
+          return;
+        }
+        const fo = ((b[q + 2]! << 8) | b[q + 3]!) >> 3;
+        this.protocols.ipFragment++;
+        nh = b[q]!;
+        q += 8;
+        if (fo !== 0) return;
+      } else if (nh === 59) {
+        return;
+      } else {
+        break;
+      }
+    }
+    this.#transport(nh, 1, s0, s1, s2, s3, d0, d1, d2, d3, b, q, l4end, depth);
+  }
+
+  #truncExt(): void {
+    if (!this.#snapTruncated) {
+      this.anomalies.add('truncated-ipv6-extension', 'IPv6 extension header cut short');
+    }
+  }
+
+  #transport(
+    proto: number,
+    v6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    b: Uint8Array,
+    q: number,
+    end: number,
+    depth: number,
+  ): void {
+    const conv = this.conversations;
+    let sport = 0;
+    let dport = 0;
+    if (proto === 6) {
+      if (end - q < 20) {
+        if (!this.#snapTruncated) this.anomalies.add('truncated-l4-header', 'TCP header cut short');
+        return;
+      }
+      const hlen = (b[q + 12]! >> 4) * 4;
+      if (hlen < 20) {
+        this.anomalies.add('bad-tcp-header-length', () => `TCP header length ${hlen}`);
+        return;
+      }
+      this.protocols.tcp++;
+      sport = (b[q]! << 8) | b[q + 1]!;
+      dport = (b[q + 2]! << 8) | b[q + 3]!;
+      const seq = readU32(b, q + 4);
+      const flags = b[q + 13]!;
+      const i = conv.lookup(6, v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport, flags, seq);
+      if (conv.replacedStream >= 0) {
+        this.carver?.replaced(conv.replacedStream);
+        this.#pendingHellos.delete(conv.replacedStream);
+      }
+      if (sport === 0 || dport === 0)
+        this.#portZero('tcp', v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
+      if (i < 0) {
+        this.#convLimit();
+        return;
+      }
+      const rev = conv.reversed;
+      conv.count1(i, rev, this.#orig, this.#ts, flags, seq);
+      if (this.carver !== null) {
+        this.carver.packet(
+          i,
+          () => this.#streamInfo(i),
+          this.#linkType,
+          this.#tsSec,
+          this.#tsNsec,
+          this.#recData,
+          this.#recStart,
+          this.#recCaplen,
+          this.#orig,
+        );
+        if (flags & (TCP_FIN | TCP_RST) && conv.isClosed(i)) this.carver.closed(i);
+      }
+      const payload = q + hlen;
+      if (payload < end)
+        this.#tcpPayload(
+          i,
+          v6,
+          s0,
+          s1,
+          s2,
+          s3,
+          d0,
+          d1,
+          d2,
+          d3,
+          sport,
+          dport,
+          seq,
+          flags,
+          b,
+          payload,
+          end,
+        );
+      return;
+    }
+    if (proto === 17) {
+      if (end - q < 8) {
+        if (!this.#snapTruncated) this.anomalies.add('truncated-l4-header', 'UDP header cut short');
+        return;
+      }
+      this.protocols.udp++;
+      sport = (b[q]! << 8) | b[q + 1]!;
+      dport = (b[q + 2]! << 8) | b[q + 3]!;
+      const ulen = (b[q + 4]! << 8) | b[q + 5]!;
+      let pend = end;
+      if (ulen < 8) {
+        if (!(ulen === 0 && v6)) this.anomalies.add('bad-udp-length', () => `UDP length ${ulen}`);
+      } else if (q + ulen <= end) {
+        pend = q + ulen;
+      } else if (!this.#snapTruncated) {
+        this.anomalies.add('bad-udp-length', () => `UDP length ${ulen} > ${end - q} bytes left`);
+      }
+      if (sport === 0 || dport === 0)
+        this.#portZero('udp', v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
+      const i = conv.lookup(17, v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport, 0, 0);
+      if (i < 0) this.#convLimit();
+      else conv.count1(i, conv.reversed, this.#orig, this.#ts, 0, 0);
+      const p = q + 8;
+      if (p >= pend) return;
+      if (
+        sport === 53 ||
+        dport === 53 ||
+        sport === 5353 ||
+        dport === 5353 ||
+        sport === 5355 ||
+        dport === 5355
+      ) {
+        this.#dns(v6, s0, s1, s2, s3, d0, d1, d2, d3, b, p, pend, 'udp');
+      } else if (dport === 4789 || dport === 6081) {
+        this.#tunnel(dport, b, p, pend, depth);
+      }
+      return;
+    }
+    if (proto === 1 || proto === 58) {
+      if (proto === 1) this.protocols.icmp++;
+      else this.protocols.icmpv6++;
+      const i = conv.lookup(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3, 0, 0, 0, 0);
+      if (i < 0) {
+        this.#convLimit();
+        return;
+      }
+      if (conv.pAB[i] === 0 && conv.pBA[i] === 0 && end - q >= 2) {
+        conv.icmpType[i] = b[q]!;
+        conv.icmpCode[i] = b[q + 1]!;
+      }
+      conv.count1(i, conv.reversed, this.#orig, this.#ts, 0, 0);
+      return;
+    }
+    if ((proto === 4 || proto === 41) && depth < MAX_TUNNEL_DEPTH) {
+      this.protocols.ipip++;
+      this.#accountOther(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3);
+      this.#ip(b, q, end, depth + 1, proto === 4 ? 4 : 6);
+      return;
+    }
+    this.protocols.otherIp++;
+    this.#accountOther(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3);
+  }
+
+  #accountOther(
+    proto: number,
+    v6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+  ): void {
+    const conv = this.conversations;
+    const i = conv.lookup(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3, 0, 0, 0, 0);
+    if (i < 0) this.#convLimit();
+    else conv.count1(i, conv.reversed, this.#orig, this.#ts, 0, 0);
+  }
+
+  #convLimit(): void {
+    this.dropped.conversations++;
+    this.anomalies.add('conversation-limit', `more than ${this.conversations.limit} conversations`);
+  }
+
+  #tunnel(port: number, b: Uint8Array, p: number, end: number, depth: number): void {
+    if (depth >= MAX_TUNNEL_DEPTH) {
+      this.anomalies.add('tunnel-depth-exceeded', `more than ${MAX_TUNNEL_DEPTH} nested tunnels`);
+      return;
+    }
+    if (port === 4789) {
+      // VXLAN: flags(1) with the I bit, reserved(3), VNI(3), reserved(1)
+      if (end - p < 8 || (b[p]! & 0x08) === 0) return;
+      this.protocols.vxlan++;
+      this.#ether(b, p + 8, end, depth + 1);
+      return;
+    }
+    // GENEVE: ver(2)/optlen(6), flags, protocol type(2), VNI(3), reserved
+    if (end - p < 8 || b[p]! >> 6 !== 0) return;
+    const optLen = (b[p]! & 0x3f) * 4;
+    const ptype = (b[p + 2]! << 8) | b[p + 3]!;
+    const inner = p + 8 + optLen;
+    if (inner > end) {
+      if (!this.#snapTruncated)
+        this.anomalies.add('truncated-tunnel-header', 'GENEVE options cut short');
+      return;
+    }
+    this.protocols.geneve++;
+    if (ptype === 0x6558) this.#ether(b, inner, end, depth + 1);
+    else this.#ethertype(ptype, b, inner, end, depth + 1);
+  }
+
+  #addr(v6: number, w0: number, w1: number, w2: number, w3: number): string {
+    return v6 ? ipv6ToString(w0, w1, w2, w3) : ipv4ToString(w3);
+  }
+
+  #portZero(
+    protocol: 'tcp' | 'udp',
+    v6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    sport: number,
+    dport: number,
+  ): void {
+    if (this.portZero.length >= this.#maxRecords) {
+      this.dropped.portZero++;
+      return;
+    }
+    this.portZero.push({
+      ts: this.#ts,
+      src: this.#addr(v6, s0, s1, s2, s3),
+      dst: this.#addr(v6, d0, d1, d2, d3),
+      sport,
+      dport,
+      protocol,
+      length: this.#orig,
+    });
+  }
+
+  #streamInfo(i: number): StreamInfo {
+    const c = this.conversations;
+    return {
+      index: c.streamIndex[i]!,
+      a: { addr: c.addrString(i, 0), port: c.aPort[i]! },
+      b: { addr: c.addrString(i, 1), port: c.bPort[i]! },
+      communityId: c.communityId(i),
+      start: this.#ts,
+    };
+  }
+
+  #dns(
+    v6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    b: Uint8Array,
+    p: number,
+    end: number,
+    transport: 'udp' | 'tcp',
+  ): void {
+    const msg = parseDns(b, p, end);
+    if (msg === null) {
+      this.anomalies.add('bad-dns', `unparseable DNS message over ${transport}`);
+      return;
+    }
+    this.protocols.dns++;
+    if (this.dns.length >= this.#maxRecords) {
+      this.dropped.dns++;
+      return;
+    }
+    const rec: DnsRecord = {
+      ts: this.#ts,
+      src: this.#addr(v6, s0, s1, s2, s3),
+      dst: this.#addr(v6, d0, d1, d2, d3),
+      id: msg.id,
+      qname: msg.qname,
+      qtype: msg.qtype,
+      isResponse: msg.isResponse,
+      transport,
+    };
+    if (msg.isResponse) {
+      rec.rcode = msg.rcode;
+      rec.answers = msg.answers;
+    }
+    this.dns.push(rec);
+  }
+
+  #tcpPayload(
+    i: number,
+    v6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    sport: number,
+    dport: number,
+    seq: number,
+    flags: number,
+    b: Uint8Array,
+    p: number,
+    end: number,
+  ): void {
+    void flags;
+    const pending = this.#pendingHellos.size > 0 ? this.#pendingHellos.get(i) : undefined;
+    if (pending !== undefined) {
+      if (seq === pending.nextSeq && pending.src === this.#addr(v6, s0, s1, s2, s3)) {
+        const n = Math.min(end - p, pending.need - pending.have);
+        pending.buf.set(b.subarray(p, p + n), pending.have);
+        pending.have += n;
+        pending.nextSeq = (pending.nextSeq + (end - p)) >>> 0;
+        if (pending.have >= pending.need) {
+          this.#pendingHellos.delete(i);
+          this.#tlsRecord(pending, pending.buf, 0, pending.have);
+        }
+        return;
+      }
+    }
+    if ((sport === 53 || dport === 53) && end - p >= 14) {
+      const len = (b[p]! << 8) | b[p + 1]!;
+      if (len + 2 === end - p) {
+        this.#dns(v6, s0, s1, s2, s3, d0, d1, d2, d3, b, p + 2, end, 'tcp');
+        return;
+      }
+    }
+    if (looksLikeClientHello(b, p, end)) {
+      const src = this.#addr(v6, s0, s1, s2, s3);
+      const dst = this.#addr(v6, d0, d1, d2, d3);
+      const meta = { ts: this.#ts, src, dst, sport, dport };
+      const need = Math.min(tlsRecordLength(b, p), MAX_HELLO_BYTES);
+      if (end - p >= need || this.#pendingHellos.size >= MAX_PENDING_HELLOS) {
+        this.#tlsRecord(meta, b, p, end);
+      } else {
+        const buf = new Uint8Array(need);
+        buf.set(b.subarray(p, end));
+        this.#pendingHellos.set(i, {
+          ...meta,
+          buf,
+          have: end - p,
+          need,
+          nextSeq: (seq + (end - p)) >>> 0,
+        });
+      }
+      return;
+    }
+    if (mayBeHttpRequest(b, p, end)) {
+      const req = parseHttpRequest(b, p, end);
+      if (req === null) return;
+      this.protocols.http++;
+      if (this.http.length >= this.#maxRecords) {
+        this.dropped.http++;
+        return;
+      }
+      this.http.push({
+        ts: this.#ts,
+        src: this.#addr(v6, s0, s1, s2, s3),
+        dst: this.#addr(v6, d0, d1, d2, d3),
+        sport,
+        dport,
+        method: req.method,
+        host: req.host,
+        path: req.path,
+        userAgent: req.userAgent,
+      });
+    }
+  }
+
+  #tlsRecord(
+    meta: { ts: number; src: string; dst: string; sport: number; dport: number },
+    b: Uint8Array,
+    p: number,
+    end: number,
+  ): void {
+    const hello = parseClientHello(b, p, end);
+    if (hello === null) {
+      this.anomalies.add('bad-tls-client-hello', 'unparseable TLS ClientHello');
+      return;
+    }
+    this.protocols.tls++;
+    if (this.tls.length >= this.#maxRecords) {
+      this.dropped.tls++;
+      return;
+    }
+    this.tls.push({
+      ts: meta.ts,
+      src: meta.src,
+      dst: meta.dst,
+      sport: meta.sport,
+      dport: meta.dport,
+      sni: hello.sni,
+      version: hello.version,
+      alpn: hello.alpn,
+    });
+  }
+
+  /** Flush unfinished ClientHellos (partial parse) at end of input. */
+  finishPending(): void {
+    for (const pending of this.#pendingHellos.values()) {
+      this.#tlsRecord(pending, pending.buf, 0, pending.have);
+    }
+    this.#pendingHellos.clear();
+  }
+
+  result(format: PcapAnalysis['format'], truncated: boolean, topTalkers: number): PcapAnalysis {
+    const conv = this.conversations;
+    const out: PcapAnalysis = {
+      format,
+      linkTypes: [...this.reader.linkTypes],
+      packets: this.packets,
+      bytes: this.bytes,
+      firstTs: Number.isNaN(this.firstTs) ? null : this.firstTs,
+      lastTs: Number.isNaN(this.lastTs) ? null : this.lastTs,
+      protocols: this.protocols.toRecord(),
+      topTalkers: conv.topTalkers(topTalkers),
+      conversations: conv.all(),
+      dns: this.dns,
+      tls: this.tls,
+      http: this.http,
+      portZero: this.portZero,
+      dropped: { ...this.dropped },
+      anomalies: this.anomalies.toJSON(),
+      anomalySamples: this.anomalies.samples,
+      truncated: truncated || this.reader.truncated,
+      streams: conv.streams,
+    };
+    if (this.carver) out.carve = { ...this.carver.stats };
+    return out;
+  }
+}
+
+// ------------------------------------------------------------------ streaming entry point
+
+async function* prepend(
+  first: Uint8Array[],
+  rest: AsyncIterator<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  for (const c of first) yield c;
+  for (;;) {
+    const r = await rest.next();
+    if (r.done) return;
+    yield r.value;
+  }
+}
+
+/**
+ * Read a pcap, pcapng or gzip-compressed pcap/pcapng from chunks of any size and summarise it.
+ * Recoverable damage becomes counted anomalies; only `CorruptPcapError` (not a capture at all,
+ * e.g. bad magic) or errors thrown by the source or the carve sink escape.
+ */
+export async function analyzePcap(
+  source: AsyncIterable<Uint8Array>,
+  options: AnalyzeOptions = {},
+): Promise<PcapAnalysis> {
+  const analyzer = new PcapAnalyzer(options);
+  const sink = options.carve && options.carve.mode !== 'off' ? options.carve.sink : undefined;
+  const it = source[Symbol.asyncIterator]();
+  let bytesRead = 0;
+  let nextProgress = PROGRESS_EVERY;
+  const progress = options.onProgress;
+  // peek at least two bytes to spot gzip
+  const head: Uint8Array[] = [];
+  let headLen = 0;
+  while (headLen < 2) {
+    const r = await it.next();
+    if (r.done) break;
+    if (r.value.length === 0) continue;
+    head.push(r.value);
+    headLen += r.value.length;
+  }
+  const first = head.length > 0 ? head[0]! : new Uint8Array(0);
+  const second = first.length > 1 ? first[1] : head[1]?.[0];
+  const gz = first[0] === 0x1f && second === 0x8b;
+  const sourceError: { error?: unknown } = {};
+  const raw = (async function* () {
+    try {
+      for await (const c of prepend(head, it)) {
+        bytesRead += c.length;
+        if (progress && bytesRead >= nextProgress) {
+          nextProgress = bytesRead + PROGRESS_EVERY;
+          progress(bytesRead);
+        }
+        yield c;
+      }
+    } catch (error) {
+      sourceError.error ??= error;
+      throw error;
+    }
+  })();
+  let gzError: Error | undefined;
+  let input: AsyncIterable<Uint8Array> = raw;
+  let inflating: Promise<void> | undefined;
+  if (gz) {
+    const z = createGunzip({ chunkSize: 256 * 1024 });
+    inflating = pipeline(Readable.from(raw), z).catch((error: Error) => {
+      gzError ??= error;
+    });
+    input = z;
+  }
+  let failure: { error: unknown } | undefined;
+  try {
+    try {
+      for await (const chunk of input) {
+        analyzer.reader.push(chunk);
+        if (sink && analyzer.carver !== null && analyzer.carver.ready.length > 0) {
+          await drain(analyzer.carver.ready, sink);
+        }
+      }
+    } catch (error) {
+      if (!gz || sourceError.error !== undefined || isTaplineError(error)) throw error;
+      gzError ??= error as Error;
+    }
+    await inflating;
+    if (sourceError.error !== undefined) throw sourceError.error;
+    if (gzError) {
+      if (analyzer.reader.format === undefined) {
+        throw new CorruptPcapError('gzip stream is corrupt before any capture data', {
+          reason: gzError.message,
+        });
+      }
+      analyzer.anomalies.add('gzip-corrupt', `gzip stream broke: ${gzError.message}`);
+    }
+    analyzer.reader.end();
+    analyzer.finishPending();
+    if (sink && analyzer.carver !== null) {
+      analyzer.carver.finish();
+      await drain(analyzer.carver.ready, sink);
+    }
+  } catch (error) {
+    failure = { error };
+  }
+  if (sink?.close) {
+    try {
+      await sink.close();
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  if (failure !== undefined) throw failure.error;
+  progress?.(bytesRead);
+  const format = analyzer.reader.format ?? 'pcap';
+  return analyzer.result(
+    gz ? (format === 'pcap' ? 'pcap-gzip' : 'pcapng-gzip') : format,
+    gzError !== undefined,
+    options.limits?.topTalkers ?? 20,
+  );
+}
+
+async function drain(ready: CarveChunk[], sink: CarveSink): Promise<void> {
+  // the array may grow while we await (it does not: pushes happen only inside push()), but be safe
+  for (let k = 0; k < ready.length; k++) await sink.write(ready[k]!);
+  ready.length = 0;
+}

@@ -1,0 +1,352 @@
+import { ipv4ToString, ipv6ToString } from './address.ts';
+import { communityId } from './community-id.ts';
+import type { Conversation, TopTalker } from './types.ts';
+
+/**
+ * Bidirectional conversation table, struct-of-arrays in typed columns so 100,000s of flows
+ * cost ~120 bytes each and no per-packet allocation. TCP/UDP are keyed by 5-tuple (TCP split
+ * into streams when a port pair is reused by a new SYN), other IP protocols by address pair.
+ * Addresses are four 32-bit words (IPv4 in word 3, flagged by `v6 = 0`).
+ */
+
+export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_PSH = 0x08;
+export const TCP_ACK = 0x10;
+export const TCP_URG = 0x20;
+export const TCP_ECE = 0x40;
+export const TCP_CWR = 0x80;
+const FLAG_NAMES: [number, string][] = [
+  [TCP_SYN, 'SYN'],
+  [TCP_ACK, 'ACK'],
+  [TCP_FIN, 'FIN'],
+  [TCP_RST, 'RST'],
+  [TCP_PSH, 'PSH'],
+  [TCP_URG, 'URG'],
+  [TCP_ECE, 'ECE'],
+  [TCP_CWR, 'CWR'],
+];
+
+// per-conversation TCP state bits
+const ST_FIN_A = 1;
+const ST_FIN_B = 2;
+const ST_RST = 4;
+const ST_SYN_SEQ = 8;
+
+const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6' };
+
+export function protocolName(proto: number): string {
+  return PROTO_NAMES[proto] ?? `ip-${proto}`;
+}
+
+export class ConversationTable {
+  count = 0;
+  /** TCP streams created (the next stream index). */
+  streams = 0;
+  dropped = 0;
+  readonly limit: number;
+
+  /** Result of the last `lookup`: true when the packet went B → A. */
+  reversed = false;
+  /** Set by `lookup` when a TCP SYN reused the tuple of a closed stream. */
+  replacedStream = -1;
+
+  #cap = 0;
+  #heads: Int32Array = new Int32Array(0);
+  #mask = 0;
+  next: Int32Array = new Int32Array(0);
+  hash: Int32Array = new Int32Array(0);
+  proto: Uint8Array = new Uint8Array(0);
+  v6: Uint8Array = new Uint8Array(0);
+  flags: Uint8Array = new Uint8Array(0);
+  state: Uint8Array = new Uint8Array(0);
+  icmpType: Uint8Array = new Uint8Array(0);
+  icmpCode: Uint8Array = new Uint8Array(0);
+  /** 8 words per conversation: A's four, then B's four. */
+  addr: Uint32Array = new Uint32Array(0);
+  aPort: Uint16Array = new Uint16Array(0);
+  bPort: Uint16Array = new Uint16Array(0);
+  synSeq: Uint32Array = new Uint32Array(0);
+  streamIndex: Int32Array = new Int32Array(0);
+  pAB: Float64Array = new Float64Array(0);
+  pBA: Float64Array = new Float64Array(0);
+  bAB: Float64Array = new Float64Array(0);
+  bBA: Float64Array = new Float64Array(0);
+  start: Float64Array = new Float64Array(0);
+  end: Float64Array = new Float64Array(0);
+
+  constructor(limit: number) {
+    this.limit = limit;
+    this.#grow(1024);
+  }
+
+  #grow(cap: number): void {
+    const n = this.count;
+    const g = <T extends { set(a: T): void; subarray(a: number, b: number): T }>(
+      old: T,
+      make: (len: number) => T,
+      width = 1,
+    ): T => {
+      const fresh = make(cap * width);
+      fresh.set(old.subarray(0, n * width));
+      return fresh;
+    };
+    this.next = g(this.next, (l) => new Int32Array(l));
+    this.hash = g(this.hash, (l) => new Int32Array(l));
+    this.proto = g(this.proto, (l) => new Uint8Array(l));
+    this.v6 = g(this.v6, (l) => new Uint8Array(l));
+    this.flags = g(this.flags, (l) => new Uint8Array(l));
+    this.state = g(this.state, (l) => new Uint8Array(l));
+    this.icmpType = g(this.icmpType, (l) => new Uint8Array(l));
+    this.icmpCode = g(this.icmpCode, (l) => new Uint8Array(l));
+    this.addr = g(this.addr, (l) => new Uint32Array(l), 8);
+    this.aPort = g(this.aPort, (l) => new Uint16Array(l));
+    this.bPort = g(this.bPort, (l) => new Uint16Array(l));
+    this.synSeq = g(this.synSeq, (l) => new Uint32Array(l));
+    this.streamIndex = g(this.streamIndex, (l) => new Int32Array(l));
+    this.pAB = g(this.pAB, (l) => new Float64Array(l));
+    this.pBA = g(this.pBA, (l) => new Float64Array(l));
+    this.bAB = g(this.bAB, (l) => new Float64Array(l));
+    this.bBA = g(this.bBA, (l) => new Float64Array(l));
+    this.start = g(this.start, (l) => new Float64Array(l));
+    this.end = g(this.end, (l) => new Float64Array(l));
+    this.#cap = cap;
+    // rehash into a head table of the same size (chains stay short at load factor ≤ 1)
+    this.#heads = new Int32Array(cap).fill(-1);
+    this.#mask = cap - 1;
+    for (let i = 0; i < n; i++) {
+      const b = this.hash[i]! & this.#mask;
+      this.next[i] = this.#heads[b]!;
+      this.#heads[b] = i;
+    }
+  }
+
+  /**
+   * Find or create the conversation for one packet. `s`/`d` are the address words (IPv4:
+   * s3/d3 only). Returns the index, or -1 when the table is full. Sets `reversed`.
+   */
+  lookup(
+    proto: number,
+    isV6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    sport: number,
+    dport: number,
+    tcpFlags: number,
+    seq: number,
+  ): number {
+    const hs = mixEndpoint(s0, s1, s2, s3, sport);
+    const hd = mixEndpoint(d0, d1, d2, d3, dport);
+    const h = Math.imul((hs + hd) ^ (proto * 0x9e3779b1), 0x85ebca6b) ^ isV6;
+    const heads = this.#heads;
+    const addr = this.addr;
+    this.replacedStream = -1;
+    for (let i = heads[h & this.#mask]!; i >= 0; i = this.next[i]!) {
+      if (this.hash[i] !== h || this.proto[i] !== proto || this.v6[i] !== isV6) continue;
+      const o = i * 8;
+      let rev: boolean;
+      if (
+        addr[o + 3] === s3 &&
+        addr[o + 7] === d3 &&
+        this.aPort[i] === sport &&
+        this.bPort[i] === dport &&
+        addr[o] === s0 &&
+        addr[o + 1] === s1 &&
+        addr[o + 2] === s2 &&
+        addr[o + 4] === d0 &&
+        addr[o + 5] === d1 &&
+        addr[o + 6] === d2
+      ) {
+        rev = false;
+      } else if (
+        addr[o + 3] === d3 &&
+        addr[o + 7] === s3 &&
+        this.aPort[i] === dport &&
+        this.bPort[i] === sport &&
+        addr[o] === d0 &&
+        addr[o + 1] === d1 &&
+        addr[o + 2] === d2 &&
+        addr[o + 4] === s0 &&
+        addr[o + 5] === s1 &&
+        addr[o + 6] === s2
+      ) {
+        rev = true;
+      } else {
+        continue;
+      }
+      if (proto === 6 && (tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN) {
+        const st = this.state[i]!;
+        const closed =
+          (st & ST_RST) !== 0 || (st & (ST_FIN_A | ST_FIN_B)) === (ST_FIN_A | ST_FIN_B);
+        const newIsn = !rev && (st & ST_SYN_SEQ) !== 0 && this.synSeq[i] !== seq;
+        if (closed || newIsn) {
+          this.replacedStream = i;
+          break; // a new stream on a reused tuple
+        }
+      }
+      this.reversed = rev;
+      return i;
+    }
+    if (this.count >= this.limit) {
+      this.dropped++;
+      return -1;
+    }
+    if (this.count >= this.#cap) this.#grow(this.#cap * 2);
+    const i = this.count++;
+    const b = h & this.#mask;
+    this.next[i] = this.#heads[b]!;
+    this.#heads[b] = i;
+    this.hash[i] = h;
+    this.proto[i] = proto;
+    this.v6[i] = isV6;
+    this.flags[i] = 0;
+    this.state[i] = 0;
+    const o = i * 8;
+    const a = this.addr;
+    a[o] = s0;
+    a[o + 1] = s1;
+    a[o + 2] = s2;
+    a[o + 3] = s3;
+    a[o + 4] = d0;
+    a[o + 5] = d1;
+    a[o + 6] = d2;
+    a[o + 7] = d3;
+    this.aPort[i] = sport;
+    this.bPort[i] = dport;
+    this.pAB[i] = 0;
+    this.pBA[i] = 0;
+    this.bAB[i] = 0;
+    this.bBA[i] = 0;
+    this.start[i] = Number.NaN;
+    this.end[i] = Number.NaN;
+    this.streamIndex[i] = proto === 6 ? this.streams++ : -1;
+    this.reversed = false;
+    return i;
+  }
+
+  /** Account one packet of `bytes` original length. */
+  count1(i: number, rev: boolean, bytes: number, ts: number, tcpFlags: number, seq: number): void {
+    if (rev) {
+      this.pBA[i]!++;
+      this.bBA[i]! += bytes;
+    } else {
+      this.pAB[i]!++;
+      this.bAB[i]! += bytes;
+    }
+    if (!Number.isNaN(ts)) {
+      if (!(this.start[i]! <= ts)) this.start[i] = ts;
+      if (!(this.end[i]! >= ts)) this.end[i] = ts;
+    }
+    if (this.proto[i] === 6) {
+      this.flags[i]! |= tcpFlags;
+      let st = this.state[i]!;
+      if (tcpFlags & TCP_FIN) st |= rev ? ST_FIN_B : ST_FIN_A;
+      if (tcpFlags & TCP_RST) st |= ST_RST;
+      if ((tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN && !rev && (st & ST_SYN_SEQ) === 0) {
+        st |= ST_SYN_SEQ;
+        this.synSeq[i] = seq;
+      }
+      this.state[i] = st;
+    }
+  }
+
+  isClosed(i: number): boolean {
+    const st = this.state[i]!;
+    return (st & ST_RST) !== 0 || (st & (ST_FIN_A | ST_FIN_B)) === (ST_FIN_A | ST_FIN_B);
+  }
+
+  addrString(i: number, side: 0 | 1): string {
+    const o = i * 8 + side * 4;
+    const a = this.addr;
+    return this.v6[i]
+      ? ipv6ToString(a[o]!, a[o + 1]!, a[o + 2]!, a[o + 3]!)
+      : ipv4ToString(a[o + 3]!);
+  }
+
+  addrBytes(i: number, side: 0 | 1): Uint8Array {
+    const o = i * 8 + side * 4;
+    const a = this.addr;
+    const words = this.v6[i] ? [a[o]!, a[o + 1]!, a[o + 2]!, a[o + 3]!] : [a[o + 3]!];
+    const out = new Uint8Array(words.length * 4);
+    words.forEach((w, k) => {
+      out[k * 4] = w >>> 24;
+      out[k * 4 + 1] = (w >>> 16) & 255;
+      out[k * 4 + 2] = (w >>> 8) & 255;
+      out[k * 4 + 3] = w & 255;
+    });
+    return out;
+  }
+
+  communityId(i: number): string {
+    const proto = this.proto[i]!;
+    const icmp = proto === 1 || proto === 58;
+    return communityId({
+      src: this.addrBytes(i, 0),
+      dst: this.addrBytes(i, 1),
+      proto,
+      sport: icmp ? this.icmpType[i]! : this.aPort[i]!,
+      dport: icmp ? this.icmpCode[i]! : this.bPort[i]!,
+    });
+  }
+
+  toConversation(i: number): Conversation {
+    const proto = this.proto[i]!;
+    const flags = this.flags[i]!;
+    const c: Conversation = {
+      protocol: protocolName(proto),
+      a: { addr: this.addrString(i, 0), port: this.aPort[i]! },
+      b: { addr: this.addrString(i, 1), port: this.bPort[i]! },
+      packetsAtoB: this.pAB[i]!,
+      bytesAtoB: this.bAB[i]!,
+      packetsBtoA: this.pBA[i]!,
+      bytesBtoA: this.bBA[i]!,
+      start: Number.isNaN(this.start[i]!) ? 0 : this.start[i]!,
+      end: Number.isNaN(this.end[i]!) ? 0 : this.end[i]!,
+      tcpFlags: proto === 6 ? FLAG_NAMES.filter(([bit]) => flags & bit).map(([, n]) => n) : [],
+      communityId: this.communityId(i),
+    };
+    if (proto === 6) c.streamIndex = this.streamIndex[i]!;
+    return c;
+  }
+
+  all(): Conversation[] {
+    const out: Conversation[] = new Array(this.count);
+    for (let i = 0; i < this.count; i++) out[i] = this.toConversation(i);
+    return out;
+  }
+
+  topTalkers(n: number): TopTalker[] {
+    const by = new Map<string, TopTalker>();
+    for (let i = 0; i < this.count; i++) {
+      const packets = this.pAB[i]! + this.pBA[i]!;
+      const bytes = this.bAB[i]! + this.bBA[i]!;
+      for (const side of [0, 1] as const) {
+        const addr = this.addrString(i, side);
+        const t = by.get(addr);
+        if (t) {
+          t.packets += packets;
+          t.bytes += bytes;
+        } else {
+          by.set(addr, { addr, packets, bytes });
+        }
+      }
+    }
+    return [...by.values()]
+      .sort((x, y) => y.bytes - x.bytes || y.packets - x.packets || (x.addr < y.addr ? -1 : 1))
+      .slice(0, n);
+  }
+}
+
+function mixEndpoint(w0: number, w1: number, w2: number, w3: number, port: number): number {
+  let h = Math.imul(w3 ^ (port << 16) ^ port, 0xcc9e2d51);
+  h = Math.imul((h << 15) | (h >>> 17), 0x1b873593);
+  h ^= Math.imul(w0 ^ w1 ^ w2, 0x27d4eb2f);
+  return (h ^ (h >>> 13)) | 0;
+}
