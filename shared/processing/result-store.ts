@@ -119,6 +119,7 @@ export async function putResultBytes(
         Body: body,
         ContentLength: body.byteLength,
         ContentType: contentType,
+        ChecksumAlgorithm: 'SHA256',
         ChecksumSHA256: checksum,
         ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
         ...sse(store),
@@ -244,6 +245,7 @@ class PartUploader {
         PartNumber: partNumber,
         Body: body,
         ContentLength: body.byteLength,
+        ChecksumAlgorithm: 'SHA256',
         ChecksumSHA256: digest.toString('base64'),
       }),
     );

@@ -203,15 +203,38 @@ export class HashingSource implements AsyncIterable<Uint8Array> {
   }
 }
 
+/**
+ * The S3 client validates GetObject checksums itself (responseChecksumValidation
+ * WHEN_SUPPORTED) and would throw at the END of a tampered object's stream, after the decoder
+ * read it all, or misread a composite checksum as a full-object one. We hash every byte
+ * ourselves and must finish a tampered file to mark it, so this one request asks S3 for no
+ * checksum and the SDK validates none.
+ */
+function withoutSdkChecksumValidation(command: GetObjectCommand): void {
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      (args.input as { ChecksumMode?: string }).ChecksumMode = undefined;
+      const request = args.request as { headers?: Record<string, string> };
+      if (request?.headers) delete request.headers['x-amz-checksum-mode'];
+      return next(args);
+    },
+    { step: 'build', name: 'taplineOwnChecksumValidation', override: true },
+  );
+}
+
 /** GetObject on the pinned version; the body as an async iterable of chunks. */
 export async function openSourceBody(
   s3: S3Client,
   info: SourceObjectInfo,
 ): Promise<AsyncIterable<Uint8Array>> {
   try {
-    const out = await s3.send(
-      new GetObjectCommand({ Bucket: info.bucket, Key: info.key, VersionId: info.versionId }),
-    );
+    const command = new GetObjectCommand({
+      Bucket: info.bucket,
+      Key: info.key,
+      VersionId: info.versionId,
+    });
+    withoutSdkChecksumValidation(command);
+    const out = await s3.send(command);
     const body = out.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
     if (!body || typeof body[Symbol.asyncIterator] !== 'function') {
       throw new Error('GetObject returned no readable body');

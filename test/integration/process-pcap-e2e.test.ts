@@ -1,0 +1,340 @@
+/**
+ * End to end on moto: a pcap uploaded like the host does it → S3 event in SQS (delivered by
+ * moto) → the exported Lambda handler → results in the bucket and notifications on the topic.
+ */
+
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { SQSBatchResponse } from 'aws-lambda';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  captureId,
+  corpusFile,
+  createProcessingStack,
+  deleteMessages,
+  getJson,
+  getJsonLines,
+  hostUpload,
+  INSTANCE,
+  lambdaContext,
+  messageFor,
+  type ProcessingStack,
+  published,
+  receiveUntil,
+  sqsEvent,
+  versionsUnder,
+} from '../fixtures/processing/stack.ts';
+import { motoClients, motoEndpoint } from '../support/aws.ts';
+
+/** tshark -r tls_handshake.pcap -Y tls.handshake.type==1 -T fields -e tls.handshake.extensions_server_name */
+const TLS_HANDSHAKE_SNI = ['bawmashbij', 'ssl.gstatic.com', 'www.gstatic.com'];
+
+let stack: ProcessingStack;
+let handler: (event: unknown, context: unknown) => Promise<SQSBatchResponse>;
+
+beforeAll(async () => {
+  stack = await createProcessingStack(motoClients());
+  // The handler reads its configuration from the environment once, as in Lambda.
+  Object.assign(process.env, {
+    STAGE: 'test',
+    AWS_REGION: 'us-east-1',
+    TAPLINE_AWS_ENDPOINT: motoEndpoint(),
+    EVIDENCE_BUCKET: stack.bucket,
+    EVIDENCE_KEY_ID: stack.keyAlias,
+    CAPTURE_DOCUMENT_NAME: 'TaplineCapture-test',
+    NOTIFICATION_TOPIC: stack.topicName,
+    CARVE_MODE: 'off',
+  });
+  ({ handler } = (await import('../../functions/process-pcap.ts')) as any);
+});
+
+/** Receives the S3 event for `key` (ignoring others), as Lambda's poller would. */
+async function eventMessageFor(key: string, versionId?: string) {
+  const messages = await receiveUntil(
+    stack,
+    stack.queueUrl,
+    (m) => !!messageFor(m, key, versionId),
+  );
+  const message = messageFor(messages, key, versionId);
+  expect(message, `S3 event for ${key}`).toBeDefined();
+  return message!;
+}
+
+function completionKey(cap: string, file: string, versionId: string) {
+  return `results/${cap}/${INSTANCE}/${file}/${versionId}/summary.json`;
+}
+
+describe('process-pcap on moto, end to end', () => {
+  it('ignores the s3:TestEvent moto sends when the notification is configured', async () => {
+    const messages = await receiveUntil(stack, stack.queueUrl, (m) =>
+      m.some((x) => x.Body?.includes('s3:TestEvent')),
+    );
+    const test = messages.filter((m) => m.Body?.includes('s3:TestEvent'));
+    expect(test).toHaveLength(1);
+    const response = await handler(sqsEvent(stack, test), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+    expect((await versionsUnder(stack, 'results/')).size).toBe(0);
+    await deleteMessages(stack, stack.queueUrl, messages);
+  });
+
+  it('turns an uploaded pcap into verified results, keyed by its version, and publishes it', async () => {
+    const cap = captureId();
+    const file = 'ring 000+dns.pcap';
+    const key = `pcaps/${cap}/${INSTANCE}/${file}`;
+    const upload = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'));
+    const message = await eventMessageFor(key);
+    expect(message.Body).toContain('ring+000%2Bdns.pcap');
+
+    const response = await handler(sqsEvent(stack, [message]), lambdaContext());
+    expect(response.batchItemFailures).toEqual([]);
+
+    const record = await getJson(stack, completionKey(cap, file, upload.versionId));
+    expect(record).toMatchObject({
+      status: 'complete',
+      source: { bucket: stack.bucket, key, versionId: upload.versionId, size: upload.bytes.length },
+      integrity: {
+        verdict: 'verified',
+        sha256: upload.sha256,
+        host: { status: 'match' },
+        s3: { status: 'match', kind: 'FULL_OBJECT' },
+        manifest: { status: 'not-listed' },
+      },
+    });
+    expect(record.summary).toMatchObject({
+      capture_id: cap,
+      instance_id: INSTANCE,
+      file,
+      version_id: upload.versionId,
+      format: 'pcap',
+      link_types: [1],
+      packets: 464,
+      decode_status: 'ok',
+      integrity_verdict: 'verified',
+      manifest_status: 'absent',
+      kernel_drops: null,
+      host_time_start: 1795423200.25,
+      lookback: false,
+    });
+    const day = `${cap.slice(4, 8)}-${cap.slice(8, 10)}-${cap.slice(10, 12)}`;
+    const partition = `dt=${day}/capture=${cap}/instance=${INSTANCE}/file=${file}/version=${upload.versionId}/`;
+    expect(record.tables.dns.key).toBe(`results/tables/dns/${partition}dns.jsonl.gz`);
+    const summaryLine = await getJson(stack, record.tables.summary.key);
+    expect(summaryLine).toEqual(record.summary);
+    const dns = await getJsonLines(stack, record.tables.dns.key);
+    expect(dns.length).toBe(record.summary.dns_records);
+    expect(dns.length).toBeGreaterThan(400);
+    expect(dns[0]).toMatchObject({ capture_id: cap, file, transport: 'udp' });
+    const conversations = await getJsonLines(stack, record.tables.conversations.key);
+    expect(conversations.length).toBe(record.summary.conversations);
+    expect(conversations.reduce((n, c) => n + c.packets, 0)).toBe(464);
+    for (const c of conversations) expect(c.community_id).toMatch(/^1:[A-Za-z0-9+/]{27}=$/);
+
+    const events = await published(stack);
+    const processed = events.find((e) => e.type === 'Pcap Processed' && e.key === key);
+    expect(processed).toMatchObject({
+      integrity: 'verified',
+      packets: 464,
+      versionId: upload.versionId,
+    });
+    expect(events.some((e) => e.type === 'Pcap Integrity Failed')).toBe(false);
+    await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
+  it('yields exactly one result set when the same record is delivered 1 to 5 times', async () => {
+    const cap = captureId();
+    const file = 'tls.pcap';
+    const key = `pcaps/${cap}/${INSTANCE}/${file}`;
+    const upload = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
+    const message = await eventMessageFor(key);
+    const prefix = `results/${cap}/`;
+    // 1st delivery: a batch with the record twice; then three separate re-deliveries.
+    const again = { ...message, MessageId: `${message.MessageId}-redelivered` };
+    expect(
+      (await handler(sqsEvent(stack, [message, again]), lambdaContext())).batchItemFailures,
+    ).toEqual([]);
+    for (let i = 0; i < 3; i++) {
+      expect(
+        (await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures,
+      ).toEqual([]);
+    }
+    const home = await versionsUnder(stack, prefix);
+    expect([...home.values()]).toEqual([1]);
+    const tables = await versionsUnder(stack, 'results/tables/');
+    const ours = [...tables.entries()].filter(([k]) => k.includes(`capture=${cap}/`));
+    expect(ours.map(([k]) => k.split('/')[2]).sort()).toEqual([
+      'conversations',
+      'dns',
+      'http',
+      'port_zero',
+      'summary',
+      'tls',
+    ]);
+    for (const [k, n] of ours) expect(n, k).toBe(1);
+    const record = await getJson(stack, completionKey(cap, file, upload.versionId));
+    const tls = await getJsonLines(stack, record.tables.tls.key);
+    expect(tls.map((t) => t.sni)).toEqual(TLS_HANDSHAKE_SNI);
+    const events = (await published(stack)).filter((e) => e.key === key);
+    expect(events.filter((e) => e.type === 'Pcap Processed')).toHaveLength(1);
+    await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
+  it('marks and announces a pcap whose host hash does not match its bytes, and still processes it', async () => {
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/tampered.pcap`;
+    const upload = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'), {
+      hostHash: 'f'.repeat(64),
+    });
+    const message = await eventMessageFor(key);
+    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
+      [],
+    );
+    const record = await getJson(stack, completionKey(cap, 'tampered.pcap', upload.versionId));
+    expect(record.integrity).toMatchObject({
+      verdict: 'mismatch',
+      host: { status: 'mismatch', expected: 'f'.repeat(64) },
+      s3: { status: 'match' },
+    });
+    expect(record.summary.packets).toBe(44);
+    const events = (await published(stack, 2)).filter((e) => e.key === key);
+    expect(events.find((e) => e.type === 'Pcap Integrity Failed')).toMatchObject({
+      verdict: 'mismatch',
+      sha256: upload.sha256,
+      versionId: upload.versionId,
+    });
+    expect(events.find((e) => e.type === 'Pcap Processed')).toMatchObject({
+      integrity: 'mismatch',
+    });
+    await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
+  it('catches bytes overwritten as a new version that carries the old hash and checksum', async () => {
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/overwritten.pcap`;
+    const original = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
+    const first = await eventMessageFor(key);
+    expect((await handler(sqsEvent(stack, [first]), lambdaContext())).batchItemFailures).toEqual(
+      [],
+    );
+    await deleteMessages(stack, stack.queueUrl, [first]);
+    const forged = await corpusFile('dns_packets.pcap');
+    const out = await stack.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: stack.bucket,
+        Key: key,
+        Body: forged,
+        // moto stores a checksum without verifying it, as a forged upload would claim one.
+        ChecksumAlgorithm: 'SHA256',
+        ChecksumSHA256: Buffer.from(original.sha256, 'hex').toString('base64'),
+        Metadata: { sha256: original.sha256 },
+      }),
+    );
+    // moto's events carry no versionId (real S3's do): the job then reads the latest version.
+    const second = await eventMessageFor(key);
+    expect((await handler(sqsEvent(stack, [second]), lambdaContext())).batchItemFailures).toEqual(
+      [],
+    );
+    const before = await getJson(stack, completionKey(cap, 'overwritten.pcap', original.versionId));
+    expect(before.integrity.verdict).toBe('verified');
+    const after = await getJson(stack, completionKey(cap, 'overwritten.pcap', out.VersionId!));
+    expect(after.integrity).toMatchObject({
+      verdict: 'mismatch',
+      host: { status: 'mismatch', expected: original.sha256 },
+      s3: { status: 'mismatch' },
+    });
+    expect(after.summary.packets).toBe(464);
+    const events = (await published(stack, 3)).filter((e) => e.key === key);
+    expect(
+      events.some((e) => e.type === 'Pcap Integrity Failed' && e.versionId === out.VersionId),
+    ).toBe(true);
+    expect(
+      events.some((e) => e.type === 'Pcap Integrity Failed' && e.versionId === original.versionId),
+    ).toBe(false);
+    await deleteMessages(stack, stack.queueUrl, [second]);
+  });
+
+  it('records a pcap without any hash as unverified, and says so loudly', async () => {
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/nohash.pcap`;
+    const upload = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'), {
+      hostHash: null,
+      checksum: null,
+    });
+    const message = await eventMessageFor(key);
+    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
+      [],
+    );
+    const record = await getJson(stack, completionKey(cap, 'nohash.pcap', upload.versionId));
+    expect(record.integrity).toMatchObject({
+      verdict: 'unverified',
+      host: { status: 'missing' },
+      s3: { status: 'missing' },
+    });
+    const events = (await published(stack, 2)).filter((e) => e.key === key);
+    expect(events.find((e) => e.type === 'Pcap Integrity Failed')).toMatchObject({
+      verdict: 'unverified',
+    });
+    await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
+  it('fails only the malformed record of a batch', async () => {
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/good.pcap`;
+    const upload = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
+    const good = await eventMessageFor(key);
+    const bad = { ...good, MessageId: 'not-an-s3-event', Body: '{"hello": "world"}' };
+    const body = JSON.parse(good.Body!);
+    body.Records[0].s3.object.key = `pcaps/${cap}/not-an-instance/x.pcap`;
+    const badKey = { ...good, MessageId: 'unexpected-key', Body: JSON.stringify(body) };
+    const response = await handler(sqsEvent(stack, [bad, good, badKey]), lambdaContext());
+    expect(response.batchItemFailures.map((f) => f.itemIdentifier).sort()).toEqual([
+      'not-an-s3-event',
+      'unexpected-key',
+    ]);
+    const record = await getJson(stack, completionKey(cap, 'good.pcap', upload.versionId));
+    expect(record.integrity.verdict).toBe('verified');
+    await published(stack);
+    await deleteMessages(stack, stack.queueUrl, [good]);
+  });
+
+  it('reads kernel drops and the host record from the capture manifest', async () => {
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/listed.pcap`;
+    const bytes = await corpusFile('tls_handshake.pcap');
+    const upload = await hostUpload(stack, key, bytes);
+    await stack.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: stack.bucket,
+        Key: `captures/${cap}/manifest.json`,
+        Body: JSON.stringify({
+          version: 1,
+          captureId: cap,
+          state: 'running',
+          hosts: {
+            [INSTANCE]: {
+              status: 'uploading',
+              files: [
+                { key, versionId: upload.versionId, sha256: upload.sha256, size: bytes.length },
+              ],
+              packetsCaptured: 1000,
+              packetsDroppedByKernel: 17,
+              errors: [],
+            },
+          },
+        }),
+      }),
+    );
+    const message = await eventMessageFor(key);
+    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
+      [],
+    );
+    const record = await getJson(stack, completionKey(cap, 'listed.pcap', upload.versionId));
+    expect(record.summary).toMatchObject({
+      manifest_status: 'read',
+      kernel_drops: 17,
+      host_packets_captured: 1000,
+      integrity_verdict: 'verified',
+    });
+    expect(record.integrity.manifest).toEqual({ status: 'match', expected: upload.sha256 });
+    await published(stack);
+    await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+});
