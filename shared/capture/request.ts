@@ -29,7 +29,8 @@ const cidr = z.string().refine((v) => {
 
 export const targetSelectorSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('instances'), instanceIds: z.array(instanceId).min(1).max(50) }),
-  z.object({ kind: z.literal('tag'), key: tagPart, value: tagPart }),
+  /** key/value default to config CAPTURE_TAG (tapline:capture=true). */
+  z.object({ kind: z.literal('tag'), key: tagPart.optional(), value: tagPart.optional() }),
   z.object({
     kind: z.literal('eni'),
     eniId: z.string().regex(/^eni-[0-9a-f]{8,17}$/, 'must look like eni-0123456789abcdef0'),

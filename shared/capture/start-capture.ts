@@ -1,0 +1,573 @@
+import { createHash } from 'node:crypto';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { DescribeDocumentCommand, SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import type { STSClient } from '@aws-sdk/client-sts';
+import { resolveKeyArn, resolveTopicArn } from '../aws/resolve.ts';
+import type { TaplineConfig } from '../config.ts';
+import { type CaptureRefusal, isTaplineError } from '../errors.ts';
+import {
+  acquireLease,
+  cooldownKey,
+  type Lease,
+  lockKey,
+  releaseLease,
+  spendBudget,
+} from '../evidence/guards.ts';
+import {
+  type CaptureManifest,
+  createManifest,
+  type ManifestHost,
+  manifestKey,
+  overallState,
+  updateManifest,
+} from '../evidence/manifest.ts';
+import type { EvidenceStore } from '../evidence/store.ts';
+import { publishEvent, type TaplineEventType } from '../notify/publish.ts';
+import type { CoreLogger } from '../observability.ts';
+import { checkSsmOnline } from '../targets/online.ts';
+import { type ResolvedTarget, resolveTargets } from '../targets/resolve.ts';
+import { captureDocumentParameters } from './document-parameters.ts';
+import { filterToBpf } from './filter.ts';
+import { newCaptureId } from './ids.ts';
+import { type CaptureRequest, type CaptureRequestInput, parseCaptureRequest } from './request.ts';
+
+/** Extra refusal reasons beyond the shared CaptureRefusal set. */
+export type RefusalReason =
+  | CaptureRefusal
+  | 'not-found'
+  | 'not-running'
+  | 'no-target'
+  | 'not-allowed'
+  | 'send-failed';
+
+export interface Refusal {
+  instanceId?: string | undefined;
+  reason: RefusalReason;
+  message: string;
+  details?: Record<string, unknown> | undefined;
+}
+
+export interface StartedHost {
+  instanceId: string;
+  why: string;
+  commandId: string;
+}
+
+export interface CaptureOutcome {
+  captureId: string;
+  state: CaptureManifest['state'];
+  started: StartedHost[];
+  refused: Refusal[];
+  manifestKey: string;
+  durationSeconds: number;
+  /** When each started host should have reported (timed out after that). */
+  deadline?: string | undefined;
+  /** Set when the SSM online status could not be determined (reported, not fatal). */
+  ssmAvailabilityUnknown?: string | undefined;
+}
+
+export interface CaptureClients {
+  s3: S3Client;
+  ssm: SSMClient;
+  ec2: EC2Client;
+  kms: KMSClient;
+  sts: STSClient;
+  sns: SNSClient;
+  eventBridge: EventBridgeClient;
+}
+
+export interface CaptureDeps {
+  clients: CaptureClients;
+  config: TaplineConfig;
+  logger: CoreLogger;
+  now?: () => Date;
+  newId?: (now: Date) => string;
+  /** The verified identity of the caller (Lambda invoker ARN, CLI STS ARN), for the manifest. */
+  invokedBy?: string | undefined;
+  /** Lab only: the S3 endpoint the host script should use (document parameter EndpointUrl). */
+  hostS3Endpoint?: string | undefined;
+  /** Lab only: the host work directory (document parameter WorkDir). */
+  hostWorkDir?: string | undefined;
+  /** Rolling capture only: ceiling that replaces MAX_DURATION_SECONDS (operator-configured). */
+  durationCeiling?: number | undefined;
+  /** Rolling capture only: scheduled captures do not spend the hourly budget. */
+  budgetExempt?: boolean | undefined;
+  /** Rolling capture only: may take over a live lock held by a capture of this source ending soon. */
+  takeOverEndingWithinSeconds?: number | undefined;
+}
+
+/** Seconds after a capture's planned end by which its host must have reported. */
+export const REPORT_GRACE_SECONDS = 900;
+/** SSM delivery timeout: a host that does not pick the command up within this fails fast. */
+export const DELIVERY_TIMEOUT_SECONDS = 600;
+
+export async function notifyDeps(deps: CaptureDeps) {
+  return {
+    eventBridge: deps.clients.eventBridge,
+    sns: deps.clients.sns,
+    eventBusName: deps.config.EVENT_BUS_NAME,
+    topicArn: await resolveTopicArn(
+      deps.clients.sts,
+      deps.config.AWS_REGION,
+      deps.config.NOTIFICATION_TOPIC,
+    ),
+    logger: deps.logger,
+  };
+}
+
+export async function evidenceStore(deps: {
+  clients: Pick<CaptureClients, 's3' | 'kms'>;
+  config: TaplineConfig;
+}): Promise<EvidenceStore> {
+  return {
+    s3: deps.clients.s3,
+    bucket: deps.config.EVIDENCE_BUCKET,
+    keyArn: await resolveKeyArn(deps.clients.kms, deps.config.EVIDENCE_KEY_ID),
+  };
+}
+
+async function publish(
+  deps: CaptureDeps,
+  type: TaplineEventType,
+  detail: Record<string, unknown>,
+): Promise<void> {
+  try {
+    await publishEvent(await notifyDeps(deps), type, detail);
+  } catch (error) {
+    // Topic resolution failed: logged loudly, never lose the capture over a notification.
+    deps.logger.error('notification failed', { type, error: String(error) });
+  }
+}
+
+function fingerprintOf(request: CaptureRequest): string | undefined {
+  return request.fingerprint ?? request.finding?.fingerprint;
+}
+
+function redactRequest(request: CaptureRequest): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(request)) as Record<string, unknown>;
+}
+
+/**
+ * The capture core: validate, resolve targets, apply guards, write the manifest, send the SSM
+ * command (≤ 50 instances per call), publish. Invalid requests throw (InvalidCaptureRequestError,
+ * InvalidFilterError) and start nothing; every refusal (kill switch, limits, no target, host
+ * offline, lock, cooldown, budget) is logged, returned, written to the manifest and published.
+ */
+export async function startCapture(
+  input: CaptureRequest | CaptureRequestInput,
+  deps: CaptureDeps,
+): Promise<CaptureOutcome> {
+  const request = parseCaptureRequest(input);
+  const now = deps.now ?? (() => new Date());
+  const startedAt = now();
+  const captureId = (deps.newId ?? newCaptureId)(startedAt);
+  const config = deps.config;
+  const logger = deps.logger;
+  const durationSeconds = request.durationSeconds ?? config.DEFAULT_DURATION_SECONDS;
+  const maxMegabytes = request.maxMegabytes ?? config.MAX_CAPTURE_MEGABYTES;
+  const bpf = filterToBpf(request.filter);
+  const requestedBy = request.requestedBy ?? deps.invokedBy ?? 'unknown';
+  const fingerprint = fingerprintOf(request);
+  const store = await evidenceStore(deps);
+  const refused: Refusal[] = [];
+  const history: CaptureManifest['history'] = [
+    { at: startedAt.toISOString(), event: 'requested', source: request.source, requestedBy },
+  ];
+
+  const manifest: CaptureManifest = {
+    version: 1,
+    captureId,
+    state: 'pending',
+    createdAt: startedAt.toISOString(),
+    updatedAt: startedAt.toISOString(),
+    request: redactRequest(request),
+    requestedBy,
+    invokedBy: deps.invokedBy,
+    source: request.source,
+    reason: request.reason,
+    ticket: request.ticket,
+    finding: request.finding,
+    fingerprint,
+    limits: { durationSeconds, maxMegabytes, bpf },
+    targets: [],
+    refused,
+    ssm: { commandIds: [], documentName: config.CAPTURE_DOCUMENT_NAME },
+    hosts: {},
+    history,
+  };
+
+  const refuseAll = async (refusal: Refusal): Promise<CaptureOutcome> => {
+    refused.push(refusal);
+    logger.warn('capture refused', { captureId, ...refusal });
+    manifest.state = 'refused';
+    history.push({ at: now().toISOString(), event: 'refused', reason: refusal.reason });
+    await createManifest(store, manifest);
+    await publish(deps, 'Capture Refused', {
+      captureId,
+      reason: refusal.reason,
+      message: refusal.message,
+      requestedBy,
+      invokedBy: deps.invokedBy,
+      source: request.source,
+    });
+    return {
+      captureId,
+      state: 'refused',
+      started: [],
+      refused,
+      manifestKey: manifestKey(captureId),
+      durationSeconds,
+    };
+  };
+
+  // 1. Kill switch, allow-list and limits: nothing is resolved or locked when these refuse.
+  if (!config.CAPTURES_ENABLED) {
+    return refuseAll({
+      reason: 'kill-switch',
+      message: 'captures are disabled (CAPTURES_ENABLED=false): no new capture is started',
+    });
+  }
+  if (config.ALLOWED_REQUESTERS && config.ALLOWED_REQUESTERS.length > 0) {
+    const who = deps.invokedBy ?? '';
+    if (
+      !config.ALLOWED_REQUESTERS.some((allowed) => who === allowed || who.startsWith(`${allowed}/`))
+    ) {
+      return refuseAll({
+        reason: 'not-allowed',
+        message: `the caller ${who || '(unknown)'} is not in ALLOWED_REQUESTERS`,
+      });
+    }
+  }
+  const ceiling = deps.durationCeiling ?? config.MAX_DURATION_SECONDS;
+  if (durationSeconds > ceiling) {
+    return refuseAll({
+      reason: 'duration-limit',
+      message: `durationSeconds ${durationSeconds} is above the maximum ${ceiling}`,
+      details: { durationSeconds, max: ceiling },
+    });
+  }
+  if (maxMegabytes > config.MAX_CAPTURE_MEGABYTES) {
+    return refuseAll({
+      reason: 'bytes-limit',
+      message: `maxMegabytes ${maxMegabytes} is above the maximum ${config.MAX_CAPTURE_MEGABYTES}`,
+      details: { maxMegabytes, max: config.MAX_CAPTURE_MEGABYTES },
+    });
+  }
+
+  // 2. Targets.
+  let targets: ResolvedTarget[];
+  try {
+    const resolution = await resolveTargets(request.targets, {
+      ec2: deps.clients.ec2,
+      captureTag: config.CAPTURE_TAG,
+      sensorTag: config.SENSOR_TAG,
+      logger,
+    });
+    targets = resolution.targets;
+    for (const s of resolution.skipped) {
+      refused.push({ instanceId: s.instanceId, reason: s.reason, message: s.detail });
+    }
+  } catch (error) {
+    if (isTaplineError(error) && error.code === 'NO_CAPTURE_TARGET') {
+      return refuseAll({ reason: 'no-target', message: error.message, details: error.details });
+    }
+    throw error;
+  }
+  manifest.targets = targets.map((t) => ({ instanceId: t.instanceId, why: t.why, via: t.via }));
+  history.push({
+    at: now().toISOString(),
+    event: 'targets-resolved',
+    targets: targets.map((t) => t.instanceId),
+  });
+
+  // 3. SSM availability (unknown is reported, not fatal).
+  const online = await checkSsmOnline(
+    deps.clients.ssm,
+    targets.map((t) => t.instanceId),
+    logger,
+  );
+  const available: ResolvedTarget[] = [];
+  for (const target of targets) {
+    if (online.status[target.instanceId] === 'offline') {
+      refused.push({
+        instanceId: target.instanceId,
+        reason: 'host-offline',
+        message: `${target.instanceId} is not an online SSM managed instance`,
+      });
+    } else {
+      available.push(target);
+    }
+  }
+
+  // 4. Guards per host: lock, then cooldown, then budget; later failures roll back earlier ones.
+  const endsAt = new Date(startedAt.getTime() + durationSeconds * 1000);
+  const deadline = new Date(
+    endsAt.getTime() + Math.min(REPORT_GRACE_SECONDS, config.LOCK_TTL_SECONDS) * 1000,
+  );
+  const lockExpiry = new Date(endsAt.getTime() + config.LOCK_TTL_SECONDS * 1000);
+  const takeOverWindow = deps.takeOverEndingWithinSeconds;
+  const guarded = await Promise.all(
+    available.map(async (target): Promise<ResolvedTarget | undefined> => {
+      const id = target.instanceId;
+      const lock: Lease = {
+        kind: 'lock',
+        state: 'held',
+        captureId,
+        instanceId: id,
+        createdAt: startedAt.toISOString(),
+        expiresAt: lockExpiry.toISOString(),
+        deadline: deadline.toISOString(),
+        source: request.source,
+        endsAt: endsAt.toISOString(),
+      };
+      const locked = await acquireLease(
+        store,
+        lockKey(id),
+        lock,
+        startedAt,
+        (holder) =>
+          takeOverWindow !== undefined &&
+          holder.source === request.source &&
+          holder.endsAt !== undefined &&
+          Date.parse(holder.endsAt) - startedAt.getTime() <= takeOverWindow * 1000,
+      );
+      if (!locked.acquired) {
+        refused.push({
+          instanceId: id,
+          reason: 'host-busy',
+          message: `${id} is already capturing (${locked.holder?.captureId ?? 'unknown capture'} until ${locked.holder?.endsAt ?? locked.holder?.expiresAt ?? '?'})`,
+          details: { holder: locked.holder?.captureId },
+        });
+        return undefined;
+      }
+      if (fingerprint && config.COOLDOWN_SECONDS > 0) {
+        const cooldown: Lease = {
+          kind: 'cooldown',
+          state: 'held',
+          captureId,
+          instanceId: id,
+          fingerprint,
+          createdAt: startedAt.toISOString(),
+          expiresAt: new Date(startedAt.getTime() + config.COOLDOWN_SECONDS * 1000).toISOString(),
+        };
+        const cooled = await acquireLease(store, cooldownKey(fingerprint, id), cooldown, startedAt);
+        if (!cooled.acquired) {
+          await releaseLease(store, lockKey(id), captureId, now(), 'cooldown refused the capture');
+          refused.push({
+            instanceId: id,
+            reason: 'cooldown',
+            message: `${fingerprint} already started a capture on ${id} (${cooled.holder?.captureId ?? '?'}); next allowed after ${cooled.holder?.expiresAt ?? '?'}`,
+            details: { holder: cooled.holder?.captureId },
+          });
+          return undefined;
+        }
+      }
+      if (!deps.budgetExempt) {
+        const slot = await spendBudget(
+          store,
+          config.HOURLY_CAPTURE_BUDGET,
+          { captureId, instanceId: id, at: startedAt.toISOString() },
+          startedAt,
+        );
+        if (slot === undefined) {
+          await releaseLease(store, lockKey(id), captureId, now(), 'budget refused the capture');
+          if (fingerprint && config.COOLDOWN_SECONDS > 0) {
+            await releaseLease(store, cooldownKey(fingerprint, id), captureId, now(), 'budget');
+          }
+          refused.push({
+            instanceId: id,
+            reason: 'budget',
+            message: `the hourly capture budget (${config.HOURLY_CAPTURE_BUDGET}) is spent`,
+          });
+          return undefined;
+        }
+      }
+      return target;
+    }),
+  );
+  const cleared = guarded.filter((t): t is ResolvedTarget => t !== undefined);
+  for (const r of refused) logger.warn('capture refused for a host', { captureId, ...r });
+
+  for (const target of targets) {
+    const refusal = refused.find((r) => r.instanceId === target.instanceId);
+    manifest.hosts[target.instanceId] = {
+      status: refusal ? 'refused' : 'pending',
+      why: target.why,
+      ssmAvailability: online.status[target.instanceId],
+      deadline: refusal ? undefined : deadline.toISOString(),
+      files: [],
+      errors: refusal ? [`${refusal.reason}: ${refusal.message}`] : [],
+    } satisfies ManifestHost;
+  }
+  if (online.unknownBecause) {
+    history.push({
+      at: now().toISOString(),
+      event: 'ssm-status-unknown',
+      because: online.unknownBecause,
+    });
+  }
+  if (cleared.length === 0) {
+    manifest.state = 'refused';
+    history.push({
+      at: now().toISOString(),
+      event: 'refused',
+      reasons: refused.map((r) => r.reason),
+    });
+    await createManifest(store, manifest);
+    await publish(deps, 'Capture Refused', {
+      captureId,
+      refused,
+      requestedBy,
+      invokedBy: deps.invokedBy,
+      source: request.source,
+    });
+    return {
+      captureId,
+      state: 'refused',
+      started: [],
+      refused,
+      manifestKey: manifestKey(captureId),
+      durationSeconds,
+      ssmAvailabilityUnknown: online.unknownBecause,
+    };
+  }
+
+  // 5. Manifest first (custody records the intent before anything runs), then SSM.
+  const documentVersion = await deps.clients.ssm
+    .send(new DescribeDocumentCommand({ Name: config.CAPTURE_DOCUMENT_NAME }))
+    .then((d) => d.Document?.DefaultVersion ?? d.Document?.DocumentVersion)
+    .catch((error) => {
+      logger.warn('DescribeDocument failed; sending $DEFAULT', { error: String(error) });
+      return undefined;
+    });
+  const parameters = captureDocumentParameters({
+    captureId,
+    request,
+    bpf,
+    durationSeconds,
+    maxMegabytes,
+    bucket: config.EVIDENCE_BUCKET,
+    keyArn: store.keyArn,
+    region: config.AWS_REGION,
+    minFreeMegabytes: config.MIN_FREE_MEGABYTES,
+    hostS3Endpoint: deps.hostS3Endpoint,
+    hostWorkDir: deps.hostWorkDir,
+  });
+  manifest.ssm.documentVersion = documentVersion;
+  manifest.ssm.parameters = Object.fromEntries(
+    Object.entries(parameters).map(([k, v]) => [k, v[0]!]),
+  );
+  history.push({
+    at: now().toISOString(),
+    event: 'guards-passed',
+    hosts: cleared.map((t) => t.instanceId),
+  });
+  await createManifest(store, manifest);
+
+  const started: StartedHost[] = [];
+  const comment = `Tapline ${captureId}: ${request.reason}`.slice(0, 100);
+  for (let i = 0; i < cleared.length; i += 50) {
+    const batch = cleared.slice(i, i + 50);
+    const ids = batch.map((t) => t.instanceId);
+    try {
+      const out = await deps.clients.ssm.send(
+        new SendCommandCommand({
+          DocumentName: config.CAPTURE_DOCUMENT_NAME,
+          ...(documentVersion ? { DocumentVersion: documentVersion } : {}),
+          InstanceIds: ids,
+          Parameters: parameters,
+          Comment: comment,
+          TimeoutSeconds: DELIVERY_TIMEOUT_SECONDS,
+          MaxConcurrency: '100%',
+          MaxErrors: '100%',
+        }),
+      );
+      const commandId = out.Command?.CommandId;
+      if (!commandId) throw new Error('SendCommand returned no CommandId');
+      for (const t of batch) started.push({ instanceId: t.instanceId, why: t.why, commandId });
+    } catch (error) {
+      logger.error('SendCommand failed', { captureId, instances: ids, error: String(error) });
+      for (const t of batch) {
+        refused.push({
+          instanceId: t.instanceId,
+          reason: 'send-failed',
+          message: `SendCommand failed: ${String(error).slice(0, 300)}`,
+        });
+        await releaseLease(store, lockKey(t.instanceId), captureId, now(), 'SendCommand failed');
+      }
+    }
+  }
+
+  const commandIds = [...new Set(started.map((s) => s.commandId))];
+  const written = await updateManifest(store, captureId, now, (m) => {
+    m.ssm.commandId = commandIds[0];
+    m.ssm.commandIds = commandIds;
+    m.refused = refused;
+    for (const s of started) {
+      const host = m.hosts[s.instanceId]!;
+      host.status = 'running';
+      host.commandId = s.commandId;
+      host.startedAt = startedAt.toISOString();
+    }
+    for (const r of refused) {
+      const host = r.instanceId ? m.hosts[r.instanceId] : undefined;
+      if (host && host.status === 'pending') {
+        host.status = 'failed';
+        host.errors.push(`${r.reason}: ${r.message}`);
+      }
+    }
+    m.state = started.length > 0 ? 'running' : overallState(m);
+    m.history.push({ at: now().toISOString(), event: 'command-sent', commandIds });
+    return m;
+  });
+
+  logger.info('capture started', {
+    captureId,
+    started: started.map((s) => s.instanceId),
+    refused: refused.length,
+  });
+  if (started.length > 0) {
+    await publish(deps, 'Capture Started', {
+      captureId,
+      hosts: started,
+      requestedBy,
+      invokedBy: deps.invokedBy,
+      reason: request.reason,
+      source: request.source,
+      durationSeconds,
+      filter: bpf,
+      documentName: config.CAPTURE_DOCUMENT_NAME,
+      documentVersion,
+      commandIds,
+    });
+  }
+  if (refused.length > 0) {
+    await publish(deps, 'Capture Refused', {
+      captureId,
+      refused,
+      requestedBy,
+      invokedBy: deps.invokedBy,
+      source: request.source,
+      partial: started.length > 0,
+    });
+  }
+  return {
+    captureId,
+    state: written?.state ?? (started.length > 0 ? 'running' : 'failed'),
+    started,
+    refused,
+    manifestKey: manifestKey(captureId),
+    durationSeconds,
+    deadline: started.length > 0 ? deadline.toISOString() : undefined,
+    ssmAvailabilityUnknown: online.unknownBecause,
+  };
+}
+
+/** Stable short digest, e.g. for a fingerprint in logs. */
+export function shortDigest(value: string): string {
+  return createHash('sha256').update(value).digest('hex').slice(0, 12);
+}

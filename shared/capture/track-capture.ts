@@ -1,0 +1,381 @@
+import { HeadObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { GetCommandInvocationCommand } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import { MalformedEventError } from '../errors.ts';
+import { heldLocks, lockKey, releaseLease } from '../evidence/guards.ts';
+import {
+  type CaptureManifest,
+  type HostStatus,
+  type ManifestFile,
+  overallState,
+  TERMINAL_HOST_STATUSES,
+  updateManifest,
+} from '../evidence/manifest.ts';
+import type { EvidenceStore } from '../evidence/store.ts';
+import { publishEvent } from '../notify/publish.ts';
+import { type HostReport, parseHostReport } from './host-report.ts';
+import { CAPTURE_ID_PATTERN } from './ids.ts';
+import { type CaptureDeps, evidenceStore, notifyDeps } from './start-capture.ts';
+
+/**
+ * track-capture's core. The EventBridge "EC2 Command Invocation Status-change Notification"
+ * says a host's command changed state; we read the invocation (GetCommandInvocation), parse the
+ * script's report line, verify what is actually in the bucket (HeadObject per pcap: version,
+ * size, metadata hash, S3 SHA-256 checksum), rewrite the manifest, release the host's lock and
+ * publish. Hosts that never report are marked timed out by sweepTimedOutCaptures.
+ */
+
+export const commandStatusEventSchema = z.object({
+  'detail-type': z.literal('EC2 Command Invocation Status-change Notification'),
+  source: z.literal('aws.ssm'),
+  detail: z.object({
+    'command-id': z.string().regex(/^[0-9a-f-]{36}$/),
+    'instance-id': z.string().regex(/^(i|mi)-[0-9a-f]{8,17}$/),
+    'document-name': z.string().min(1).max(256),
+    status: z.string().min(1).max(32),
+    'requested-date-time': z.string().optional(),
+  }),
+});
+
+export type CommandStatusEvent = z.infer<typeof commandStatusEventSchema>;
+
+export function parseCommandStatusEvent(event: unknown): CommandStatusEvent {
+  const result = commandStatusEventSchema.safeParse(event);
+  if (!result.success) {
+    throw new MalformedEventError('not an SSM command invocation status-change event', {
+      issues: result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
+    });
+  }
+  return result.data;
+}
+
+const TERMINAL_SSM = new Set([
+  'Success',
+  'Failed',
+  'TimedOut',
+  'Cancelled',
+  'DeliveryTimedOut',
+  'ExecutionTimedOut',
+  'Undeliverable',
+  'Terminated',
+  'InvalidPlatform',
+  'AccessDenied',
+]);
+
+export interface HostResultInput {
+  captureId: string;
+  instanceId: string;
+  commandId?: string | undefined;
+  /** SSM's status for the invocation (Success, Failed, TimedOut, ...). */
+  ssmStatus: string;
+  /** The script's stdout (StandardOutputContent, or the lab agent's captured stdout). */
+  stdout: string;
+  stderrTail?: string | undefined;
+}
+
+export interface TrackOutcome {
+  captureId?: string | undefined;
+  instanceId: string;
+  hostStatus?: HostStatus | undefined;
+  state?: CaptureManifest['state'] | undefined;
+  ignored?: string | undefined;
+  lockReleased?: boolean | undefined;
+}
+
+function hostStatusFrom(ssmStatus: string, report: HostReport | undefined): HostStatus {
+  if (report) {
+    if (report.status === 'success') return 'success';
+    if (report.status === 'partial') return 'partial';
+    if (report.status === 'refused') return 'refused';
+    return 'failed';
+  }
+  if (ssmStatus === 'TimedOut' || ssmStatus === 'ExecutionTimedOut') return 'timed-out';
+  return 'failed';
+}
+
+/** What is in the bucket for this host: the latest version of each pcap, verified. */
+async function verifiedFiles(
+  store: EvidenceStore,
+  captureId: string,
+  instanceId: string,
+  report: HostReport | undefined,
+  errors: string[],
+): Promise<ManifestFile[]> {
+  const prefix = `pcaps/${captureId}/${instanceId}/`;
+  const latest = new Map<string, string | undefined>();
+  let KeyMarker: string | undefined;
+  let VersionIdMarker: string | undefined;
+  do {
+    const out = await store.s3.send(
+      new ListObjectVersionsCommand({
+        Bucket: store.bucket,
+        Prefix: prefix,
+        KeyMarker,
+        VersionIdMarker,
+      }),
+    );
+    for (const v of out.Versions ?? []) {
+      if (v.Key && v.IsLatest) latest.set(v.Key, v.VersionId);
+    }
+    KeyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
+    VersionIdMarker = out.IsTruncated ? out.NextVersionIdMarker : undefined;
+  } while (KeyMarker);
+  const reported = new Map((report?.files ?? []).map((f) => [f.key, f]));
+  const files: ManifestFile[] = [];
+  for (const [key, versionId] of [...latest].sort(([a], [b]) => a.localeCompare(b))) {
+    const head = await store.s3.send(
+      new HeadObjectCommand({
+        Bucket: store.bucket,
+        Key: key,
+        ...(versionId && versionId !== 'null' ? { VersionId: versionId } : {}),
+        ChecksumMode: 'ENABLED',
+      }),
+    );
+    const metaHash = head.Metadata?.sha256 ?? '';
+    const checksumHex = head.ChecksumSHA256
+      ? Buffer.from(head.ChecksumSHA256, 'base64').toString('hex')
+      : '';
+    const host = reported.get(key);
+    const verified =
+      /^[0-9a-f]{64}$/.test(metaHash) &&
+      checksumHex === metaHash &&
+      (host === undefined || host.sha256 === metaHash);
+    if (!verified) {
+      errors.push(
+        `integrity: ${key} metadata sha256 ${metaHash || '(none)'}, S3 checksum ${checksumHex || '(none)'}, host report ${host?.sha256 ?? '(not reported)'}`,
+      );
+    }
+    if (head.ServerSideEncryption !== 'aws:kms') errors.push(`${key} is not SSE-KMS encrypted`);
+    const num = (v: string | undefined) => (v !== undefined && v !== '' ? Number(v) : undefined);
+    files.push({
+      key,
+      versionId: head.VersionId ?? versionId,
+      size: head.ContentLength ?? 0,
+      sha256: metaHash,
+      s3ChecksumSha256: head.ChecksumSHA256,
+      lookback: head.Metadata?.lookback === 'true',
+      start: num(head.Metadata?.['time-start']),
+      end: num(head.Metadata?.['time-end']),
+      verified,
+    });
+    reported.delete(key);
+  }
+  for (const missing of reported.keys()) {
+    errors.push(`the host reported ${missing} but it is not in the bucket`);
+  }
+  return files;
+}
+
+/**
+ * Applies one host's final result to the manifest (shared by track-capture and the lab agent):
+ * verified files, counts, errors, status; releases the host's lock; publishes. Duplicate
+ * deliveries for a host that is already terminal change nothing.
+ */
+export async function applyHostResult(
+  input: HostResultInput,
+  deps: CaptureDeps,
+): Promise<TrackOutcome> {
+  const now = deps.now ?? (() => new Date());
+  const store = await evidenceStore(deps);
+  let report: HostReport | undefined;
+  const errors: string[] = [];
+  try {
+    report = parseHostReport(input.stdout);
+    if (report.captureId !== input.captureId || report.instanceId !== input.instanceId) {
+      errors.push(
+        `the report names ${report.captureId}/${report.instanceId}, expected ${input.captureId}/${input.instanceId}`,
+      );
+      report = undefined;
+    }
+  } catch (error) {
+    errors.push(`no usable report from the host: ${(error as Error).message}`);
+    if (input.stderrTail) errors.push(`stderr: ${input.stderrTail.slice(-500)}`);
+  }
+  const status = hostStatusFrom(input.ssmStatus, report);
+  const files = await verifiedFiles(store, input.captureId, input.instanceId, report, errors);
+  if (files.some((f) => f.verified === false) && status === 'success')
+    errors.push('integrity check failed');
+  let finishedNow = false;
+  const written = await updateManifest(store, input.captureId, now, (m) => {
+    const host = m.hosts[input.instanceId];
+    if (!host) return undefined;
+    if (TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
+    if (input.commandId && host.commandId && host.commandId !== input.commandId) return undefined;
+    host.status =
+      errors.some((e) => e.startsWith('integrity')) && status === 'success' ? 'partial' : status;
+    host.ssmStatus = input.ssmStatus;
+    host.endedAt = now().toISOString();
+    host.files = files;
+    host.interface = report?.interface;
+    host.bytes = files.reduce((sum, f) => sum + f.size, 0);
+    host.packetsCaptured = report?.packetsCaptured ?? null;
+    host.packetsReceivedByFilter = report?.packetsReceivedByFilter ?? null;
+    host.packetsDroppedByKernel = report?.packetsDroppedByKernel ?? null;
+    host.unsent = report?.unsent ?? [];
+    host.errors = [...host.errors, ...(report?.errors ?? []), ...errors];
+    m.history.push({
+      at: now().toISOString(),
+      event: 'host-finished',
+      instanceId: input.instanceId,
+      status: host.status,
+      ssmStatus: input.ssmStatus,
+      files: files.length,
+    });
+    const before = m.state;
+    m.state = overallState(m);
+    if (m.state !== 'running' && m.state !== 'pending' && before !== m.state) {
+      finishedNow = true;
+      m.history.push({ at: now().toISOString(), event: 'capture-finished', state: m.state });
+    }
+    return m;
+  });
+  if (!written) {
+    return {
+      captureId: input.captureId,
+      instanceId: input.instanceId,
+      ignored: 'no such capture or host',
+    };
+  }
+  const lockReleased = await releaseLease(
+    store,
+    lockKey(input.instanceId),
+    input.captureId,
+    now(),
+    `host reported ${status}`,
+  );
+  const host = written.hosts[input.instanceId]!;
+  const n = await notifyDeps(deps).catch(() => undefined);
+  if (n) {
+    await publishEvent(n, 'Capture Updated', {
+      captureId: input.captureId,
+      instanceId: input.instanceId,
+      status: host.status,
+      files: host.files.length,
+      bytes: host.bytes,
+      packetsCaptured: host.packetsCaptured,
+      packetsDroppedByKernel: host.packetsDroppedByKernel,
+      errors: host.errors.slice(0, 10),
+    });
+    if (finishedNow) {
+      await publishEvent(n, 'Capture Finished', {
+        captureId: input.captureId,
+        state: written.state,
+        hosts: Object.fromEntries(Object.entries(written.hosts).map(([id, h]) => [id, h.status])),
+        requestedBy: written.requestedBy,
+        invokedBy: written.invokedBy,
+      });
+    }
+  }
+  return {
+    captureId: input.captureId,
+    instanceId: input.instanceId,
+    hostStatus: host.status,
+    state: written.state,
+    lockReleased,
+  };
+}
+
+/** Handles one EventBridge status-change event end to end. */
+export async function trackCommandStatus(event: unknown, deps: CaptureDeps): Promise<TrackOutcome> {
+  const parsed = parseCommandStatusEvent(event);
+  const { detail } = parsed;
+  const instanceId = detail['instance-id'];
+  const docName = detail['document-name'];
+  if (
+    docName !== deps.config.CAPTURE_DOCUMENT_NAME &&
+    !docName.endsWith(`/${deps.config.CAPTURE_DOCUMENT_NAME}`)
+  ) {
+    return { instanceId, ignored: `document ${docName} is not the Tapline capture document` };
+  }
+  if (!TERMINAL_SSM.has(detail.status)) {
+    return { instanceId, ignored: `status ${detail.status} is not final` };
+  }
+  const invocation = await deps.clients.ssm.send(
+    new GetCommandInvocationCommand({ CommandId: detail['command-id'], InstanceId: instanceId }),
+  );
+  const stdout = invocation.StandardOutputContent ?? '';
+  const fromComment = /\b(cap-\d{8}T\d{6}Z-[0-9a-f]{8})\b/.exec(invocation.Comment ?? '')?.[1];
+  let fromReport: string | undefined;
+  try {
+    fromReport = parseHostReport(stdout).captureId;
+  } catch {
+    fromReport = undefined;
+  }
+  const captureId = fromComment ?? fromReport;
+  if (!captureId || !CAPTURE_ID_PATTERN.test(captureId)) {
+    deps.logger.warn('status change for a command with no Tapline capture ID', { detail });
+    return { instanceId, ignored: 'no capture ID in the command comment or output' };
+  }
+  return applyHostResult(
+    {
+      captureId,
+      instanceId,
+      commandId: detail['command-id'],
+      ssmStatus: invocation.Status ?? detail.status,
+      stdout,
+      stderrTail: invocation.StandardErrorContent?.slice(-1000),
+    },
+    deps,
+  );
+}
+
+/**
+ * Marks hosts that never reported as timed out: every held lock past its deadline (capture end
+ * + grace) whose manifest still shows the host running. Runs on every track-capture and
+ * rolling-capture invocation (and on track-capture's own schedule); returns what it closed.
+ */
+export async function sweepTimedOutCaptures(
+  deps: CaptureDeps,
+): Promise<{ captureId: string; instanceId: string }[]> {
+  const now = deps.now ?? (() => new Date());
+  const store = await evidenceStore(deps);
+  const closed: { captureId: string; instanceId: string }[] = [];
+  for (const { key, lease } of await heldLocks(store)) {
+    const deadline = Date.parse(lease.deadline ?? lease.expiresAt);
+    if (!(deadline <= now().getTime())) continue;
+    let finished = false;
+    const written = await updateManifest(store, lease.captureId, now, (m) => {
+      const host = m.hosts[lease.instanceId];
+      if (!host || TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
+      host.status = 'timed-out';
+      host.endedAt = now().toISOString();
+      host.errors.push(
+        `no report from the host by its deadline ${lease.deadline ?? lease.expiresAt}`,
+      );
+      m.history.push({
+        at: now().toISOString(),
+        event: 'host-timed-out',
+        instanceId: lease.instanceId,
+      });
+      m.state = overallState(m);
+      if (m.state !== 'running' && m.state !== 'pending') {
+        finished = true;
+        m.history.push({ at: now().toISOString(), event: 'capture-finished', state: m.state });
+      }
+      return m;
+    });
+    await releaseLease(store, key, lease.captureId, now(), 'timed out');
+    if (written?.hosts[lease.instanceId]?.status === 'timed-out') {
+      closed.push({ captureId: lease.captureId, instanceId: lease.instanceId });
+      deps.logger.warn('capture host timed out', {
+        captureId: lease.captureId,
+        instanceId: lease.instanceId,
+      });
+      const n = await notifyDeps(deps).catch(() => undefined);
+      if (n) {
+        await publishEvent(n, 'Capture Updated', {
+          captureId: lease.captureId,
+          instanceId: lease.instanceId,
+          status: 'timed-out',
+        });
+        if (finished) {
+          await publishEvent(n, 'Capture Finished', {
+            captureId: lease.captureId,
+            state: written.state,
+          });
+        }
+      }
+    }
+  }
+  return closed;
+}

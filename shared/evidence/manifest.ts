@@ -1,0 +1,194 @@
+import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { TaplineError } from '../errors.ts';
+import { type EvidenceStore, getJson, putJson } from './store.ts';
+
+/**
+ * The capture manifest is the custody log: `captures/<captureId>/manifest.json`, SSE-KMS with
+ * the evidence key, rewritten (never patched in place) at every state change so the bucket's
+ * versions of it are the history. Concurrent writers (one track-capture per host) use
+ * optimistic concurrency: read with ETag, change, write IfMatch, retry on conflict.
+ */
+
+export type HostStatus =
+  | 'pending'
+  | 'running'
+  | 'uploading'
+  | 'success'
+  | 'partial'
+  | 'failed'
+  | 'refused'
+  | 'timed-out';
+
+export type CaptureState = 'pending' | 'running' | 'finished' | 'partial' | 'failed' | 'refused';
+
+export const TERMINAL_HOST_STATUSES: readonly HostStatus[] = [
+  'success',
+  'partial',
+  'failed',
+  'refused',
+  'timed-out',
+];
+
+export interface ManifestFile {
+  key: string;
+  versionId?: string | undefined;
+  size: number;
+  sha256: string;
+  s3ChecksumSha256?: string | undefined;
+  lookback: boolean;
+  start?: number | undefined;
+  end?: number | undefined;
+  /** False when the host hash, the S3 metadata and the S3 checksum disagree. */
+  verified?: boolean | undefined;
+}
+
+export interface ManifestHost {
+  status: HostStatus;
+  why?: string | undefined;
+  commandId?: string | undefined;
+  ssmStatus?: string | undefined;
+  ssmAvailability?: 'online' | 'offline' | 'unknown' | undefined;
+  interface?: string | undefined;
+  startedAt?: string | undefined;
+  endedAt?: string | undefined;
+  deadline?: string | undefined;
+  files: ManifestFile[];
+  bytes?: number | undefined;
+  packetsCaptured?: number | null | undefined;
+  packetsReceivedByFilter?: number | null | undefined;
+  packetsDroppedByKernel?: number | null | undefined;
+  unsent?: { path: string; key: string; size: number; sha256: string }[] | undefined;
+  errors: string[];
+}
+
+export interface ManifestHistoryEntry {
+  at: string;
+  event: string;
+  [detail: string]: unknown;
+}
+
+export interface CaptureManifest {
+  version: 1;
+  captureId: string;
+  state: CaptureState;
+  createdAt: string;
+  updatedAt: string;
+  request: Record<string, unknown>;
+  /** Who the request says asked (free text from the caller). */
+  requestedBy: string;
+  /** The verified identity that invoked Tapline (Lambda caller / CLI STS identity), if known. */
+  invokedBy?: string | undefined;
+  source: string;
+  reason: string;
+  ticket?: string | undefined;
+  finding?: Record<string, unknown> | undefined;
+  fingerprint?: string | undefined;
+  limits: {
+    durationSeconds: number;
+    maxMegabytes: number;
+    bpf: string;
+  };
+  targets: { instanceId: string; why: string; via?: string | undefined }[];
+  refused: { instanceId?: string | undefined; reason: string; message: string }[];
+  ssm: {
+    commandId?: string | undefined;
+    commandIds: string[];
+    documentName: string;
+    documentVersion?: string | undefined;
+    parameters?: Record<string, string> | undefined;
+  };
+  hosts: Record<string, ManifestHost>;
+  history: ManifestHistoryEntry[];
+}
+
+export const manifestKey = (captureId: string) => `captures/${captureId}/manifest.json`;
+
+export class ManifestConflictError extends TaplineError {
+  constructor(captureId: string) {
+    super(`the manifest of ${captureId} kept changing under us; giving up after retries`, {
+      code: 'MANIFEST_CONFLICT',
+      details: { captureId },
+    });
+  }
+}
+
+export async function readManifest(
+  store: EvidenceStore,
+  captureId: string,
+): Promise<{ manifest: CaptureManifest; etag: string } | undefined> {
+  const got = await getJson<CaptureManifest>(store, manifestKey(captureId));
+  return got ? { manifest: got.value, etag: got.etag } : undefined;
+}
+
+/** Writes the first version; fails (returns undefined) if a manifest already exists. */
+export async function createManifest(
+  store: EvidenceStore,
+  manifest: CaptureManifest,
+): Promise<{ etag: string; versionId?: string | undefined } | undefined> {
+  return putJson(store, manifestKey(manifest.captureId), manifest, { ifNoneMatch: true });
+}
+
+/**
+ * Read-modify-write with IfMatch. `change` returns the new manifest, or undefined to write
+ * nothing (e.g. a duplicate event). Returns the manifest as written (or as read when unchanged).
+ */
+export async function updateManifest(
+  store: EvidenceStore,
+  captureId: string,
+  now: () => Date,
+  change: (manifest: CaptureManifest) => CaptureManifest | undefined,
+): Promise<CaptureManifest | undefined> {
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const current = await readManifest(store, captureId);
+    if (!current) return undefined;
+    const next = change(structuredClone(current.manifest));
+    if (!next) return current.manifest;
+    next.updatedAt = now().toISOString();
+    if (await putJson(store, manifestKey(captureId), next, { ifMatch: current.etag })) return next;
+    await new Promise((r) => setTimeout(r, 20 * 2 ** attempt * Math.random()));
+  }
+  throw new ManifestConflictError(captureId);
+}
+
+/** The overall state once per-host statuses are known. */
+export function overallState(manifest: CaptureManifest): CaptureState {
+  const statuses = Object.values(manifest.hosts).map((h) => h.status);
+  if (statuses.length === 0) return manifest.refused.length > 0 ? 'refused' : manifest.state;
+  if (!statuses.every((s) => TERMINAL_HOST_STATUSES.includes(s))) {
+    return statuses.some((s) => s !== 'pending') ? 'running' : 'pending';
+  }
+  if (statuses.every((s) => s === 'success')) return 'finished';
+  if (statuses.every((s) => s === 'failed' || s === 'timed-out' || s === 'refused')) {
+    return 'failed';
+  }
+  return 'partial';
+}
+
+/** Every stored version of a manifest, oldest first (the custody history as S3 keeps it). */
+export async function manifestVersions(
+  store: EvidenceStore,
+  captureId: string,
+): Promise<{ versionId: string; lastModified?: Date | undefined }[]> {
+  const key = manifestKey(captureId);
+  const versions: { versionId: string; lastModified?: Date | undefined }[] = [];
+  let KeyMarker: string | undefined;
+  let VersionIdMarker: string | undefined;
+  do {
+    const out = await store.s3.send(
+      new ListObjectVersionsCommand({
+        Bucket: store.bucket,
+        Prefix: key,
+        KeyMarker,
+        VersionIdMarker,
+      }),
+    );
+    for (const v of out.Versions ?? []) {
+      if (v.Key === key && v.VersionId) {
+        versions.push({ versionId: v.VersionId, lastModified: v.LastModified });
+      }
+    }
+    KeyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
+    VersionIdMarker = out.IsTruncated ? out.NextVersionIdMarker : undefined;
+  } while (KeyMarker);
+  return versions.reverse();
+}

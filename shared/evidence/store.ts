@@ -1,0 +1,97 @@
+import {
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+
+/**
+ * Small JSON objects in the evidence bucket (manifests, locks, cooldowns, budget slots), always
+ * SSE-KMS with the evidence key, with S3 conditional writes as the only concurrency control:
+ * IfNoneMatch '*' creates exactly once, IfMatch <etag> replaces only what we read.
+ */
+export interface EvidenceStore {
+  s3: S3Client;
+  bucket: string;
+  /** Evidence KMS key ARN (resolved). */
+  keyArn: string;
+}
+
+export interface StoredJson<T> {
+  value: T;
+  etag: string;
+  versionId?: string | undefined;
+}
+
+export type PutCondition = { ifNoneMatch: true } | { ifMatch: string } | undefined;
+
+/** True for the answers S3 gives when a conditional write loses (412, 409 conflict). */
+export function isConditionFailure(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    e?.name === 'PreconditionFailed' ||
+    e?.name === 'ConditionalRequestConflict' ||
+    e?.$metadata?.httpStatusCode === 412 ||
+    e?.$metadata?.httpStatusCode === 409
+  );
+}
+
+function isMissing(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** Writes JSON; returns the new ETag and version, or undefined when the condition failed. */
+export async function putJson(
+  store: EvidenceStore,
+  key: string,
+  value: unknown,
+  condition: PutCondition,
+): Promise<{ etag: string; versionId?: string | undefined } | undefined> {
+  try {
+    const out = await store.s3.send(
+      new PutObjectCommand({
+        Bucket: store.bucket,
+        Key: key,
+        Body: `${JSON.stringify(value, null, 2)}\n`,
+        ContentType: 'application/json',
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: store.keyArn,
+        ...(condition && 'ifNoneMatch' in condition ? { IfNoneMatch: '*' } : {}),
+        ...(condition && 'ifMatch' in condition ? { IfMatch: condition.ifMatch } : {}),
+      }),
+    );
+    return { etag: out.ETag ?? '', versionId: out.VersionId };
+  } catch (error) {
+    if (condition && isConditionFailure(error)) return undefined;
+    throw error;
+  }
+}
+
+/** Reads JSON with its ETag; undefined when the object does not exist (or is deleted). */
+export async function getJson<T>(
+  store: EvidenceStore,
+  key: string,
+): Promise<StoredJson<T> | undefined> {
+  try {
+    const out = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+    const text = await out.Body!.transformToString();
+    return { value: JSON.parse(text) as T, etag: out.ETag ?? '', versionId: out.VersionId };
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+}
+
+export async function listKeys(store: EvidenceStore, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let ContinuationToken: string | undefined;
+  do {
+    const out = await store.s3.send(
+      new ListObjectsV2Command({ Bucket: store.bucket, Prefix: prefix, ContinuationToken }),
+    );
+    for (const o of out.Contents ?? []) if (o.Key) keys.push(o.Key);
+    ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
+  } while (ContinuationToken);
+  return keys;
+}
