@@ -34,7 +34,10 @@ const MAX_TUNNEL_DEPTH = 4;
 const MAX_IPV6_EXT = 16;
 /** ClientHellos spanning segments are reassembled up to this size, for this many streams. */
 const MAX_HELLO_BYTES = 16_384 + 5;
-const MAX_PENDING_HELLOS = 4096;
+const MAX_DNS_TCP_BYTES = 65_535 + 2;
+const MAX_PENDING_MESSAGES = 4096;
+/** Total bytes held for split messages at once. */
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 const PROGRESS_EVERY = 4 * 1024 * 1024;
 
 const ETH_IPV4 = 0x0800;
@@ -47,16 +50,21 @@ const ETH_MPLS = 0x8847;
 const ETH_MPLS_MC = 0x8848;
 const ETH_PPPOE = 0x8864;
 
-interface PendingHello {
-  buf: Uint8Array;
-  have: number;
-  need: number;
-  nextSeq: number;
+/** A DNS-over-TCP message or TLS ClientHello spanning segments, being put together. */
+interface MessageMeta {
   ts: number;
   src: string;
   dst: string;
   sport: number;
   dport: number;
+}
+
+interface PendingMessage extends MessageMeta {
+  kind: 'tls' | 'dns';
+  buf: Uint8Array;
+  have: number;
+  need: number;
+  nextSeq: number;
 }
 
 /** Per-packet protocol layer counters (fixed shape: cheap increments). */
@@ -122,7 +130,9 @@ export class PcapAnalyzer implements RecordSink {
   readonly portZero: PortZeroPacket[] = [];
   readonly dropped = { dns: 0, tls: 0, http: 0, portZero: 0, conversations: 0 };
   readonly #maxRecords: number;
-  readonly #pendingHellos = new Map<number, PendingHello>();
+  /** (conversation index × 2 + direction) → message being reassembled. */
+  readonly #pending = new Map<number, PendingMessage>();
+  #pendingBytes = 0;
 
   // the record being decoded
   #ts = 0;
@@ -135,6 +145,8 @@ export class PcapAnalyzer implements RecordSink {
   #recCaplen = 0;
   #linkType = 0;
   #sweepCounter = 0;
+  /** The IP layer being decoded is a first fragment: its transport length covers more. */
+  #firstFragment = false;
 
   constructor(options: AnalyzeOptions = {}) {
     const limits = options.limits ?? {};
@@ -235,7 +247,16 @@ export class PcapAnalyzer implements RecordSink {
     if (family === 2) this.#ip(b, off + 4, end, 0, 4);
     else if (family === 24 || family === 28 || family === 30 || family === 10)
       this.#ip(b, off + 4, end, 0, 6);
-    else this.protocols.otherLink++;
+    else {
+      // some captures carry an Ethernet type in the second half (Wireshark accepts that too)
+      const ethertype = (b[off + 2]! << 8) | b[off + 3]!;
+      if (ethertype === ETH_IPV4 || ethertype === ETH_IPV6 || ethertype === ETH_ARP) {
+        this.#ethertype(ethertype, b, off + 4, end, 0);
+      } else {
+        this.protocols.otherLink++;
+        this.anomalies.add('unknown-loopback-family', () => `loopback family ${family}`);
+      }
+    }
   }
 
   #ether(b: Uint8Array, p: number, end: number, depth: number): void {
@@ -362,9 +383,11 @@ export class PcapAnalyzer implements RecordSink {
     const proto = b[p + 9]!;
     const src = readU32(b, p + 12);
     const dst = readU32(b, p + 16);
+    this.#firstFragment = false;
     if (fragOff !== 0 || frag & 0x2000) {
       this.protocols.ipFragment++;
       if (fragOff !== 0) return; // no transport header in a non-first fragment
+      this.#firstFragment = true;
     }
     this.#transport(proto, 0, 0, 0, 0, src, 0, 0, 0, dst, b, p + ihl, l4end, depth);
   }
@@ -400,6 +423,7 @@ export class PcapAnalyzer implements RecordSink {
     const d3 = readU32(b, p + 36);
     let nh = b[p + 6]!;
     let q = p + 40;
+    this.#firstFragment = false;
     for (let n = 0; ; n++) {
       if (n > MAX_IPV6_EXT) {
         this.anomalies.add('ipv6-extension-chain', 'too many IPv6 extension headers');
@@ -436,6 +460,7 @@ export class PcapAnalyzer implements RecordSink {
         }
         const fo = ((b[q + 2]! << 8) | b[q + 3]!) >> 3;
         this.protocols.ipFragment++;
+        this.#firstFragment = (b[q + 3]! & 1) === 1;
         nh = b[q]!;
         q += 8;
         if (fo !== 0) return;
@@ -491,7 +516,10 @@ export class PcapAnalyzer implements RecordSink {
       const i = conv.lookup(6, v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport, flags, seq);
       if (conv.replacedStream >= 0) {
         this.carver?.replaced(conv.replacedStream);
-        this.#pendingHellos.delete(conv.replacedStream);
+        for (const k of [conv.replacedStream * 2, conv.replacedStream * 2 + 1]) {
+          const m = this.#pending.get(k);
+          if (m) this.#dropPending(k, m);
+        }
       }
       if (sport === 0 || dport === 0)
         this.#portZero('tcp', v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
@@ -531,7 +559,7 @@ export class PcapAnalyzer implements RecordSink {
           sport,
           dport,
           seq,
-          flags,
+          rev ? 1 : 0,
           b,
           payload,
           end,
@@ -552,7 +580,7 @@ export class PcapAnalyzer implements RecordSink {
         if (!(ulen === 0 && v6)) this.anomalies.add('bad-udp-length', () => `UDP length ${ulen}`);
       } else if (q + ulen <= end) {
         pend = q + ulen;
-      } else if (!this.#snapTruncated) {
+      } else if (!this.#snapTruncated && !this.#firstFragment) {
         this.anomalies.add('bad-udp-length', () => `UDP length ${ulen} > ${end - q} bytes left`);
       }
       if (sport === 0 || dport === 0)
@@ -570,7 +598,13 @@ export class PcapAnalyzer implements RecordSink {
         sport === 5355 ||
         dport === 5355
       ) {
-        this.#dns(v6, s0, s1, s2, s3, d0, d1, d2, d3, b, p, pend, 'udp');
+        this.#dnsMessage(
+          this.#meta(v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport),
+          b,
+          p,
+          pend,
+          'udp',
+        );
       } else if (dport === 4789 || dport === 6081) {
         this.#tunnel(dport, b, p, pend, depth);
       }
@@ -695,16 +729,8 @@ export class PcapAnalyzer implements RecordSink {
     };
   }
 
-  #dns(
-    v6: number,
-    s0: number,
-    s1: number,
-    s2: number,
-    s3: number,
-    d0: number,
-    d1: number,
-    d2: number,
-    d3: number,
+  #dnsMessage(
+    meta: MessageMeta,
     b: Uint8Array,
     p: number,
     end: number,
@@ -721,9 +747,9 @@ export class PcapAnalyzer implements RecordSink {
       return;
     }
     const rec: DnsRecord = {
-      ts: this.#ts,
-      src: this.#addr(v6, s0, s1, s2, s3),
-      dst: this.#addr(v6, d0, d1, d2, d3),
+      ts: meta.ts,
+      src: meta.src,
+      dst: meta.dst,
       id: msg.id,
       qname: msg.qname,
       qtype: msg.qtype,
@@ -751,51 +777,50 @@ export class PcapAnalyzer implements RecordSink {
     sport: number,
     dport: number,
     seq: number,
-    flags: number,
+    dir: number,
     b: Uint8Array,
     p: number,
     end: number,
   ): void {
-    void flags;
-    const pending = this.#pendingHellos.size > 0 ? this.#pendingHellos.get(i) : undefined;
+    const key = i * 2 + dir;
+    const pending = this.#pending.size > 0 ? this.#pending.get(key) : undefined;
     if (pending !== undefined) {
-      if (seq === pending.nextSeq && pending.src === this.#addr(v6, s0, s1, s2, s3)) {
-        const n = Math.min(end - p, pending.need - pending.have);
-        pending.buf.set(b.subarray(p, p + n), pending.have);
-        pending.have += n;
-        pending.nextSeq = (pending.nextSeq + (end - p)) >>> 0;
-        if (pending.have >= pending.need) {
-          this.#pendingHellos.delete(i);
-          this.#tlsRecord(pending, pending.buf, 0, pending.have);
-        }
+      if (seq === pending.nextSeq) {
+        this.#continuePending(key, pending, b, p, end);
         return;
       }
+      if (((seq - pending.nextSeq) | 0) < 0) return; // retransmission of what we have
+      // a gap: give up on this message, parse what we have
+      this.#dropPending(key, pending);
+      this.#completePending(pending);
     }
-    if ((sport === 53 || dport === 53) && end - p >= 14) {
-      const len = (b[p]! << 8) | b[p + 1]!;
-      if (len + 2 === end - p) {
-        this.#dns(v6, s0, s1, s2, s3, d0, d1, d2, d3, b, p + 2, end, 'tcp');
-        return;
+    const len = end - p;
+    if (sport === 53 || dport === 53) {
+      const meta = this.#meta(v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
+      if (len >= 2) {
+        const msgLen = (b[p]! << 8) | b[p + 1]!;
+        if (msgLen + 2 <= len) {
+          this.#dnsMessage(meta, b, p + 2, p + 2 + msgLen, 'tcp');
+          return;
+        }
       }
+      this.#startPending(
+        key,
+        'dns',
+        meta,
+        seq,
+        b,
+        p,
+        end,
+        len >= 2 ? 2 + ((b[p]! << 8) | b[p + 1]!) : 2,
+      );
+      return;
     }
     if (looksLikeClientHello(b, p, end)) {
-      const src = this.#addr(v6, s0, s1, s2, s3);
-      const dst = this.#addr(v6, d0, d1, d2, d3);
-      const meta = { ts: this.#ts, src, dst, sport, dport };
+      const meta = this.#meta(v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
       const need = Math.min(tlsRecordLength(b, p), MAX_HELLO_BYTES);
-      if (end - p >= need || this.#pendingHellos.size >= MAX_PENDING_HELLOS) {
-        this.#tlsRecord(meta, b, p, end);
-      } else {
-        const buf = new Uint8Array(need);
-        buf.set(b.subarray(p, end));
-        this.#pendingHellos.set(i, {
-          ...meta,
-          buf,
-          have: end - p,
-          need,
-          nextSeq: (seq + (end - p)) >>> 0,
-        });
-      }
+      if (len >= need) this.#tlsRecord(meta, b, p, end);
+      else this.#startPending(key, 'tls', meta, seq, b, p, end, need);
       return;
     }
     if (mayBeHttpRequest(b, p, end)) {
@@ -820,12 +845,106 @@ export class PcapAnalyzer implements RecordSink {
     }
   }
 
-  #tlsRecord(
-    meta: { ts: number; src: string; dst: string; sport: number; dport: number },
+  #meta(
+    v6: number,
+    s0: number,
+    s1: number,
+    s2: number,
+    s3: number,
+    d0: number,
+    d1: number,
+    d2: number,
+    d3: number,
+    sport: number,
+    dport: number,
+  ): MessageMeta {
+    return {
+      ts: this.#ts,
+      src: this.#addr(v6, s0, s1, s2, s3),
+      dst: this.#addr(v6, d0, d1, d2, d3),
+      sport,
+      dport,
+    };
+  }
+
+  #startPending(
+    key: number,
+    kind: 'tls' | 'dns',
+    meta: MessageMeta,
+    seq: number,
     b: Uint8Array,
     p: number,
     end: number,
+    need: number,
   ): void {
+    if (
+      this.#pending.size >= MAX_PENDING_MESSAGES ||
+      this.#pendingBytes + need > MAX_PENDING_BYTES
+    ) {
+      // too many half messages at once (a flood): parse what this segment has
+      this.anomalies.add(
+        'reassembly-limit',
+        `more than ${MAX_PENDING_MESSAGES} split messages pending`,
+      );
+      if (kind === 'tls') this.#tlsRecord(meta, b, p, end);
+      return;
+    }
+    const buf = new Uint8Array(Math.max(need, 2));
+    this.#pendingBytes += buf.length;
+    const n = Math.min(end - p, buf.length);
+    buf.set(b.subarray(p, p + n));
+    this.#pending.set(key, {
+      kind,
+      buf,
+      have: n,
+      need: buf.length,
+      nextSeq: (seq + (end - p)) >>> 0,
+      ...meta,
+    });
+  }
+
+  #continuePending(key: number, m: PendingMessage, b: Uint8Array, p: number, end: number): void {
+    let n = Math.min(end - p, m.need - m.have);
+    m.buf.set(b.subarray(p, p + n), m.have);
+    m.have += n;
+    m.nextSeq = (m.nextSeq + (end - p)) >>> 0;
+    if (m.kind === 'dns' && m.need === 2 && m.have === 2) {
+      // the length prefix arrived: size the buffer for the message
+      const total = Math.min(2 + ((m.buf[0]! << 8) | m.buf[1]!), MAX_DNS_TCP_BYTES);
+      if (this.#pendingBytes + total > MAX_PENDING_BYTES) {
+        this.anomalies.add('reassembly-limit', 'split DNS messages exceed the reassembly budget');
+        this.#dropPending(key, m);
+        return;
+      }
+      const grown = new Uint8Array(total);
+      this.#pendingBytes += total - m.buf.length;
+      grown.set(m.buf.subarray(0, 2));
+      m.buf = grown;
+      m.need = total;
+      const more = Math.min(end - p - n, total - 2);
+      if (more > 0) {
+        m.buf.set(b.subarray(p + n, p + n + more), 2);
+        m.have += more;
+        n += more;
+      }
+    }
+    if (m.have >= m.need) {
+      this.#dropPending(key, m);
+      this.#completePending(m);
+    }
+  }
+
+  #dropPending(key: number, m: PendingMessage): void {
+    this.#pending.delete(key);
+    this.#pendingBytes -= m.buf.length;
+  }
+
+  #completePending(m: PendingMessage): void {
+    if (m.kind === 'tls') this.#tlsRecord(m, m.buf, 0, m.have);
+    else if (m.have > 2) this.#dnsMessage(m, m.buf, 2, m.have, 'tcp');
+  }
+
+  #tlsRecord(meta: MessageMeta, b: Uint8Array, p: number, end: number): void {
     const hello = parseClientHello(b, p, end);
     if (hello === null) {
       this.anomalies.add('bad-tls-client-hello', 'unparseable TLS ClientHello');
@@ -848,12 +967,11 @@ export class PcapAnalyzer implements RecordSink {
     });
   }
 
-  /** Flush unfinished ClientHellos (partial parse) at end of input. */
+  /** Parse split messages still incomplete at end of input (what arrived of them). */
   finishPending(): void {
-    for (const pending of this.#pendingHellos.values()) {
-      this.#tlsRecord(pending, pending.buf, 0, pending.have);
-    }
-    this.#pendingHellos.clear();
+    for (const pending of this.#pending.values()) this.#completePending(pending);
+    this.#pending.clear();
+    this.#pendingBytes = 0;
   }
 
   result(format: PcapAnalysis['format'], truncated: boolean, topTalkers: number): PcapAnalysis {

@@ -113,7 +113,17 @@ export function parseDns(b: Uint8Array, start: number, end: number): DnsMessage 
   let p = start + 12;
   let qname = '';
   let qtype = '';
-  if (qd === 0) return null;
+  if (qd === 0) {
+    // no question (mDNS announcements, some responses): answers only
+    return {
+      id,
+      isResponse,
+      qname,
+      qtype,
+      rcode: rcodeName(flags),
+      answers: readAnswers(b, start, end, p, an, isResponse),
+    };
+  }
   const q = readName(b, start, end, p);
   if (q === null || q[1] + 4 > end) return null;
   qname = q[0];
@@ -125,6 +135,28 @@ export function parseDns(b: Uint8Array, start: number, end: number): DnsMessage 
     if (more === null || more[1] + 4 > end) return null;
     p = more[1] + 4;
   }
+  return {
+    id,
+    isResponse,
+    qname,
+    qtype,
+    rcode: rcodeName(flags),
+    answers: readAnswers(b, start, end, p, an, isResponse),
+  };
+}
+
+function rcodeName(flags: number): string {
+  return RCODES[flags & 15] ?? `RCODE${flags & 15}`;
+}
+
+function readAnswers(
+  b: Uint8Array,
+  start: number,
+  end: number,
+  p: number,
+  an: number,
+  isResponse: boolean,
+): string[] {
   const answers: string[] = [];
   if (isResponse) {
     for (let i = 0; i < an && answers.length < MAX_ANSWERS; i++) {
@@ -140,14 +172,7 @@ export function parseDns(b: Uint8Array, start: number, end: number): DnsMessage 
       p = rd + rdlen;
     }
   }
-  return {
-    id,
-    isResponse,
-    qname,
-    qtype,
-    rcode: RCODES[flags & 15] ?? `RCODE${flags & 15}`,
-    answers,
-  };
+  return answers;
 }
 
 function renderRdata(
