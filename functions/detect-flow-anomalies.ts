@@ -1,13 +1,78 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { captureDepsFromEnv } from '../shared/capture/deps.ts';
+import { notifyDeps, startCapture } from '../shared/capture/start-capture.ts';
+import {
+  type DetectDeps,
+  type DetectReport,
+  detectFlowAnomalies,
+} from '../shared/detection/detect.ts';
+import { TaplineError } from '../shared/errors.ts';
 import { makeLogger } from '../shared/observability.ts';
+import { loadRules } from '../shared/rules/config.ts';
 
 const logger = makeLogger('detect-flow-anomalies');
 
-/** Placeholder until its issue lands: logs the event shape and does nothing else. */
-export const handler = middy(async (event: unknown) => {
-  logger.info('event received', {
-    keys: event && typeof event === 'object' ? Object.keys(event) : [],
-  });
-  return { ok: true };
-}).use(injectLambdaContext(logger));
+/**
+ * VPC Flow Logs → findings → notifications → capture requests. Accepts CloudWatch Logs
+ * subscription deliveries, S3 notifications and EventBridge "Object Created" events for the
+ * flow-log bucket. Bad records are counted (never fatal); a batch that failed for a reason a
+ * retry can fix (S3 unavailable) makes the invocation fail after the other batches were handled,
+ * so Lambda retries it; repeated findings are held back by the capture core's cooldown.
+ */
+export async function depsFromEnv(): Promise<DetectDeps> {
+  const captureDeps = captureDepsFromEnv(logger);
+  const { config, clients } = captureDeps;
+  return {
+    rules: loadRules(config.RULES_OVERRIDE),
+    flowLogFormat: config.FLOW_LOG_FORMAT,
+    s3: clients.s3,
+    logger,
+    notify: await notifyDeps(captureDeps),
+    startCapture: (request) =>
+      startCapture(request, { ...captureDeps, invokedBy: 'tapline detect-flow-anomalies' }),
+  };
+}
+
+export interface DetectResponse {
+  batches: number;
+  records: number;
+  malformed: number;
+  findings: Array<{ rule: string; fingerprint: string; severity: string; records: number }>;
+  captures: DetectReport['captures'];
+}
+
+/** Deps are built once per container (config, rules, topic ARN) and reused. */
+export function makeHandler(deps: () => Promise<DetectDeps>) {
+  let cached: Promise<DetectDeps> | undefined;
+  return middy(async (event: unknown, _context: Context): Promise<DetectResponse> => {
+    cached ??= deps().catch((error: unknown) => {
+      cached = undefined;
+      throw error;
+    });
+    const report = await detectFlowAnomalies(event, await cached);
+    const response: DetectResponse = {
+      batches: report.batches.length,
+      records: report.batches.reduce((n, b) => n + b.stats.records, 0),
+      malformed: report.batches.reduce((n, b) => n + b.stats.malformed, 0),
+      findings: report.findings.map((f) => ({
+        rule: f.rule,
+        fingerprint: f.fingerprint,
+        severity: f.severity,
+        records: f.records,
+      })),
+      captures: report.captures,
+    };
+    logger.info('flow-log batch done', { ...response });
+    if (report.retryable > 0) {
+      throw new TaplineError(`${report.retryable} flow-log batch(es) failed and will be retried`, {
+        code: 'FLOW_LOG_BATCH_FAILED',
+        details: { failed: report.batches.filter((b) => b.error).map((b) => b.source) },
+      });
+    }
+    return response;
+  }).use(injectLambdaContext(logger));
+}
+
+export const handler = makeHandler(depsFromEnv);

@@ -1,0 +1,238 @@
+// `npm run bench flowlogs`: flow-log detection throughput (gzip file → findings) next to
+// `zcat FILE | wc -l` on the same generated 2-million-record file, in the same run.
+// The input is generated on demand into bench-data/ (gitignored) and reused when present.
+import { spawnSync } from 'node:child_process';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { createGunzip, createGzip } from 'node:zlib';
+import { DEFAULT_FIELDS } from '../../shared/flowlogs/format.ts';
+import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
+import { loadRules } from '../../shared/rules/config.ts';
+import { RuleEngine } from '../../shared/rules/engine.ts';
+
+const RECORDS = Number(process.env.FLOWLOG_BENCH_RECORDS ?? 2_000_000);
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const dir = join(root, 'bench-data');
+const file = join(dir, `flowlogs-v2-${RECORDS}.log.gz`);
+
+/** Deterministic xorshift PRNG so every run benchmarks the same bytes. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 4294967296;
+  };
+}
+
+/**
+ * A VPC's worth of traffic in the default v2 format, as S3 delivers it (header line, gzip):
+ * ~4,000 internal hosts, each talking to 1–6 peers (internal or among ~5,000 external
+ * addresses) on common service ports, both directions of each flow, ~4% inbound REJECTs, some NODATA/SKIPDATA,
+ * plus a few anomalies (port-0 probes, a port scan, a host sweep) so every rule does work.
+ */
+async function generate(): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const r = rng(20261123);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const internal = Array.from(
+    { length: 4000 },
+    (_, i) => `10.${Math.floor(i / 250)}.${(i % 250) + 1}.${1 + Math.floor(r() * 250)}`,
+  );
+  const external = Array.from(
+    { length: 5000 },
+    () =>
+      `${pick([3, 13, 18, 34, 52, 54, 104, 151, 172, 185, 198])}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}.${1 + Math.floor(r() * 254)}`,
+  );
+  const services = [443, 443, 443, 80, 53, 22, 3306, 5432, 8080, 6379] as const;
+  const enis = Array.from(
+    { length: 500 },
+    (_, i) => `eni-${(0x0a000000 + i * 7919).toString(16).padStart(17, '0')}`,
+  );
+  // each host talks to a handful of peers, as real workloads do
+  const conversations: Array<[string, string, number, number]> = [];
+  for (const client of internal) {
+    const peers = 1 + Math.floor(r() * 6);
+    for (let i = 0; i < peers; i++) {
+      const port = pick(services);
+      conversations.push([
+        client,
+        r() < 0.6 ? pick(external) : pick(internal),
+        port,
+        port === 53 ? 17 : 6,
+      ]);
+    }
+  }
+  const gz = createGzip({ level: 6 });
+  const out = createWriteStream(file);
+  const done = pipeline(gz, out);
+  gz.write(`${DEFAULT_FIELDS.join(' ')}\n`);
+  const t0 = 1_763_880_000;
+  let batch: string[] = [];
+  const flush = async () => {
+    if (!gz.write(`${batch.join('\n')}\n`)) await new Promise((res) => gz.once('drain', res));
+    batch = [];
+  };
+  let n = 0;
+  const line = (
+    eni: string,
+    src: string,
+    dst: string,
+    sp: number | string,
+    dp: number | string,
+    proto: number | string,
+    pk: number | string,
+    by: number | string,
+    start: number,
+    action: string,
+    status = 'OK',
+  ) => {
+    batch.push(
+      `2 123456789012 ${eni} ${src} ${dst} ${sp} ${dp} ${proto} ${pk} ${by} ${start} ${start + 60} ${action} ${status}`,
+    );
+    n += 1;
+  };
+  while (n < RECORDS) {
+    const start = t0 + Math.floor(r() * 600);
+    const eni = pick(enis);
+    const roll = r();
+    if (roll < 0.0005) {
+      line(eni, '-', '-', '-', '-', '-', '-', '-', start, '-', r() < 0.8 ? 'NODATA' : 'SKIPDATA');
+    } else if (roll < 0.04) {
+      line(
+        eni,
+        pick(external),
+        pick(internal),
+        1024 + Math.floor(r() * 64000),
+        pick([22, 23, 445, 3389, 8443]),
+        6,
+        1,
+        40,
+        start,
+        'REJECT',
+      );
+    } else if (roll < 0.0402) {
+      line(
+        eni,
+        pick(external),
+        pick(internal),
+        40000 + Math.floor(r() * 100),
+        0,
+        pick([6, 17]),
+        1,
+        60,
+        start,
+        'REJECT',
+      );
+    } else if (roll < 0.0404) {
+      line(
+        eni,
+        '203.0.113.66',
+        internal[7]!,
+        51000,
+        1 + Math.floor(r() * 1024),
+        6,
+        1,
+        44,
+        start,
+        'REJECT',
+      );
+    } else if (roll < 0.0406) {
+      line(
+        eni,
+        internal[9]!,
+        pick(internal),
+        52000 + Math.floor(r() * 100),
+        22,
+        6,
+        2,
+        120,
+        start,
+        'ACCEPT',
+      );
+    } else {
+      const [client, server, port, proto] =
+        conversations[Math.floor(r() * r() * conversations.length)]!;
+      const eph = 32768 + Math.floor(r() * 28000);
+      const pk = 1 + Math.floor(r() * 200);
+      const by = pk * (40 + Math.floor(r() * 1400));
+      if (r() < 0.5) line(eni, client, server, eph, port, proto, pk, by, start, 'ACCEPT');
+      else line(eni, server, client, port, eph, proto, pk, by, start, 'ACCEPT');
+    }
+    if (batch.length >= 4096) await flush();
+  }
+  if (batch.length > 0) await flush();
+  gz.end();
+  await done;
+}
+
+function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t = process.hrtime.bigint();
+  return fn().then((v) => [v, Number(process.hrtime.bigint() - t) / 1e9]);
+}
+
+async function detectFile(): Promise<{ records: number; findings: number; lines: number }> {
+  const engine = new RuleEngine(loadRules());
+  const scanner = new FlowScanner(engine, { header: 'auto' });
+  await pipeline(
+    createReadStream(file, { highWaterMark: 1 << 20 }),
+    createGunzip({ chunkSize: 1 << 18 }),
+    async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) scanner.push(chunk);
+    },
+  );
+  const stats = scanner.end();
+  const findings = engine.finish();
+  return { records: stats.records, findings: findings.length, lines: stats.lines };
+}
+
+function zcatWc(): { lines: number; seconds: number } {
+  const t = process.hrtime.bigint();
+  const res = spawnSync('sh', ['-c', `zcat '${file}' | wc -l`], { encoding: 'utf8' });
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  if (res.status !== 0) throw new Error(`zcat | wc -l failed: ${res.stderr}`);
+  return { lines: Number(res.stdout.trim()), seconds };
+}
+
+if (!existsSync(file)) {
+  console.log(`generating ${RECORDS.toLocaleString('en')} flow-log records → ${file}`);
+  const [, s] = await time(generate);
+  console.log(`  generated in ${s.toFixed(1)} s`);
+}
+const size = statSync(file).size;
+console.log(`input: ${file} (${(size / 1048576).toFixed(1)} MiB gzip)`);
+
+const runs = Number(process.env.FLOWLOG_BENCH_RUNS ?? 3);
+const ours: number[] = [];
+const zcat: number[] = [];
+let result = { records: 0, findings: 0, lines: 0 };
+let zLines = 0;
+for (let i = 0; i < runs; i++) {
+  const z = zcatWc();
+  zcat.push(z.seconds);
+  zLines = z.lines;
+  const [res, s] = await time(detectFile);
+  ours.push(s);
+  result = res;
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const oursS = median(ours);
+const zcatS = median(zcat);
+const oursRate = result.lines / oursS;
+const zcatRate = zLines / zcatS;
+console.log(
+  `records: ${result.records.toLocaleString('en')} (${result.lines.toLocaleString('en')} lines), findings: ${result.findings}`,
+);
+console.log(
+  `tapline detect (gz → findings): ${(oursRate / 1e6).toFixed(2)} M records/s (${oursS.toFixed(3)} s, median of ${runs})`,
+);
+console.log(
+  `zcat FILE | wc -l:              ${(zcatRate / 1e6).toFixed(2)} M records/s (${zcatS.toFixed(3)} s, median of ${runs})`,
+);
+console.log(`ratio tapline / zcat:           ${(oursRate / zcatRate).toFixed(2)}`);
+console.log(`peak RSS: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);

@@ -1,0 +1,330 @@
+// Real flow records from real packets. Builds two network namespaces (prefix tldet,
+// 10.202.1.0/24 and fd00:202::/64 only), sends normal traffic (HTTP, DNS-like UDP, ICMP), TCP
+// and UDP probes to port 0 (hping3, scapy for IPv6), a short port scan and a host sweep
+// (nmap), captures it with tcpdump, turns the pcap into flows with Debian's softflowd
+// (`-r FILE -c none -v 10 -A milli`) exporting IPFIX to nfcapd on the namespace's loopback,
+// reads them back with `nfdump -o csv` and writes VPC flow-log lines.
+//
+//   node scripts/make-flow-fixtures.ts [OUTDIR]   (root; default test/fixtures/flowlogs)
+//
+// The lab test (test/lab/flowlog-real-packets.test.ts) runs the same pipeline end to end.
+import { execFile, type spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Topology } from '../shared/lab/netns.ts';
+
+const run = promisify(execFile);
+export const LAB_TOOLS = [
+  'tcpdump',
+  'softflowd',
+  'nfcapd',
+  'nfdump',
+  'hping3',
+  'nmap',
+  'curl',
+] as const;
+
+export const LAB = {
+  prefix: 'tldet',
+  client: '10.202.1.1',
+  server: '10.202.1.2',
+  client6: 'fd00:202::1',
+  server6: 'fd00:202::2',
+  /** Extra addresses on the server namespace, the host-sweep's targets. */
+  sweep: Array.from({ length: 24 }, (_, i) => `10.202.1.${10 + i}`),
+  scanPorts: '1-40',
+  eni: 'eni-0202000000000001a',
+  instance: 'i-0202000000000001a',
+  account: '123456789012',
+} as const;
+
+export async function missingTools(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const tool of [...LAB_TOOLS, 'ip']) {
+    try {
+      await run('sh', ['-c', `command -v ${tool}`]);
+    } catch {
+      missing.push(tool);
+    }
+  }
+  try {
+    await run('/usr/bin/python3', ['-c', 'import scapy.all']);
+  } catch {
+    missing.push('python3-scapy');
+  }
+  return missing;
+}
+
+export interface NfdumpFlow {
+  start: number; // epoch ms
+  end: number;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  proto: number;
+  flags: string;
+  packets: number;
+  bytes: number;
+}
+
+const PROTO: Record<string, number> = { ICMP: 1, TCP: 6, UDP: 17, ICMP6: 58, IPV6: 41, GRE: 47 };
+
+/** Parses `nfdump -o csv` output (header line names the columns). */
+export function parseNfdumpCsv(text: string): NfdumpFlow[] {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  const header = lines.findIndex((l) => l.startsWith('ts,') || l.includes(',sa,'));
+  if (header < 0) throw new Error(`nfdump csv without a header: ${text.slice(0, 200)}`);
+  const cols = lines[header]!.split(',');
+  const at = (name: string) => cols.indexOf(name);
+  const flows: NfdumpFlow[] = [];
+  for (const line of lines.slice(header + 1)) {
+    const v = line.split(',');
+    if (v.length < cols.length || !/^\d{4}-/.test(v[at('ts')] ?? '')) continue; // summary lines
+    const proto = v[at('pr')]!.trim();
+    flows.push({
+      start: Date.parse(`${v[at('ts')]!.replace(' ', 'T')}Z`),
+      end: Date.parse(`${v[at('te')]!.replace(' ', 'T')}Z`),
+      src: v[at('sa')]!,
+      dst: v[at('da')]!,
+      sport: Math.trunc(Number(v[at('sp')])),
+      dport: Math.trunc(Number(v[at('dp')])),
+      proto: /^\d+$/.test(proto) ? Number(proto) : (PROTO[proto.toUpperCase()] ?? -1),
+      flags: v[at('flg')] ?? '',
+      packets: Number(v[at('ipkt')]),
+      bytes: Number(v[at('ibyt')]),
+    });
+  }
+  return flows;
+}
+
+/** VPC tcp-flags from nfdump's "UAPRSF" column: AWS reports FIN 1, SYN 2, RST 4, SYN-ACK 18. */
+export function vpcTcpFlags(flags: string): number {
+  let v = 0;
+  if (flags.includes('F')) v |= 1;
+  if (flags.includes('R')) v |= 4;
+  if (flags.includes('S')) v |= flags.includes('A') ? 18 : 2;
+  return v;
+}
+
+/** nfdump flows → default-format (v2) records and a custom v5 format with tcp-flags. */
+export function toFlowLogs(flows: NfdumpFlow[]): { v2: string[]; v5: string[]; v5Format: string } {
+  const v5Format =
+    'version account-id interface-id instance-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status tcp-flags flow-direction traffic-path';
+  const v2: string[] = [];
+  const v5: string[] = [];
+  for (const f of flows) {
+    const portless = f.proto !== 6 && f.proto !== 17;
+    const sport = portless ? 0 : f.sport;
+    const dport = portless ? 0 : f.dport;
+    const start = Math.floor(f.start / 1000);
+    const end = Math.max(start, Math.ceil(f.end / 1000));
+    const outbound = f.src === LAB.client || f.src === LAB.client6;
+    v2.push(
+      `2 ${LAB.account} ${LAB.eni} ${f.src} ${f.dst} ${sport} ${dport} ${f.proto} ${f.packets} ${f.bytes} ${start} ${end} ACCEPT OK`,
+    );
+    v5.push(
+      `5 ${LAB.account} ${LAB.eni} ${LAB.instance} ${f.src} ${f.dst} ${sport} ${dport} ${f.proto} ${f.packets} ${f.bytes} ${start} ${end} ACCEPT OK ${f.proto === 6 ? vpcTcpFlags(f.flags) : '-'} ${outbound ? 'egress' : 'ingress'} ${outbound ? 1 : '-'}`,
+    );
+  }
+  return { v2, v5, v5Format };
+}
+
+async function waitFor(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Runs the whole pipeline; returns the nfdump flows and the pcap size. */
+export async function captureRealFlows(): Promise<{
+  flows: NfdumpFlow[];
+  pcapBytes: number;
+  csv: string;
+}> {
+  const topo = new Topology(LAB.prefix);
+  const work = await mkdtemp(join(tmpdir(), 'tldet-'));
+  const children: Array<ReturnType<typeof spawn>> = [];
+  try {
+    const a = await topo.addHost('a');
+    const b = await topo.addHost('b');
+    await topo.link({
+      a: { ns: a.name, ifname: 'eth0', address: `${LAB.client}/24` },
+      b: { ns: b.name, ifname: 'eth0', address: `${LAB.server}/24` },
+    });
+    await a.exec('ip', ['-6', 'addr', 'add', `${LAB.client6}/64`, 'dev', 'eth0', 'nodad']);
+    await b.exec('ip', ['-6', 'addr', 'add', `${LAB.server6}/64`, 'dev', 'eth0', 'nodad']);
+    for (const addr of LAB.sweep) await b.exec('ip', ['addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+
+    // services in b: HTTP on 8080 (v4+v6) and a DNS-like UDP echo on 5353
+    const http = b.spawn(
+      '/usr/bin/python3',
+      [
+        '-c',
+        [
+          'import http.server, socket',
+          'class S(http.server.ThreadingHTTPServer): address_family = socket.AF_INET6',
+          'def b(self):',
+          '  self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); http.server.HTTPServer.server_bind(self)',
+          'S.server_bind = b',
+          'S(("::", 8080), http.server.SimpleHTTPRequestHandler).serve_forever()',
+        ].join('\n'),
+      ],
+      { cwd: work, stdio: 'ignore' },
+    );
+    children.push(http);
+    const udp = b.spawn(
+      '/usr/bin/python3',
+      [
+        '-c',
+        [
+          'import socket',
+          's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 5353))',
+          'while True:',
+          '  d, p = s.recvfrom(2048); s.sendto(d, p)',
+        ].join('\n'),
+      ],
+      { stdio: 'ignore' },
+    );
+    children.push(udp);
+    await waitFor(
+      async () => {
+        try {
+          await a.exec('curl', ['-s', '-o', '/dev/null', '-m', '1', `http://${LAB.server}:8080/`]);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      'the HTTP server in the lab',
+    );
+
+    const pcap = join(work, 'lab.pcap');
+    const dump = a.spawn('tcpdump', ['-i', 'eth0', '-n', '-U', '-w', pcap, 'not arp'], {
+      stdio: 'ignore',
+    });
+    children.push(dump);
+    await new Promise((r) => setTimeout(r, 1000));
+
+    // normal traffic
+    for (let i = 0; i < 3; i++)
+      await a.exec('curl', ['-s', '-o', '/dev/null', `http://${LAB.server}:8080/`]);
+    await a.exec('curl', ['-s', '-o', '/dev/null', '-g', `http://[${LAB.server6}]:8080/`]);
+    await a.exec('/usr/bin/python3', [
+      '-c',
+      [
+        'import socket',
+        's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)',
+        `s.sendto(b"\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07example\\x03com\\x00\\x00\\x01\\x00\\x01", ("${LAB.server}", 5353)); s.recvfrom(2048)`,
+      ].join('\n'),
+    ]);
+    // ICMP: the false-positive case (ports are 0 for ICMP, must not fire port-zero)
+    await a.exec('hping3', ['-1', '-c', '3', '-i', 'u100000', LAB.server]).catch(() => undefined);
+    // port 0: TCP SYN and UDP, IPv4 (hping3) and IPv6 (scapy)
+    await a
+      .exec('hping3', [
+        '-S',
+        '-p',
+        '0',
+        '-s',
+        '40000',
+        '-k',
+        '-c',
+        '3',
+        '-i',
+        'u100000',
+        LAB.server,
+      ])
+      .catch(() => undefined);
+    await a
+      .exec('hping3', [
+        '--udp',
+        '-p',
+        '0',
+        '-s',
+        '40001',
+        '-k',
+        '-c',
+        '3',
+        '-i',
+        'u100000',
+        LAB.server,
+      ])
+      .catch(() => undefined);
+    await a.exec('/usr/bin/python3', [
+      '-c',
+      [
+        'from scapy.all import IPv6, UDP, TCP, send, conf',
+        'conf.verb = 0',
+        `send(IPv6(dst="${LAB.server6}")/UDP(sport=40002, dport=0)/b"x", count=2, iface="eth0")`,
+        `send(IPv6(dst="${LAB.server6}")/TCP(sport=40003, dport=0, flags="S"), count=2, iface="eth0")`,
+      ].join('\n'),
+    ]);
+    // a short port scan and a host sweep
+    await a.exec(
+      'nmap',
+      ['-n', '-Pn', '-sS', '-p', LAB.scanPorts, '--max-retries', '0', LAB.server],
+      { timeoutMs: 60_000 },
+    );
+    await a.exec('nmap', ['-n', '-Pn', '-sS', '-p', '22', '--max-retries', '0', ...LAB.sweep], {
+      timeoutMs: 60_000,
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    dump.kill('SIGINT');
+    await new Promise((r) => dump.once('exit', r));
+
+    // pcap → IPFIX (softflowd) → nfcapd on the namespace loopback → nfdump csv
+    const flowsDir = join(work, 'nfcapd');
+    await run('mkdir', ['-p', flowsDir]);
+    const port = String(20000 + Math.floor(Math.random() * 20000));
+    const collector = a.spawn(
+      'nfcapd',
+      ['-b', '127.0.0.1', '-p', port, '-w', flowsDir, '-t', '3600'],
+      { stdio: 'ignore' },
+    );
+    children.push(collector);
+    await new Promise((r) => setTimeout(r, 1000));
+    await a.exec(
+      'softflowd',
+      ['-r', pcap, '-c', 'none', '-v', '10', '-A', 'milli', '-6', '-n', `127.0.0.1:${port}`],
+      { timeoutMs: 60_000 },
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    collector.kill('SIGTERM');
+    await new Promise((r) => collector.once('exit', r));
+    const files = (await readdir(flowsDir, { recursive: true })).filter((f) =>
+      /nfcapd\.\d+/.test(String(f)),
+    );
+    if (files.length === 0) throw new Error('nfcapd wrote no flow file');
+    let csv = '';
+    for (const f of files) {
+      const { stdout } = await run('nfdump', ['-r', join(flowsDir, String(f)), '-o', 'csv'], {
+        maxBuffer: 16 << 20,
+        env: { ...process.env, TZ: 'UTC' },
+      });
+      csv += stdout;
+    }
+    const { size } = await import('node:fs/promises').then((fs) => fs.stat(pcap));
+    return { flows: parseNfdumpCsv(csv), pcapBytes: size, csv };
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await topo.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const out = process.argv[2] ?? new URL('../test/fixtures/flowlogs/', import.meta.url).pathname;
+  const { flows } = await captureRealFlows();
+  const { v2, v5, v5Format } = toFlowLogs(flows);
+  // how these were made: test/fixtures/flowlogs/README.md
+  await writeFile(join(out, 'lab-real-v2.log'), `${v2.join('\n')}\n`);
+  await writeFile(join(out, 'lab-real-v5.log'), `${v5Format}\n${v5.join('\n')}\n`);
+  console.log(`wrote ${flows.length} flows to ${out}lab-real-v2.log and lab-real-v5.log`);
+}

@@ -1,0 +1,232 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { type CaptureRequest, parseCaptureRequest } from '../capture/request.ts';
+import { isTaplineError, MalformedEventError } from '../errors.ts';
+import { type FlowLogFormat, resolveFlowLogFormat } from '../flowlogs/format.ts';
+import { FlowScanner, type ScanStats } from '../flowlogs/scanner.ts';
+import { decodeSubscriptionData, isCloudWatchLogsEvent } from '../flowlogs/sources/cloudwatch.ts';
+import {
+  isS3Event,
+  type S3ObjectRef,
+  s3ObjectsFromEvent,
+  scanS3Object,
+} from '../flowlogs/sources/s3.ts';
+import { type NotifyDeps, type PublishResult, publishEvent } from '../notify/publish.ts';
+import type { CoreLogger } from '../observability.ts';
+import type { RulesConfig } from '../rules/config.ts';
+import { type EngineStats, RuleEngine } from '../rules/engine.ts';
+import { type Finding, toFinding } from './finding.ts';
+
+/**
+ * The detector core: flow-log batches → rules → findings → notifications → capture requests.
+ * The same code runs in the Lambda handler (CloudWatch Logs subscription, S3/EventBridge), in
+ * `tapline detect` and in tests; AWS clients, the clock and the capture core are injected.
+ */
+
+/** The capture core's entry point, bound to its deps by the caller (handler, lab, tests). */
+export type StartCaptureFn = (request: CaptureRequest) => Promise<unknown>;
+
+export interface DetectDeps {
+  rules: RulesConfig;
+  /** FLOW_LOG_FORMAT: the format of CloudWatch Logs records (S3 objects carry a header). */
+  flowLogFormat?: string | undefined;
+  s3?: S3Client;
+  /** Where findings are published (EventBridge + SNS); omit to publish nothing (CLI). */
+  notify?: NotifyDeps;
+  /** The capture core, for rules with autoCapture; omit to start nothing. */
+  startCapture?: StartCaptureFn;
+  clock?: () => Date;
+  logger: CoreLogger;
+}
+
+/** One unit of per-batch windows: a subscription delivery, one S3 object, one file. */
+export interface FlowBatch {
+  /** `cwl:<logGroup>/<logStream>`, `s3://bucket/key`, a file name. */
+  source: string;
+  /** Header handling: S3 objects and files may start with one; CWL messages never do. */
+  header: 'auto' | 'none';
+  feed(scanner: FlowScanner): Promise<void>;
+}
+
+export interface CaptureResult {
+  fingerprint: string;
+  status: 'started' | 'refused' | 'invalid' | 'failed';
+  outcome?: unknown;
+  error?: { name: string; code?: string; message: string };
+}
+
+export interface BatchReport {
+  source: string;
+  stats: ScanStats;
+  engine: EngineStats;
+  findings: number;
+  /** Set when the batch could not be read at all. */
+  error?: { name: string; code?: string; message: string };
+}
+
+export interface DetectReport {
+  batches: BatchReport[];
+  findings: Finding[];
+  published: Array<{ fingerprint: string } & PublishResult>;
+  captures: CaptureResult[];
+  /** Batches that failed for a reason a retry may fix (S3 unavailable, throttling). */
+  retryable: number;
+}
+
+function errorInfo(error: unknown): { name: string; code?: string; message: string } {
+  if (isTaplineError(error)) return { name: error.name, code: error.code, message: error.message };
+  const e = error as { name?: string; message?: string };
+  return { name: e?.name ?? 'Error', message: e?.message ?? String(error) };
+}
+
+/** Runs the rules over one batch; never throws for bad records (they are counted). */
+export async function detectBatch(
+  batch: FlowBatch,
+  deps: Pick<DetectDeps, 'rules' | 'flowLogFormat' | 'clock'>,
+  format: FlowLogFormat = resolveFlowLogFormat(deps.flowLogFormat),
+): Promise<{ findings: Finding[]; report: BatchReport }> {
+  const engine = new RuleEngine(deps.rules);
+  const scanner = new FlowScanner(engine, { format, header: batch.header });
+  await batch.feed(scanner);
+  const stats = scanner.end();
+  const raw = engine.finish();
+  const now = (deps.clock?.() ?? new Date()).getTime() / 1000;
+  const findings = raw.map((r) =>
+    toFinding(r, { rules: deps.rules, format: scanner.format, source: batch.source, now }),
+  );
+  return {
+    findings,
+    report: { source: batch.source, stats, engine: engine.stats, findings: findings.length },
+  };
+}
+
+/** The batches in a Lambda event: one per CWL delivery, one per S3 object. */
+export function batchesFromEvent(event: unknown, s3?: S3Client): FlowBatch[] {
+  if (isCloudWatchLogsEvent(event)) {
+    const payload = decodeSubscriptionData(event.awslogs.data);
+    if (payload.messageType === 'CONTROL_MESSAGE') return [];
+    return [
+      {
+        source: `cwl:${payload.logGroup ?? '?'}/${payload.logStream ?? '?'}`,
+        header: 'none',
+        async feed(scanner) {
+          for (const e of payload.logEvents) scanner.pushRecord(e.message);
+        },
+      },
+    ];
+  }
+  if (isS3Event(event)) {
+    return s3ObjectsFromEvent(event).map((ref: S3ObjectRef) => ({
+      source: `s3://${ref.bucket}/${ref.key}`,
+      header: 'auto' as const,
+      async feed(scanner: FlowScanner) {
+        if (!s3) throw new MalformedEventError('S3 event but no S3 client configured');
+        await scanS3Object(s3, ref, scanner);
+      },
+    }));
+  }
+  throw new MalformedEventError(
+    'Not a CloudWatch Logs subscription, S3 notification or EventBridge S3 event',
+    { keys: typeof event === 'object' && event !== null ? Object.keys(event).slice(0, 10) : [] },
+  );
+}
+
+/** Publishes each finding and hands auto-capture findings to the capture core. */
+export async function actOnFindings(
+  findings: Finding[],
+  deps: DetectDeps,
+): Promise<Pick<DetectReport, 'published' | 'captures'>> {
+  const published: DetectReport['published'] = [];
+  const captures: CaptureResult[] = [];
+  for (const finding of findings) {
+    if (deps.notify) {
+      const result = await publishEvent(deps.notify, 'Flow Anomaly Detected', {
+        ...finding,
+        evidence: finding.evidence.slice(0, 10),
+      });
+      published.push({ fingerprint: finding.fingerprint, ...result });
+    }
+    if (!finding.autoCapture || !deps.startCapture) continue;
+    let request: CaptureRequest;
+    try {
+      request = parseCaptureRequest(finding.capture.request);
+    } catch (error) {
+      deps.logger.error('finding produced an invalid capture request', {
+        fingerprint: finding.fingerprint,
+        error: errorInfo(error),
+      });
+      captures.push({
+        fingerprint: finding.fingerprint,
+        status: 'invalid',
+        error: errorInfo(error),
+      });
+      continue;
+    }
+    try {
+      const outcome = await deps.startCapture(request);
+      // the capture core returns refusals (cooldown, lock, budget…) instead of throwing
+      const started = (outcome as { started?: unknown[] } | undefined)?.started;
+      const status = Array.isArray(started) && started.length === 0 ? 'refused' : 'started';
+      captures.push({ fingerprint: finding.fingerprint, status, outcome });
+    } catch (error) {
+      const refused = isTaplineError(error) && error.code.startsWith('CAPTURE_REFUSED');
+      (refused ? deps.logger.info : deps.logger.error).call(deps.logger, 'capture not started', {
+        fingerprint: finding.fingerprint,
+        error: errorInfo(error),
+      });
+      captures.push({
+        fingerprint: finding.fingerprint,
+        status: refused ? 'refused' : 'failed',
+        error: errorInfo(error),
+      });
+    }
+  }
+  return { published, captures };
+}
+
+/** A whole Lambda event: every batch, then findings out. One bad batch does not stop others. */
+export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Promise<DetectReport> {
+  const batches = batchesFromEvent(event, deps.s3);
+  const report: DetectReport = {
+    batches: [],
+    findings: [],
+    published: [],
+    captures: [],
+    retryable: 0,
+  };
+  for (const batch of batches) {
+    try {
+      const { findings, report: batchReport } = await detectBatch(batch, deps);
+      report.batches.push(batchReport);
+      report.findings.push(...findings);
+      if (batchReport.stats.malformed > 0) {
+        deps.logger.warn('malformed flow-log records', {
+          source: batch.source,
+          malformed: batchReport.stats.malformed,
+          byReason: batchReport.stats.malformedByReason,
+          sample: batchReport.stats.malformedSample,
+        });
+      }
+      if (batchReport.stats.skipdata > 0) {
+        deps.logger.warn('flow logs skipped records (SKIPDATA): some flows were not logged', {
+          source: batch.source,
+          skipdata: batchReport.stats.skipdata,
+        });
+      }
+    } catch (error) {
+      const info = errorInfo(error);
+      if (!isTaplineError(error)) report.retryable += 1;
+      deps.logger.error('flow-log batch failed', { source: batch.source, error: info });
+      report.batches.push({
+        source: batch.source,
+        stats: new FlowScanner({ observe() {} }).stats,
+        engine: { untrackedKeys: 0, suppressedFindings: 0, trackedKeys: 0 },
+        findings: 0,
+        error: info,
+      });
+    }
+  }
+  const acted = await actOnFindings(report.findings, deps);
+  report.published = acted.published;
+  report.captures = acted.captures;
+  return report;
+}

@@ -1,0 +1,191 @@
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { MalformedEventError } from '../../errors.ts';
+import type { FlowScanner } from '../scanner.ts';
+import { scanParquet } from './parquet.ts';
+
+/**
+ * S3-delivered flow logs: which objects an event names (classic S3 notifications and
+ * EventBridge "Object Created" events), and streaming one object into the scanner
+ * (GetObject body → gunzip → line splitter; never the whole object in memory). Parquet
+ * objects are read with ranged GETs (see parquet.ts).
+ */
+
+export interface S3ObjectRef {
+  bucket: string;
+  /** URL-decoded key, as S3 APIs take it. */
+  key: string;
+  /** The key exactly as the event carried it (before decoding). */
+  rawKey: string;
+  versionId?: string;
+  size?: number;
+}
+
+const s3NotificationSchema = z.object({
+  Records: z
+    .array(
+      z.object({
+        eventSource: z.literal('aws:s3'),
+        eventName: z.string(),
+        s3: z.object({
+          bucket: z.object({ name: z.string().min(3) }),
+          object: z.object({
+            key: z.string().min(1),
+            size: z.number().optional(),
+            versionId: z.string().optional(),
+          }),
+        }),
+      }),
+    )
+    .min(1),
+});
+
+const eventBridgeSchema = z.object({
+  source: z.literal('aws.s3'),
+  'detail-type': z.string(),
+  detail: z.object({
+    bucket: z.object({ name: z.string().min(3) }),
+    object: z.object({
+      key: z.string().min(1),
+      size: z.number().optional(),
+      'version-id': z.string().optional(),
+    }),
+  }),
+});
+
+/** S3 event keys are URL-encoded with "+" for spaces. */
+export function decodeS3Key(key: string): string {
+  try {
+    return decodeURIComponent(key.replaceAll('+', ' '));
+  } catch {
+    throw new MalformedEventError('S3 object key is not valid URL encoding', {
+      key: key.slice(0, 200),
+    });
+  }
+}
+
+export function isS3Event(event: unknown): boolean {
+  if (typeof event !== 'object' || event === null) return false;
+  const e = event as Record<string, unknown>;
+  return (
+    e.source === 'aws.s3' ||
+    e.Event === 's3:TestEvent' ||
+    (Array.isArray(e.Records) &&
+      (e.Records[0] as { eventSource?: unknown })?.eventSource === 'aws:s3')
+  );
+}
+
+/** The objects an S3 notification or EventBridge event names (test events name none). */
+export function s3ObjectsFromEvent(event: unknown): S3ObjectRef[] {
+  if ((event as { Event?: unknown })?.Event === 's3:TestEvent') return [];
+  const eb = eventBridgeSchema.safeParse(event);
+  if (eb.success) {
+    if (eb.data['detail-type'] !== 'Object Created') return [];
+    const o = eb.data.detail.object;
+    return [
+      {
+        bucket: eb.data.detail.bucket.name,
+        key: decodeS3Key(o.key),
+        rawKey: o.key,
+        ...(o['version-id'] ? { versionId: o['version-id'] } : {}),
+        ...(o.size !== undefined ? { size: o.size } : {}),
+      },
+    ];
+  }
+  const n = s3NotificationSchema.safeParse(event);
+  if (n.success) {
+    return n.data.Records.filter((r) => r.eventName.startsWith('ObjectCreated')).map((r) => ({
+      bucket: r.s3.bucket.name,
+      key: decodeS3Key(r.s3.object.key),
+      rawKey: r.s3.object.key,
+      ...(r.s3.object.versionId ? { versionId: r.s3.object.versionId } : {}),
+      ...(r.s3.object.size !== undefined ? { size: r.s3.object.size } : {}),
+    }));
+  }
+  throw new MalformedEventError('Not an S3 notification or EventBridge S3 event', {
+    keys: typeof event === 'object' && event !== null ? Object.keys(event).slice(0, 10) : [],
+  });
+}
+
+export function isParquetKey(key: string): boolean {
+  return /\.parquet(\.gz)?$/i.test(key);
+}
+
+/**
+ * Feeds a byte stream into the scanner, inflating it when it starts with the gzip magic
+ * (flow-log objects are `.log.gz`; plain text is accepted too). Multi-member gzip is handled
+ * by zlib. The stream is consumed chunk by chunk with back-pressure.
+ */
+export async function scanStream(
+  body: AsyncIterable<Buffer | Uint8Array>,
+  scanner: FlowScanner,
+): Promise<void> {
+  const iterator = body[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done) return;
+  const head = Buffer.from(first.value);
+  const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+  if (!gzip) {
+    scanner.push(head);
+    for (let r = await iterator.next(); !r.done; r = await iterator.next())
+      scanner.push(Buffer.from(r.value));
+    return;
+  }
+  const gunzip = createGunzip({ chunkSize: 1 << 18 });
+  const feeding = (async () => {
+    try {
+      if (!gunzip.write(head)) await new Promise((res) => gunzip.once('drain', res));
+      for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
+        if (!gunzip.write(Buffer.from(r.value)))
+          await new Promise((res) => gunzip.once('drain', res));
+      }
+      gunzip.end();
+    } catch (error) {
+      gunzip.destroy(error as Error);
+    }
+  })();
+  for await (const chunk of gunzip) scanner.push(chunk as Buffer);
+  await feeding;
+}
+
+async function getBody(s3: S3Client, ref: S3ObjectRef, key: string): Promise<Readable> {
+  const out = await s3.send(
+    new GetObjectCommand({
+      Bucket: ref.bucket,
+      Key: key,
+      ...(ref.versionId ? { VersionId: ref.versionId } : {}),
+    }),
+  );
+  return out.Body as Readable;
+}
+
+/** Streams one S3 flow-log object (text/gzip or Parquet) into the scanner. */
+export async function scanS3Object(
+  s3: S3Client,
+  ref: S3ObjectRef,
+  scanner: FlowScanner,
+): Promise<void> {
+  if (isParquetKey(ref.key)) {
+    const size =
+      ref.size ??
+      Number(
+        (await s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }))).ContentLength,
+      );
+    await scanParquet(s3, { ...ref, size }, scanner);
+    return;
+  }
+  let body: Readable;
+  try {
+    body = await getBody(s3, ref, ref.key);
+  } catch (error) {
+    // an event producer that did not encode the key: try it exactly as given
+    if ((error as { name?: string }).name === 'NoSuchKey' && ref.rawKey !== ref.key) {
+      body = await getBody(s3, ref, ref.rawKey);
+    } else {
+      throw error;
+    }
+  }
+  await scanStream(body, scanner);
+}

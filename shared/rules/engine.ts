@@ -1,0 +1,587 @@
+import {
+  ACTION_REJECT,
+  addressKeyToString,
+  type FlowCursor,
+  type FlowSink,
+} from '../flowlogs/scanner.ts';
+import { CidrSet } from './cidr.ts';
+import type { RuleName, RulesConfig } from './config.ts';
+
+/**
+ * The rules over one batch (a CloudWatch Logs delivery, one S3 object, one local file). Every
+ * record goes through `observe` once; aggregate rules keep per-key state (bounded by
+ * limits.maxTrackedKeys), windows are tumbling per key and anchored at the key's first record,
+ * and `finish()` closes the remaining windows and returns the findings, deduplicated by
+ * fingerprint (identical fingerprints become one finding with summed counts).
+ */
+
+const TCP = 6;
+const UDP = 17;
+const SYN = 2;
+const ACK = 16;
+
+export interface RawFinding {
+  rule: RuleName;
+  fingerprint: string;
+  /** The addresses/ports that define the finding (null where a rule spans many). */
+  srcaddr: string | null;
+  dstaddr: string | null;
+  srcport: number | null;
+  dstport: number | null;
+  protocol: number | null;
+  /** Matching records, and their packet/byte totals. */
+  records: number;
+  packets: number;
+  bytes: number;
+  /** Distinct ports (port-scan) or hosts (host-sweep) seen, when the rule counts them. */
+  distinct: number | null;
+  /** Time range of the matching records, epoch seconds. */
+  start: number;
+  end: number;
+  /** Raw record lines, at most limits.maxEvidence. */
+  evidence: string[];
+  /** Which address is on the deny list (deny-list only). */
+  listed?: string;
+  /** Windows merged into this finding (identical fingerprints in one batch). */
+  occurrences: number;
+}
+
+export interface EngineStats {
+  /** Keys not tracked because limits.maxTrackedKeys was reached (hostile input). */
+  untrackedKeys: number;
+  /** Findings beyond limits.maxFindings (counted, not returned). */
+  suppressedFindings: number;
+  trackedKeys: number;
+}
+
+class SourceState {
+  /** port-scan: destination → distinct (protocol, port). */
+  pairs: Map<number | string, Agg> | null = null;
+  /** host-sweep: (protocol, port) → distinct destinations. */
+  services: Map<number, Agg> | null = null;
+  /** reject-burst. */
+  rejects: Agg | null = null;
+  /** egress-volume: external destination → bytes. */
+  egress: Map<number | string, Agg> | null = null;
+}
+
+const W_SCAN = 0;
+const W_SWEEP = 1;
+const W_REJECT = 2;
+const W_EGRESS = 3;
+
+class Agg {
+  records = 0;
+  packets = 0;
+  bytes = 0;
+  first = Number.POSITIVE_INFINITY;
+  last = Number.NEGATIVE_INFINITY;
+  windowStart = -1;
+  evidence: string[] = [];
+  /** Distinct values: the first one inline, a Set from the second on. */
+  one: number | string | null = null;
+  many: Set<number | string> | null = null;
+  distinct = 0;
+  // identity, filled by the rule when created
+  src: number | string = -1;
+  dst: number | string = -1;
+  protocol = -1;
+  port = -1;
+
+  reset(): void {
+    this.records = 0;
+    this.packets = 0;
+    this.bytes = 0;
+    this.first = Number.POSITIVE_INFINITY;
+    this.last = Number.NEGATIVE_INFINITY;
+    this.windowStart = -1;
+    this.evidence = [];
+    this.one = null;
+    this.many = null;
+    this.distinct = 0;
+  }
+
+  /** Adds a value to the distinct set; true when it is new. */
+  addDistinct(v: number | string): boolean {
+    if (this.distinct === 0) {
+      this.one = v;
+      this.distinct = 1;
+      return true;
+    }
+    if (this.many === null) {
+      if (v === this.one) return false;
+      this.many = new Set([this.one!, v]);
+      this.distinct = 2;
+      return true;
+    }
+    const before = this.many.size;
+    this.many.add(v);
+    this.distinct = this.many.size;
+    return this.distinct !== before;
+  }
+}
+
+function isPrivateV4(a: number): boolean {
+  const top = Math.floor(a / 16777216);
+  if (top === 10) return true;
+  const top2 = Math.floor(a / 65536);
+  if (top2 >= 0xac10 && top2 <= 0xac1f) return true; // 172.16.0.0/12
+  return top2 === 0xc0a8; // 192.168.0.0/16
+}
+
+function isUlaV6(text: string): boolean {
+  // fc00::/7: the first group is fcXX or fdXX (the scanner lower-cases IPv6 text)
+  return text.indexOf(':') === 4 && text[0] === 'f' && (text[1] === 'c' || text[1] === 'd');
+}
+
+export const PROTOCOL_NAMES: Record<number, string> = {
+  1: 'icmp',
+  4: 'ipip',
+  6: 'tcp',
+  17: 'udp',
+  41: 'ipv6',
+  47: 'gre',
+  50: 'esp',
+  51: 'ah',
+  58: 'icmp6',
+  115: 'l2tp',
+  132: 'sctp',
+};
+
+export function protocolName(p: number): string {
+  return PROTOCOL_NAMES[p] ?? String(p);
+}
+
+export class RuleEngine implements FlowSink {
+  readonly config: RulesConfig;
+  readonly stats: EngineStats = { untrackedKeys: 0, suppressedFindings: 0, trackedKeys: 0 };
+  private readonly maxEvidence: number;
+  private readonly maxKeys: number;
+  private readonly internalExtra: CidrSet;
+  private readonly denyList: CidrSet;
+  private readonly egressAllow: CidrSet;
+  private readonly rareAllow: CidrSet;
+  private readonly rareProtocols = new Uint8Array(256);
+  private readonly on: Record<RuleName, boolean>;
+  private readonly windows: { scan: number; sweep: number; reject: number; egress: number };
+
+  /** All aggregate state hangs off the source address: one Map probe per record. */
+  private readonly sources = new Map<number | string, SourceState>();
+  private readonly onZero: boolean;
+  private readonly onRare: boolean;
+  private readonly onDeny: boolean;
+  private readonly onReject: boolean;
+  private readonly onScan: boolean;
+  private readonly onSweep: boolean;
+  private readonly onEgress: boolean;
+  private readonly egressIgnoreAws: boolean;
+  private readonly perRecord = new Map<
+    string,
+    Agg & { rule: RuleName; fp: string; listed?: string }
+  >();
+  private readonly found = new Map<string, RawFinding>();
+  /** Epoch seconds subtracted from record times while aggregating. */
+  private base = -1;
+
+  constructor(config: RulesConfig) {
+    this.config = config;
+    const r = config.rules;
+    this.maxEvidence = config.limits.maxEvidence;
+    this.maxKeys = config.limits.maxTrackedKeys;
+    const builtIn = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];
+    this.internalExtra = new CidrSet(config.internalCidrs.filter((c) => !builtIn.includes(c)));
+    this.denyList = new CidrSet(r['deny-list'].cidrs);
+    this.egressAllow = new CidrSet(r['egress-volume'].allowDestinations);
+    this.rareAllow = new CidrSet(r['rare-protocol'].allowCidrs);
+    for (const p of r['rare-protocol'].protocols) this.rareProtocols[p] = 1;
+    this.on = {
+      'port-zero': r['port-zero'].enabled,
+      'port-scan': r['port-scan'].enabled,
+      'host-sweep': r['host-sweep'].enabled,
+      'reject-burst': r['reject-burst'].enabled,
+      'deny-list': r['deny-list'].enabled && this.denyList.size > 0,
+      'egress-volume': r['egress-volume'].enabled,
+      'rare-protocol': r['rare-protocol'].enabled && r['rare-protocol'].protocols.length > 0,
+    };
+    this.onZero = this.on['port-zero'];
+    this.onRare = this.on['rare-protocol'];
+    this.onDeny = this.on['deny-list'];
+    this.onReject = this.on['reject-burst'];
+    this.onScan = this.on['port-scan'];
+    this.onSweep = this.on['host-sweep'];
+    this.onEgress = this.on['egress-volume'];
+    this.egressIgnoreAws = r['egress-volume'].ignoreAwsServices;
+    this.windows = {
+      scan: r['port-scan'].windowSeconds,
+      sweep: r['host-sweep'].windowSeconds,
+      reject: r['reject-burst'].windowSeconds,
+      egress: r['egress-volume'].windowSeconds,
+    };
+  }
+
+  /** Internal = RFC 1918 / ULA, or one of the configured internalCidrs. */
+  isInternal(key: number | string): boolean {
+    if (typeof key === 'number') return isPrivateV4(key) || this.internalExtra.containsV4(key);
+    return isUlaV6(key) || this.internalExtra.containsV6(key);
+  }
+
+  observe(c: FlowCursor): void {
+    if (!c.hasAddresses()) return;
+    if (this.base < 0 && c.start >= 0) this.base = Math.max(0, c.start - 2_592_000);
+    const proto = c.protocol;
+    const portful = proto === TCP || proto === UDP;
+
+    if (this.onZero && portful && (c.srcport === 0 || c.dstport === 0)) this.portZero(c);
+    if (this.onRare && proto >= 0 && this.rareProtocols[proto] === 1) this.rare(c);
+    if (this.onDeny) this.deny(c);
+
+    const reject = this.onReject && c.action === ACTION_REJECT;
+    const probe = (this.onScan || this.onSweep) && proto >= 0 && !this.isReply(c, portful);
+    let egress = false;
+    if (this.onEgress && c.bytes > 0) {
+      egress =
+        this.isInternal(c.srcKey()) &&
+        !this.isInternal(c.dstKey()) &&
+        !(this.egressIgnoreAws && c.dstIsAwsService) &&
+        !(this.egressAllow.size > 0 && this.egressAllow.contains(c.dstKey()));
+    }
+    if (!reject && !probe && !egress) return;
+
+    const srcKey = c.srcKey();
+    let source = this.sources.get(srcKey);
+    if (source === undefined) {
+      source = new SourceState();
+      this.sources.set(srcKey, source);
+    }
+    if (reject) this.reject(source, srcKey, c);
+    if (probe) {
+      if (this.onScan && portful && c.dstport >= 0) this.portScan(source, srcKey, c);
+      if (this.onSweep) this.hostSweep(source, srcKey, c, portful);
+    }
+    if (egress) this.egressVolume(source, srcKey, c);
+  }
+
+  /**
+   * Replies must not count as probes: a server answering one busy client uses many client
+   * ports. With tcp-flags (v3+), a TCP record is a probe only if it carries SYN without SYN-ACK;
+   * without flags, a record from a lower port to a port ≥ 1024 is taken as a reply.
+   */
+  private isReply(c: FlowCursor, portful: boolean): boolean {
+    if (!portful) return false;
+    if (c.protocol === TCP && c.tcpFlags >= 0) {
+      return (c.tcpFlags & SYN) === 0 || (c.tcpFlags & ACK) !== 0;
+    }
+    return c.srcport >= 0 && c.srcport < c.dstport && c.dstport >= 1024;
+  }
+
+  private canTrack(): boolean {
+    if (this.stats.trackedKeys >= this.maxKeys) {
+      this.stats.untrackedKeys += 1;
+      return false;
+    }
+    this.stats.trackedKeys += 1;
+    return true;
+  }
+
+  /** Window bookkeeping shared by the aggregate rules; closes the window when it expired. */
+  private touch(agg: Agg, c: FlowCursor, which: number, window: number): void {
+    // times relative to the batch's first record stay small integers (no boxed doubles)
+    const start = c.start >= 0 ? c.start - this.base : -1;
+    const end = c.end >= 0 ? c.end - this.base : start;
+    const t = start >= 0 ? start : end;
+    if (agg.windowStart < 0) agg.windowStart = t;
+    else if (t >= 0 && t >= agg.windowStart + window) {
+      if (which === W_SCAN) this.closeScan(agg);
+      else if (which === W_SWEEP) this.closeSweep(agg);
+      else if (which === W_REJECT) this.closeReject(agg);
+      else this.closeEgress(agg);
+      agg.reset();
+      agg.windowStart = t;
+    }
+    agg.records += 1;
+    if (c.packets > 0) agg.packets += c.packets;
+    if (c.bytes > 0) agg.bytes += c.bytes;
+    if (start >= 0 && start < agg.first) agg.first = start;
+    if (end > agg.last) agg.last = end;
+  }
+
+  private evidence(agg: Agg, c: FlowCursor): void {
+    if (agg.evidence.length < this.maxEvidence) agg.evidence.push(c.text());
+  }
+
+  // ---- per-record rules (aggregated by fingerprint) -------------------------------------
+
+  private perRecordAgg(rule: RuleName, fp: string, c: FlowCursor) {
+    let agg = this.perRecord.get(fp);
+    if (agg === undefined) {
+      if (!this.canTrack()) return undefined;
+      agg = Object.assign(new Agg(), { rule, fp });
+      agg.src = c.srcKey();
+      agg.dst = c.dstKey();
+      agg.protocol = c.protocol;
+      this.perRecord.set(fp, agg);
+    }
+    agg.records += 1;
+    if (c.packets > 0) agg.packets += c.packets;
+    if (c.bytes > 0) agg.bytes += c.bytes;
+    const start = c.start >= 0 ? c.start - this.base : -1;
+    const end = c.end >= 0 ? c.end - this.base : start;
+    if (start >= 0 && start < agg.first) agg.first = start;
+    if (end > agg.last) agg.last = end;
+    this.evidence(agg, c);
+    return agg;
+  }
+
+  private portZero(c: FlowCursor): void {
+    const src = addressKeyToString(c.srcKey());
+    const dst = addressKeyToString(c.dstKey());
+    // A probe and its reply (RST, ICMP unreachable aside) are one finding: the fingerprint
+    // names the address pair in a fixed order, not the direction or the ephemeral port.
+    const [lo, hi] = src < dst ? [src, dst] : [dst, src];
+    const fp = `port-zero:${protocolName(c.protocol)}:${lo}:${hi}`;
+    const agg = this.perRecordAgg('port-zero', fp, c);
+    if (agg && agg.records === 1) agg.port = c.dstport === 0 ? 0 : 1; // 0: dst side is zero
+  }
+
+  private rare(c: FlowCursor): void {
+    const src = c.srcKey();
+    const dst = c.dstKey();
+    if (this.rareAllow.size > 0 && (this.rareAllow.contains(src) || this.rareAllow.contains(dst)))
+      return;
+    const fp = `rare-protocol:${protocolName(c.protocol)}:${addressKeyToString(src)}:${addressKeyToString(dst)}`;
+    this.perRecordAgg('rare-protocol', fp, c);
+  }
+
+  private deny(c: FlowCursor): void {
+    const src = c.srcKey();
+    const dst = c.dstKey();
+    const srcListed = this.denyList.contains(src);
+    const dstListed = !srcListed && this.denyList.contains(dst);
+    if (!srcListed && !dstListed) return;
+    const listed = addressKeyToString(srcListed ? src : dst);
+    const peer = addressKeyToString(srcListed ? dst : src);
+    const fp = `deny-list:${listed}:${peer}`;
+    const agg = this.perRecordAgg('deny-list', fp, c);
+    if (agg) agg.listed = listed;
+  }
+
+  // ---- aggregate rules -------------------------------------------------------------------
+
+  private portScan(source: SourceState, srcKey: number | string, c: FlowCursor): void {
+    let pairs = source.pairs;
+    if (pairs === null) {
+      pairs = new Map();
+      source.pairs = pairs;
+    }
+    const dstKey = c.dstKey();
+    let agg = pairs.get(dstKey);
+    if (agg === undefined) {
+      if (!this.canTrack()) return;
+      agg = new Agg();
+      agg.src = srcKey;
+      agg.dst = dstKey;
+      pairs.set(dstKey, agg);
+    }
+    this.touch(agg, c, W_SCAN, this.windows.scan);
+    if (agg.addDistinct(c.protocol * 65536 + c.dstport)) this.evidence(agg, c);
+  }
+
+  private hostSweep(
+    source: SourceState,
+    srcKey: number | string,
+    c: FlowCursor,
+    portful: boolean,
+  ): void {
+    let services = source.services;
+    if (services === null) {
+      services = new Map();
+      source.services = services;
+    }
+    const port = portful ? Math.max(c.dstport, 0) : 0;
+    const service = c.protocol * 65536 + port;
+    let agg = services.get(service);
+    if (agg === undefined) {
+      if (!this.canTrack()) return;
+      agg = new Agg();
+      agg.src = srcKey;
+      agg.protocol = c.protocol;
+      agg.port = portful ? port : -1;
+      services.set(service, agg);
+    }
+    this.touch(agg, c, W_SWEEP, this.windows.sweep);
+    if (agg.addDistinct(c.dstKey())) this.evidence(agg, c);
+  }
+
+  private reject(source: SourceState, srcKey: number | string, c: FlowCursor): void {
+    let agg = source.rejects;
+    if (agg === null) {
+      if (!this.canTrack()) return;
+      agg = new Agg();
+      agg.src = srcKey;
+      source.rejects = agg;
+    }
+    this.touch(agg, c, W_REJECT, this.windows.reject);
+    this.evidence(agg, c);
+  }
+
+  private egressVolume(source: SourceState, srcKey: number | string, c: FlowCursor): void {
+    let egress = source.egress;
+    if (egress === null) {
+      egress = new Map();
+      source.egress = egress;
+    }
+    const dstKey = c.dstKey();
+    let agg = egress.get(dstKey);
+    if (agg === undefined) {
+      if (!this.canTrack()) return;
+      agg = new Agg();
+      agg.src = srcKey;
+      agg.dst = dstKey;
+      egress.set(dstKey, agg);
+    }
+    this.touch(agg, c, W_EGRESS, this.windows.egress);
+    this.evidence(agg, c);
+  }
+
+  // ---- closing windows into findings -----------------------------------------------------
+
+  private closeScan(a: Agg): void {
+    if (a.distinct < this.config.rules['port-scan'].distinctPorts) return;
+    const src = addressKeyToString(a.src);
+    const dst = addressKeyToString(a.dst);
+    this.emit(a, {
+      rule: 'port-scan',
+      fingerprint: `port-scan:${src}:${dst}`,
+      srcaddr: src,
+      dstaddr: dst,
+      srcport: null,
+      dstport: null,
+      protocol: null,
+      distinct: a.distinct,
+    });
+  }
+
+  private closeSweep(a: Agg): void {
+    if (a.distinct < this.config.rules['host-sweep'].distinctHosts) return;
+    const src = addressKeyToString(a.src);
+    const port = a.port >= 0 ? a.port : null;
+    this.emit(a, {
+      rule: 'host-sweep',
+      fingerprint: `host-sweep:${src}:${protocolName(a.protocol)}${port === null ? '' : `:${port}`}`,
+      srcaddr: src,
+      dstaddr: null,
+      srcport: null,
+      dstport: port,
+      protocol: a.protocol,
+      distinct: a.distinct,
+    });
+  }
+
+  private closeReject(a: Agg): void {
+    if (a.records < this.config.rules['reject-burst'].minRejects) return;
+    const src = addressKeyToString(a.src);
+    this.emit(a, {
+      rule: 'reject-burst',
+      fingerprint: `reject-burst:${src}`,
+      srcaddr: src,
+      dstaddr: null,
+      srcport: null,
+      dstport: null,
+      protocol: null,
+      distinct: null,
+    });
+  }
+
+  private closeEgress(a: Agg): void {
+    if (a.bytes < this.config.rules['egress-volume'].minBytes) return;
+    const src = addressKeyToString(a.src);
+    const dst = addressKeyToString(a.dst);
+    this.emit(a, {
+      rule: 'egress-volume',
+      fingerprint: `egress-volume:${src}:${dst}`,
+      srcaddr: src,
+      dstaddr: dst,
+      srcport: null,
+      dstport: null,
+      protocol: null,
+      distinct: null,
+    });
+  }
+
+  private emit(
+    a: Agg,
+    f: Omit<
+      RawFinding,
+      'records' | 'packets' | 'bytes' | 'start' | 'end' | 'evidence' | 'occurrences'
+    >,
+  ): void {
+    const existing = this.found.get(f.fingerprint);
+    if (existing) {
+      existing.records += a.records;
+      existing.packets += a.packets;
+      existing.bytes += a.bytes;
+      existing.occurrences += 1;
+      const first = this.epoch(a.first, a.last);
+      const last = this.epoch(a.last, a.first);
+      if (first < existing.start) existing.start = first;
+      if (last > existing.end) existing.end = last;
+      if (f.distinct !== null) existing.distinct = Math.max(existing.distinct ?? 0, f.distinct);
+      for (const line of a.evidence) {
+        if (existing.evidence.length >= this.maxEvidence) break;
+        existing.evidence.push(line);
+      }
+      return;
+    }
+    if (this.found.size >= this.config.limits.maxFindings) {
+      this.stats.suppressedFindings += 1;
+      return;
+    }
+    this.found.set(f.fingerprint, {
+      ...f,
+      records: a.records,
+      packets: a.packets,
+      bytes: a.bytes,
+      start: this.epoch(a.first, a.last),
+      end: this.epoch(a.last, a.first),
+      evidence: a.evidence,
+      occurrences: 1,
+    });
+  }
+
+  private epoch(relative: number, fallback: number): number {
+    const v = Number.isFinite(relative) && relative >= 0 ? relative : fallback;
+    return Number.isFinite(v) && v >= 0 ? v + Math.max(this.base, 0) : 0;
+  }
+
+  /** Closes every open window and returns the batch's findings (rule order, then time). */
+  finish(): RawFinding[] {
+    for (const agg of this.perRecord.values()) {
+      const src = addressKeyToString(agg.src);
+      const dst = addressKeyToString(agg.dst);
+      const zero = agg.rule === 'port-zero';
+      this.emit(agg, {
+        rule: agg.rule,
+        fingerprint: agg.fp,
+        srcaddr: src,
+        dstaddr: dst,
+        srcport: zero && agg.port === 1 ? 0 : null,
+        dstport: zero && agg.port === 0 ? 0 : null,
+        protocol: agg.protocol,
+        distinct: null,
+        ...(agg.listed ? { listed: agg.listed } : {}),
+      });
+    }
+    this.perRecord.clear();
+    for (const source of this.sources.values()) {
+      if (source.pairs) for (const a of source.pairs.values()) this.closeScan(a);
+      if (source.services) for (const a of source.services.values()) this.closeSweep(a);
+      if (source.rejects) this.closeReject(source.rejects);
+      if (source.egress) for (const a of source.egress.values()) this.closeEgress(a);
+    }
+    this.sources.clear();
+    const order = Object.keys(this.config.rules);
+    return [...this.found.values()].sort(
+      (a, b) => order.indexOf(a.rule) - order.indexOf(b.rule) || a.start - b.start,
+    );
+  }
+}
