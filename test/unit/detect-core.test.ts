@@ -1,0 +1,258 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it, vi } from 'vitest';
+import { type CaptureRequest, parseCaptureRequest } from '../../shared/capture/request.ts';
+import {
+  batchesFromEvent,
+  detectBatch,
+  detectFlowAnomalies,
+} from '../../shared/detection/detect.ts';
+import { lookbackFor } from '../../shared/detection/finding.ts';
+import { MalformedEventError } from '../../shared/errors.ts';
+import {
+  decodeSubscriptionData,
+  encodeSubscriptionData,
+  type SubscriptionPayload,
+} from '../../shared/flowlogs/sources/cloudwatch.ts';
+import { s3ObjectsFromEvent } from '../../shared/flowlogs/sources/s3.ts';
+import { silentLogger } from '../../shared/observability.ts';
+import { defaultRules } from '../../shared/rules/config.ts';
+
+const fixture = (name: string) =>
+  readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
+const lines = (name: string) =>
+  fixture(name)
+    .split('\n')
+    .filter((l) => l.trim() !== '');
+
+function cwlEvent(
+  messages: string[],
+  messageType: SubscriptionPayload['messageType'] = 'DATA_MESSAGE',
+) {
+  const payload: SubscriptionPayload = {
+    messageType,
+    owner: '123456789012',
+    logGroup: '/tapline/test/vpc-flow-logs',
+    logStream: 'eni-0202000000000001a-all',
+    subscriptionFilters: ['tapline'],
+    logEvents: messages.map((message, i) => ({
+      id: String(i),
+      timestamp: 1_795_424_204_000,
+      message,
+    })),
+  };
+  return { awslogs: { data: encodeSubscriptionData(payload) } };
+}
+
+const now = () => new Date('2026-11-23T09:10:00Z');
+
+describe('CloudWatch Logs subscription payloads', () => {
+  it('decodes base64(gzip(JSON)) and skips CONTROL_MESSAGE deliveries', () => {
+    const event = cwlEvent(lines('aws-doc-default.log'));
+    expect(decodeSubscriptionData(event.awslogs.data).logEvents).toHaveLength(6);
+    expect(
+      batchesFromEvent(
+        cwlEvent(['CWL CONTROL MESSAGE: Checking health of destination'], 'CONTROL_MESSAGE'),
+      ),
+    ).toEqual([]);
+  });
+
+  it('refuses damaged payloads with MalformedEventError', () => {
+    expect(() => decodeSubscriptionData('not base64!')).toThrow(MalformedEventError);
+    expect(() => decodeSubscriptionData(Buffer.from('plain').toString('base64'))).toThrow(/gzip/);
+    const notJson = encodeSubscriptionData({ messageType: 'DATA_MESSAGE', logEvents: [] }).slice(
+      0,
+      20,
+    );
+    expect(() => decodeSubscriptionData(notJson)).toThrow(MalformedEventError);
+    expect(() => batchesFromEvent({ hello: 'world' })).toThrow(MalformedEventError);
+  });
+
+  it('turns real lab records (softflowd/nfdump from real packets) into the expected findings', async () => {
+    const started: CaptureRequest[] = [];
+    const report = await detectFlowAnomalies(cwlEvent(lines('lab-real-v2.log')), {
+      rules: defaultRules(),
+      logger: silentLogger,
+      clock: now,
+      startCapture: async (request) => {
+        started.push(request);
+        return { started: [{ instanceId: 'i-0202000000000001a' }] };
+      },
+    });
+    expect(report.batches[0]!.stats).toMatchObject({ records: 155, malformed: 0 });
+    expect(report.findings.map((f) => f.fingerprint).sort()).toEqual([
+      'host-sweep:10.202.1.1:tcp:22',
+      'port-scan:10.202.1.1:10.202.1.2',
+      'port-zero:tcp:10.202.1.1:10.202.1.2',
+      'port-zero:tcp:fd00:202::1:fd00:202::2',
+      'port-zero:udp:10.202.1.1:10.202.1.2',
+      'port-zero:udp:fd00:202::1:fd00:202::2',
+    ]);
+    // ICMP (ping, unreachables, neighbour discovery) never fires port-zero
+    expect(
+      report.findings
+        .filter((f) => f.rule === 'port-zero')
+        .every((f) => f.protocol !== 1 && f.protocol !== 58),
+    ).toBe(true);
+    // port-zero auto-captures; scans and sweeps are suggestions
+    expect(started.map((r) => r.fingerprint).sort()).toEqual(
+      report.findings
+        .filter((f) => f.rule === 'port-zero')
+        .map((f) => f.fingerprint)
+        .sort(),
+    );
+    expect(report.captures.every((c) => c.status === 'started')).toBe(true);
+  });
+
+  it('handles a 1 MB subscription payload', async () => {
+    const base = lines('lab-real-v2.log');
+    const messages: string[] = [];
+    let size = 0;
+    for (let i = 0; size < 1_200_000; i++) {
+      const line = base[i % base.length]!.replace(
+        / (\d+) (\d+) ACCEPT OK$/,
+        (_m, s: string, e: string) => ` ${Number(s) + (i % 50)} ${Number(e) + (i % 50)} ACCEPT OK`,
+      );
+      messages.push(line);
+      size += line.length + 50;
+    }
+    const event = cwlEvent(messages);
+    expect(JSON.stringify(decodeSubscriptionData(event.awslogs.data)).length).toBeGreaterThan(
+      1_048_576,
+    );
+    const report = await detectFlowAnomalies(event, {
+      rules: defaultRules(),
+      logger: silentLogger,
+      clock: now,
+    });
+    expect(report.batches[0]!.stats.records).toBe(messages.length);
+    const zeroTcp = messages.filter((m) =>
+      / 10\.202\.1\.[12] 10\.202\.1\.[12] (0 \d+|\d+ 0) 6 /.test(m),
+    ).length;
+    expect(zeroTcp).toBeGreaterThan(50);
+    expect(
+      report.findings.find((f) => f.fingerprint === 'port-zero:tcp:10.202.1.1:10.202.1.2')!.records,
+    ).toBe(zeroTcp);
+  });
+
+  it('uses FLOW_LOG_FORMAT for CloudWatch records (custom v5 with tcp-flags)', async () => {
+    const [header, ...records] = lines('lab-real-v5.log');
+    const report = await detectFlowAnomalies(cwlEvent(records), {
+      rules: defaultRules(),
+      flowLogFormat: header,
+      logger: silentLogger,
+      clock: now,
+    });
+    expect(report.batches[0]!.stats.malformed).toBe(0);
+    const zero = report.findings.find(
+      (f) => f.fingerprint === 'port-zero:tcp:10.202.1.1:10.202.1.2',
+    )!;
+    // instance-id in the records → the capture targets that instance
+    expect(zero.capture.request.targets).toEqual({
+      kind: 'instances',
+      instanceIds: ['i-0202000000000001a'],
+    });
+  });
+});
+
+describe('findings → capture requests', () => {
+  it('every suggested request passes parseCaptureRequest as a detector request', async () => {
+    const { findings } = await detectBatch(
+      {
+        source: 'test',
+        header: 'auto',
+        async feed(scanner) {
+          for (const f of ['lab-real-v2.log', 'custom-v5.log', 'ipv6.log']) {
+            scanner.push(
+              Buffer.from(
+                fixture(f)
+                  .split('\n')
+                  .filter((l) => !l.startsWith('version'))
+                  .join('\n'),
+              ),
+            );
+          }
+        },
+      },
+      { rules: defaultRules(), clock: now },
+    );
+    expect(findings.length).toBeGreaterThan(5);
+    for (const f of findings) {
+      const request = parseCaptureRequest(f.capture.request);
+      expect(request.source).toBe('detector');
+      expect(request.fingerprint).toBe(f.fingerprint);
+      expect(request.finding).toMatchObject({
+        rule: f.rule,
+        fingerprint: f.fingerprint,
+        start: f.start,
+        end: f.end,
+      });
+      expect(request.filter?.kind).toBe('structured');
+      expect(request.lookbackSeconds).toBeGreaterThan(0);
+    }
+  });
+
+  it('sizes the look-back from the finding start, the flow-log delay margin and the cap', () => {
+    const rule = defaultRules().rules['port-zero'];
+    const t = 1_795_424_204;
+    expect(lookbackFor(rule, t, t + 420)).toBe(420 + rule.capture.lookbackMarginSeconds);
+    expect(lookbackFor(rule, t, t + 100_000)).toBe(rule.capture.maxLookbackSeconds);
+    expect(
+      lookbackFor({ ...rule, capture: { ...rule.capture, lookbackSeconds: 60 } }, t, t + 999),
+    ).toBe(60);
+  });
+
+  it('a capture core refusal is recorded, a crash does not stop the other findings', async () => {
+    const startCapture = vi
+      .fn()
+      .mockResolvedValueOnce({ started: [], refused: [{ reason: 'cooldown' }] })
+      .mockRejectedValueOnce(new Error('SSM down'))
+      .mockResolvedValue({ started: [{ instanceId: 'i-1' }] });
+    const report = await detectFlowAnomalies(cwlEvent(lines('lab-real-v2.log')), {
+      rules: defaultRules(),
+      logger: silentLogger,
+      clock: now,
+      startCapture,
+    });
+    expect(report.captures.map((c) => c.status)).toEqual([
+      'refused',
+      'failed',
+      'started',
+      'started',
+    ]);
+  });
+});
+
+describe('S3 events', () => {
+  it('reads classic notifications and EventBridge Object Created, URL-decoding keys', () => {
+    const key = 'AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/a+b%3Dc.log.gz';
+    expect(
+      s3ObjectsFromEvent({
+        Records: [
+          {
+            eventSource: 'aws:s3',
+            eventName: 'ObjectCreated:Put',
+            s3: { bucket: { name: 'flow-bucket' }, object: { key, size: 10 } },
+          },
+        ],
+      }),
+    ).toEqual([
+      { bucket: 'flow-bucket', key: key.replace('a+b%3Dc', 'a b=c'), rawKey: key, size: 10 },
+    ]);
+    expect(
+      s3ObjectsFromEvent({
+        source: 'aws.s3',
+        'detail-type': 'Object Created',
+        detail: {
+          bucket: { name: 'flow-bucket' },
+          object: { key: 'x/y.log.gz', 'version-id': 'v1' },
+        },
+      }),
+    ).toEqual([
+      { bucket: 'flow-bucket', key: 'x/y.log.gz', rawKey: 'x/y.log.gz', versionId: 'v1' },
+    ]);
+    expect(s3ObjectsFromEvent({ Event: 's3:TestEvent', Bucket: 'flow-bucket' })).toEqual([]);
+    expect(() => s3ObjectsFromEvent({ Records: [{ eventSource: 'aws:s3' }] })).toThrow(
+      MalformedEventError,
+    );
+  });
+});
