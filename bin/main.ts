@@ -1,17 +1,25 @@
 import { Command, CommanderError } from 'commander';
 import { isTaplineError } from '../shared/errors.ts';
 import { registerCommands } from './commands/index.ts';
+import { exitCodeFor } from './exit-codes.ts';
 
-/**
- * `tapline`: the responder's command line. Output is for people by default and JSON with
- * --json. Exit codes: 0 ok, 1 the thing checked failed (findings, integrity), 2 usage or
- * input error, 3 AWS or environment error.
- */
-export const EXIT = { ok: 0, failed: 1, usage: 2, environment: 3 } as const;
+/** What to do next, for the errors people meet most. */
+function hint(error: unknown): string {
+  const name = (error as { name?: string })?.name ?? '';
+  if (name === 'CredentialsProviderError')
+    return ' (no AWS credentials: set AWS_PROFILE or run `aws sso login`)';
+  if (name === 'NoSuchBucket')
+    return ' (no such evidence bucket: check --stage, --region or --bucket)';
+  if (name === 'AccessDenied' || name === 'AccessDeniedException')
+    return ' (access denied: check your role’s permissions)';
+  return '';
+}
 
 const program = new Command()
   .name('tapline')
-  .description('Event-driven packet capture for AWS: capture, fetch, summarize, detect.')
+  .description(
+    'Event-driven packet capture for AWS: capture, status, fetch, summarize, detect, plan, lab.',
+  )
   .showHelpAfterError()
   .exitOverride();
 
@@ -20,15 +28,13 @@ registerCommands(program);
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof CommanderError) {
-    process.exitCode = error.exitCode === 0 ? 0 : EXIT.usage;
-  } else if (isTaplineError(error)) {
-    process.stderr.write(`tapline: ${error.message}\n`);
-    process.exitCode = error.code === 'CONFIG_INVALID' ? EXIT.environment : EXIT.usage;
-  } else {
-    process.stderr.write(
-      `tapline: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = EXIT.environment;
+  if (!(error instanceof CommanderError)) {
+    const message = isTaplineError(error)
+      ? error.message
+      : `${(error as Error)?.name ?? 'Error'}: ${(error as Error)?.message ?? String(error)}${hint(error)}`;
+    process.stderr.write(`tapline: ${message}\n`);
+    if (process.env.TAPLINE_DEBUG && error instanceof Error)
+      process.stderr.write(`${error.stack}\n`);
   }
+  process.exitCode = exitCodeFor(error);
 }

@@ -1,0 +1,89 @@
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { Command } from 'commander';
+import { isCaptureId } from '../../shared/capture/ids.ts';
+import { TaplineError } from '../../shared/errors.ts';
+import { type CaptureManifest, readManifest } from '../../shared/evidence/manifest.ts';
+import {
+  type CliContext,
+  cliContext,
+  type StageOptions,
+  withStageOptions,
+} from '../cli-context.ts';
+import { humanTime, table } from '../output.ts';
+
+/** "90s", "15m", "24h", "7d" → seconds. */
+export function parseSince(value: string): number {
+  const match = /^(\d+)([smhd])$/.exec(value.trim());
+  if (!match)
+    throw new TaplineError(`--since takes a number and s, m, h or d (e.g. 24h), got "${value}"`, {
+      code: 'USAGE',
+    });
+  const unit = { s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
+}
+
+/** The capture ID carries its start time: cap-YYYYMMDDTHHMMSSZ-… */
+function idTime(captureId: string): number {
+  const m = /^cap-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-/.exec(captureId);
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : 0;
+}
+
+/** Captures started in the last `sinceSeconds`, newest first, read from their manifests. */
+export async function listCaptures(
+  ctx: CliContext,
+  sinceSeconds: number,
+  now = new Date(),
+): Promise<CaptureManifest[]> {
+  const ids: string[] = [];
+  let ContinuationToken: string | undefined;
+  do {
+    const out = await ctx.clients.s3.send(
+      new ListObjectsV2Command({
+        Bucket: ctx.bucket,
+        Prefix: 'captures/',
+        Delimiter: '/',
+        ContinuationToken,
+      }),
+    );
+    for (const p of out.CommonPrefixes ?? []) {
+      const id = p.Prefix?.slice('captures/'.length, -1) ?? '';
+      if (isCaptureId(id) && idTime(id) >= now.getTime() - sinceSeconds * 1000) ids.push(id);
+    }
+    ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
+  } while (ContinuationToken);
+  ids.sort().reverse();
+  const manifests: CaptureManifest[] = [];
+  for (let i = 0; i < ids.length; i += 8) {
+    const batch = await Promise.all(ids.slice(i, i + 8).map((id) => readManifest(ctx.store, id)));
+    for (const m of batch) if (m) manifests.push(m.manifest);
+  }
+  return manifests;
+}
+
+export function renderList(manifests: CaptureManifest[]): string {
+  if (manifests.length === 0) return 'no captures in that window\n';
+  return table(
+    ['CAPTURE', 'CREATED', 'STATE', 'SOURCE', 'HOSTS', 'FILES', 'REASON'],
+    manifests.map((m) => [
+      m.captureId,
+      humanTime(m.createdAt),
+      m.state,
+      m.source,
+      Object.keys(m.hosts ?? {}).length,
+      Object.values(m.hosts ?? {}).reduce((n, h) => n + (h.files?.length ?? 0), 0),
+      m.reason.length > 48 ? `${m.reason.slice(0, 47)}…` : m.reason,
+    ]),
+  );
+}
+
+export function register(program: Command): void {
+  withStageOptions(
+    program
+      .command('list')
+      .description('list recent captures from their manifests')
+      .option('--since <window>', 'how far back: 90m, 24h, 7d', '24h'),
+  ).action(async (options: StageOptions & { since: string }) => {
+    const manifests = await listCaptures(cliContext(options), parseSince(options.since));
+    process.stdout.write(options.json ? `${JSON.stringify(manifests)}\n` : renderList(manifests));
+  });
+}
