@@ -25,3 +25,13 @@ export class ResultWriteError extends TaplineError {
     super(message, { code: 'RESULT_WRITE_FAILED', details, cause });
   }
 }
+
+/**
+ * The decoder threw something other than CorruptPcapError: a bug in Tapline, not a property of
+ * the file. The record is retried and dead-lettered so the file is reprocessed after a fix.
+ */
+export class DecoderFailedError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(message, { code: 'PCAP_DECODER_FAILED', details, cause });
+  }
+}

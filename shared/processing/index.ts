@@ -1,6 +1,11 @@
 /** The processing job: one pcap object version → verified, queryable results. */
 export { type CarveMode, findingsPredicate, indicatorsFromRequest } from './carve.ts';
-export { ResultWriteError, SourceObjectError, UnexpectedPcapKeyError } from './errors.ts';
+export {
+  DecoderFailedError,
+  ResultWriteError,
+  SourceObjectError,
+  UnexpectedPcapKeyError,
+} from './errors.ts';
 export type { IntegrityResult, IntegrityVerdict, SourceStatus } from './integrity.ts';
 export {
   parsePcapKey,

@@ -6,7 +6,7 @@ import { publishEvent } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
 import { type AnalyzeLimits, analyzePcap, type PcapAnalysis } from '../pcap/index.ts';
 import { type CarveMode, type CarveTally, s3CarveOptions } from './carve.ts';
-import { ResultWriteError, SourceObjectError } from './errors.ts';
+import { DecoderFailedError, ResultWriteError, SourceObjectError } from './errors.ts';
 import {
   checkHostHash,
   checkManifestHash,
@@ -164,11 +164,12 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     } else {
       await source.abort().catch(() => undefined);
       if (error instanceof ResultWriteError || error instanceof SourceObjectError) throw error;
-      throw new SourceObjectError(
-        `reading ${ref.key} failed: ${error instanceof Error ? error.message : String(error)}`,
-        { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes },
-        error,
-      );
+      const detail = error instanceof Error ? error.message : String(error);
+      const where = { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes };
+      if (source.sourceError !== undefined) {
+        throw new SourceObjectError(`reading ${ref.key} failed: ${detail}`, where, error);
+      }
+      throw new DecoderFailedError(`the decoder failed on ${ref.key}: ${detail}`, where, error);
     }
   }
   try {

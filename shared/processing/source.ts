@@ -154,6 +154,8 @@ export class HashingSource implements AsyncIterable<Uint8Array> {
   readonly hasher: StreamingHasher;
   private readonly iterator: AsyncIterator<Uint8Array>;
   private done = false;
+  /** Set when reading the body failed (as opposed to the decoder failing). */
+  sourceError: unknown;
   private readonly onChunk: ((bytesSoFar: number) => void) | undefined;
 
   constructor(
@@ -168,7 +170,14 @@ export class HashingSource implements AsyncIterable<Uint8Array> {
 
   private async pull(): Promise<IteratorResult<Uint8Array>> {
     if (this.done) return { done: true, value: undefined };
-    const next = await this.iterator.next();
+    let next: IteratorResult<Uint8Array>;
+    try {
+      next = await this.iterator.next();
+    } catch (error) {
+      this.sourceError = error;
+      this.done = true;
+      throw error;
+    }
     if (next.done) {
       this.done = true;
       return next;

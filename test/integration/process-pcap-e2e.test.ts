@@ -13,6 +13,7 @@ import {
   deleteMessages,
   getJson,
   getJsonLines,
+  hostMultipartUpload,
   hostUpload,
   INSTANCE,
   lambdaContext,
@@ -20,6 +21,7 @@ import {
   type ProcessingStack,
   published,
   receiveUntil,
+  repeatedPcap,
   sqsEvent,
   versionsUnder,
 } from '../fixtures/processing/stack.ts';
@@ -136,6 +138,28 @@ describe('process-pcap on moto, end to end', () => {
       versionId: upload.versionId,
     });
     expect(events.some((e) => e.type === 'Pcap Integrity Failed')).toBe(false);
+    await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
+  it("verifies a multipart upload against S3's COMPOSITE checksum, part by part", async () => {
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/multipart.pcap`;
+    const bytes = repeatedPcap(await corpusFile('http_650_responses.pcap'), 11 * 1024 * 1024);
+    const upload = await hostMultipartUpload(stack, key, bytes);
+    const message = await eventMessageFor(key);
+    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
+      [],
+    );
+    const record = await getJson(stack, completionKey(cap, 'multipart.pcap', upload.versionId));
+    expect(record.integrity).toMatchObject({
+      verdict: 'verified',
+      sha256: upload.sha256,
+      bytesRead: bytes.length,
+      host: { status: 'match' },
+      s3: { status: 'match', kind: 'COMPOSITE', parts: 3 },
+    });
+    expect(record.summary.lookback).toBe(true);
+    await published(stack);
     await deleteMessages(stack, stack.queueUrl, [message]);
   });
 
