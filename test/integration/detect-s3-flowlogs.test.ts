@@ -1,0 +1,230 @@
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import {
+  CreateBucketCommand,
+  PutBucketNotificationConfigurationCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import { CreateTopicCommand } from '@aws-sdk/client-sns';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+} from '@aws-sdk/client-sqs';
+import type { Context } from 'aws-lambda';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
+import type { CaptureRequest } from '../../shared/capture/request.ts';
+import type { DetectDeps } from '../../shared/detection/detect.ts';
+import { silentLogger } from '../../shared/observability.ts';
+import { defaultRules } from '../../shared/rules/config.ts';
+import { motoClients, uniqueName } from '../support/aws.ts';
+
+const fixture = (name: string) =>
+  readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
+const eventTemplate = (name: string) =>
+  JSON.parse(readFileSync(new URL(`../../events/s3-flowlogs/${name}`, import.meta.url), 'utf8'));
+
+const context = {
+  functionName: 'tapline-test-detectFlowAnomalies',
+  awsRequestId: 'test-request',
+  invokedFunctionArn:
+    'arn:aws:lambda:us-east-1:123456789012:function:tapline-test-detectFlowAnomalies',
+} as Context;
+
+/** An S3 client that records every GetObject (key and Range) it sends. */
+function recordingClients() {
+  const clients = motoClients();
+  const gets: Array<{ key: string; range?: string }> = [];
+  clients.s3.middlewareStack.add(
+    (next, ctx) => async (args) => {
+      if (ctx.commandName === 'GetObjectCommand') {
+        const input = args.input as { Key: string; Range?: string };
+        gets.push({ key: input.Key, ...(input.Range ? { range: input.Range } : {}) });
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'recordGets' },
+  );
+  return { clients, gets };
+}
+
+describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
+  const { clients, gets } = recordingClients();
+  const bucket = uniqueName('tldet-flowlogs');
+  const captures: CaptureRequest[] = [];
+  let deps: DetectDeps;
+  let handler: ReturnType<typeof makeHandler>;
+  // the key as VPC Flow Logs names it, plus a character S3 events must URL-encode
+  const key = `AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/123456789012_vpcflowlogs_us-east-1_fl-0a1b2c3d4e5f60718_20261123T0905Z_5f2a9c1e=x.log.gz`;
+
+  beforeAll(async () => {
+    await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: uniqueName('tldet') })))
+      .TopicArn!;
+    deps = {
+      rules: defaultRules(),
+      s3: clients.s3,
+      logger: silentLogger,
+      notify: {
+        eventBridge: clients.eventBridge,
+        sns: clients.sns,
+        eventBusName: 'default',
+        topicArn,
+        logger: silentLogger,
+      },
+      startCapture: async (request) => {
+        captures.push(request);
+        return { started: [{ instanceId: 'i-0202000000000001a' }], refused: [] };
+      },
+    };
+    handler = makeHandler(async () => deps);
+  });
+
+  it('streams a gzip object named by a real S3 notification (moto → SQS) through the handler', async () => {
+    const queueUrl = (
+      await clients.sqs.send(new CreateQueueCommand({ QueueName: uniqueName('tldet') }))
+    ).QueueUrl!;
+    const queueArn = (
+      await clients.sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
+      )
+    ).Attributes!.QueueArn!;
+    await clients.s3.send(
+      new PutBucketNotificationConfigurationCommand({
+        Bucket: bucket,
+        NotificationConfiguration: {
+          QueueConfigurations: [{ QueueArn: queueArn, Events: ['s3:ObjectCreated:*'] }],
+        },
+      }),
+    );
+    // the S3 object format: a header line naming the fields, then records (custom v5 here)
+    await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: gzipSync(fixture('lab-real-v5.log')),
+      }),
+    );
+    const events: unknown[] = [];
+    for (let i = 0; i < 10 && events.length === 0; i++) {
+      const got = await clients.sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: 10,
+          WaitTimeSeconds: 1,
+        }),
+      );
+      for (const m of got.Messages ?? []) {
+        const body = JSON.parse(m.Body!);
+        if (body.Records) events.push(body);
+      }
+    }
+    expect(events).toHaveLength(1);
+    const event = events[0] as { Records: Array<{ s3: { object: { key: string } } }> };
+    expect(event.Records[0]!.s3.object.key).not.toBe(key); // moto URL-encodes "="
+
+    captures.length = 0;
+    gets.length = 0;
+    const response = await handler(event, context);
+    expect(response).toMatchObject({ batches: 1, records: 155, malformed: 0 });
+    expect(response.findings.map((f) => f.fingerprint).sort()).toEqual([
+      'host-sweep:10.202.1.1:tcp:22',
+      'port-scan:10.202.1.1:10.202.1.2',
+      'port-zero:tcp:10.202.1.1:10.202.1.2',
+      'port-zero:tcp:fd00:202::1:fd00:202::2',
+      'port-zero:udp:10.202.1.1:10.202.1.2',
+      'port-zero:udp:fd00:202::1:fd00:202::2',
+    ]);
+    expect(gets).toEqual([{ key }]);
+    expect(captures.map((c) => c.targets)).toContainEqual({
+      kind: 'instances',
+      instanceIds: ['i-0202000000000001a'],
+    });
+    expect(response.captures.every((c) => c.status === 'started')).toBe(true);
+  });
+
+  it('reads the same object from an EventBridge "Object Created" event and publishes each finding', async () => {
+    const event = eventTemplate('eventbridge-object-created.json');
+    event.detail.bucket.name = bucket;
+    event.detail.object.key = key;
+    const report = await import('../../shared/detection/detect.ts').then((m) =>
+      m.detectFlowAnomalies(event, deps),
+    );
+    expect(report.findings).toHaveLength(6);
+    expect(report.published).toHaveLength(6);
+    expect(report.published.every((p) => p.eventBridge === 'sent' && p.sns === 'sent')).toBe(true);
+  });
+
+  it('reads Parquet objects with ranged GETs only', async () => {
+    const [header, ...records] = fixture('lab-real-v5.log').trim().split('\n');
+    const fields = header!.split(' ');
+    const ints32 = new Set([
+      'version',
+      'srcport',
+      'dstport',
+      'protocol',
+      'tcp-flags',
+      'traffic-path',
+    ]);
+    const ints64 = new Set(['packets', 'bytes', 'start', 'end']);
+    const rows = records.map((r) => r.split(' '));
+    const columnData = fields.map((f, i) => {
+      const values = rows.map((r) => (r[i] === '-' ? null : r[i]!));
+      // AWS's Parquet columns use underscores (account_id, log_status)
+      const name = f.replaceAll('-', '_');
+      if (ints32.has(f))
+        return {
+          name,
+          type: 'INT32' as const,
+          data: values.map((v) => (v === null ? null : Number(v))),
+        };
+      if (ints64.has(f))
+        return {
+          name,
+          type: 'INT64' as const,
+          data: values.map((v) => (v === null ? null : BigInt(v))),
+        };
+      return { name, type: 'STRING' as const, data: values };
+    });
+    const parquet = Buffer.from(
+      parquetWriteBuffer({
+        columnData,
+        codec: 'GZIP',
+        compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
+        rowGroupSize: 64,
+      }),
+    );
+    const parquetKey = key.replace('.log.gz', '.log.parquet');
+    await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: parquetKey, Body: parquet }));
+    const event = eventTemplate('eventbridge-object-created-parquet.json');
+    event.detail.bucket.name = bucket;
+    event.detail.object.key = parquetKey;
+    event.detail.object.size = parquet.length;
+
+    gets.length = 0;
+    const response = await handler(event, context);
+    expect(response).toMatchObject({ records: 155, malformed: 0 });
+    expect(response.findings).toHaveLength(6);
+    expect(gets.length).toBeGreaterThan(1);
+    expect(gets.every((g) => g.key === parquetKey && /^bytes=\d+-\d+$/.test(g.range ?? ''))).toBe(
+      true,
+    );
+  });
+
+  it('a missing object fails the invocation (retry) without losing the other objects', async () => {
+    const ok = eventTemplate('object-created-notification.json').Records[0];
+    ok.s3.bucket.name = bucket;
+    ok.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
+    const missing = structuredClone(ok);
+    missing.s3.object.key = 'AWSLogs/nope.log.gz';
+    const report = await import('../../shared/detection/detect.ts').then((m) =>
+      m.detectFlowAnomalies({ Records: [missing, ok] }, deps),
+    );
+    expect(report.retryable).toBe(1);
+    expect(report.batches.map((b) => Boolean(b.error))).toEqual([true, false]);
+    expect(report.findings).toHaveLength(6);
+    await expect(handler({ Records: [missing] }, context)).rejects.toThrow(/retried/);
+  });
+});
