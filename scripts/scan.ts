@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { PACKAGE_LOCK } from '../shared/lab/packaged-template.ts';
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -45,9 +46,12 @@ async function packageTemplate(): Promise<{ template: string; cleanup: () => Pro
   const dir = await mkdtemp(join(tmpdir(), 'tapline-scan-'));
   const serverless = join(repoRoot, 'node_modules', '.bin', 'serverless');
   try {
-    await run(serverless, ['package', '--stage', 'ci', '--region', 'us-east-1', '--package', dir], {
+    // Same cross-process lock as shared/lab/packaged-template.ts: serverless-esbuild builds in
+    // the repo's .esbuild/ and .serverless/, so concurrent packagings clobber each other.
+    const args = ['package', '--stage', 'ci', '--region', 'us-east-1', '--package', dir];
+    await run('flock', [PACKAGE_LOCK, serverless, ...args], {
       cwd: repoRoot,
-      timeout: 180_000,
+      timeout: 600_000,
       maxBuffer: 32 * 1024 * 1024,
     });
   } catch (error) {

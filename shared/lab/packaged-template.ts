@@ -6,6 +6,8 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const repoRoot = new URL('../../', import.meta.url).pathname;
+/** Cross-process lock every `serverless package` in this tree takes (scripts/scan.ts too). */
+export const PACKAGE_LOCK = join(tmpdir(), 'tapline-serverless-package.lock');
 
 export interface TemplateResource {
   Type: string;
@@ -42,12 +44,26 @@ export function packagedTemplate(
     value = (async () => {
       const dir = await mkdtemp(join(tmpdir(), 'tapline-package-'));
       const serverless = join(repoRoot, 'node_modules', '.bin', 'serverless');
+      // serverless-esbuild builds in the repo's .esbuild/ and .serverless/: two packagings at
+      // once (parallel test files, the lab, npm run scan) clobber each other's zips, so every
+      // packaging in this tree takes the same lock.
       await run(
-        serverless,
-        ['package', '--stage', stage, '--region', 'us-east-1', '--package', dir, ...paramArgs],
+        'flock',
+        [
+          PACKAGE_LOCK,
+          serverless,
+          'package',
+          '--stage',
+          stage,
+          '--region',
+          'us-east-1',
+          '--package',
+          dir,
+          ...paramArgs,
+        ],
         {
           cwd: repoRoot,
-          timeout: 180_000,
+          timeout: 600_000,
           maxBuffer: 32 * 1024 * 1024,
         },
       );
