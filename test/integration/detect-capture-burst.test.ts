@@ -1,0 +1,90 @@
+import type { Context } from 'aws-lambda';
+import { describe, expect, it } from 'vitest';
+import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
+import { startCapture } from '../../shared/capture/start-capture.ts';
+import type { DetectDeps } from '../../shared/detection/detect.ts';
+import { encodeSubscriptionData } from '../../shared/flowlogs/sources/cloudwatch.ts';
+import { silentLogger } from '../../shared/observability.ts';
+import { defaultRules } from '../../shared/rules/config.ts';
+import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
+import { motoClients } from '../support/aws.ts';
+
+const FORMAT =
+  '${version} ${instance-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}';
+
+const context = {
+  functionName: 'tapline-test-detectFlowAnomalies',
+  awsRequestId: 'burst',
+} as Context;
+
+/**
+ * A flood of identical port-0 anomalies, delivered as 1,000 separate CloudWatch Logs deliveries
+ * (so in-batch dedupe cannot help) and handled concurrently by the real handler wired to the
+ * real capture core on moto: its lock and cooldown must let at most one SendCommand per host.
+ */
+describe('1,000 identical port-0 findings in a burst', () => {
+  it('start at most one SendCommand per host (capture core cooldown and lock, moto)', async () => {
+    const world = await makeCaptureWorld({
+      COOLDOWN_SECONDS: '900',
+      HOURLY_CAPTURE_BUDGET: '5000',
+    });
+    const topo = await makeTopology(world, 202);
+    const hosts = [topo.workload, topo.sensor];
+
+    const sent: string[][] = [];
+    const ssm = motoClients().ssm;
+    ssm.middlewareStack.add(
+      (next, ctx) => async (args) => {
+        if (ctx.commandName === 'SendCommandCommand') {
+          sent.push([...((args.input as { InstanceIds?: string[] }).InstanceIds ?? [])]);
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'countSendCommand' },
+    );
+    const captureDeps = { ...world.deps, clients: { ...world.deps.clients, ssm } };
+    const deps: DetectDeps = {
+      rules: defaultRules(),
+      flowLogFormat: FORMAT,
+      logger: silentLogger,
+      startCapture: (request) => startCapture(request, captureDeps),
+    };
+    const handler = makeHandler(async () => deps);
+
+    const t = Math.floor(Date.now() / 1000) - 420;
+    const delivery = (i: number) => {
+      const host = hosts[i % hosts.length]!;
+      const message = `3 ${host.instanceId} ${host.eniId} 198.51.100.66 ${host.privateIp} ${20000 + i} 0 6 1 40 ${t} ${t + 60} REJECT OK`;
+      const payload = {
+        messageType: 'DATA_MESSAGE' as const,
+        owner: '123456789012',
+        logGroup: '/tapline/test/vpc-flow-logs',
+        logStream: `${host.eniId}-all`,
+        subscriptionFilters: ['tapline'],
+        logEvents: [{ id: String(i), timestamp: t * 1000, message }],
+      };
+      return { awslogs: { data: encodeSubscriptionData(payload) } };
+    };
+
+    const statuses: string[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < 1000) {
+        const i = next++;
+        const response = await handler(delivery(i), context);
+        expect(response.findings).toHaveLength(1);
+        statuses.push(...response.captures.map((c) => c.status));
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+
+    expect(statuses).toHaveLength(1000);
+    const perHost = new Map<string, number>();
+    for (const ids of sent) for (const id of ids) perHost.set(id, (perHost.get(id) ?? 0) + 1);
+    for (const host of hosts) expect(perHost.get(host.instanceId) ?? 0).toBeLessThanOrEqual(1);
+    // and the flood did capture: each host once
+    expect([...perHost.values()]).toEqual([1, 1]);
+    expect(statuses.filter((s) => s === 'started')).toHaveLength(2);
+    expect(statuses.filter((s) => s === 'refused')).toHaveLength(998);
+  }, 600_000);
+});
