@@ -9,6 +9,7 @@ import { defaultRules } from '../../shared/rules/config.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: AWS LogFormat syntax, not a template
 const FORMAT =
   '${version} ${instance-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}';
 

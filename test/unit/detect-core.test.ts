@@ -256,3 +256,46 @@ describe('S3 events', () => {
     );
   });
 });
+
+describe('sample events for serverless invoke local', () => {
+  const event = (path: string) =>
+    JSON.parse(readFileSync(new URL(`../../events/${path}`, import.meta.url), 'utf8'));
+
+  it('events/cloudwatch-logs/port-zero.json is a real subscription delivery that fires port-zero', async () => {
+    const report = await detectFlowAnomalies(event('cloudwatch-logs/port-zero.json'), {
+      rules: defaultRules(),
+      logger: silentLogger,
+      clock: now,
+    });
+    expect(report.batches[0]!.stats.malformed).toBe(0);
+    expect(report.findings.map((f) => f.rule)).toEqual([
+      'port-zero',
+      'port-zero',
+      'port-zero',
+      'port-zero',
+    ]);
+  });
+
+  it('events/cloudwatch-logs/control-message.json starts nothing', async () => {
+    const report = await detectFlowAnomalies(event('cloudwatch-logs/control-message.json'), {
+      rules: defaultRules(),
+      logger: silentLogger,
+    });
+    expect(report.batches).toEqual([]);
+  });
+
+  it('events/s3-flowlogs/* name one object each, keys decoded', () => {
+    for (const name of [
+      'object-created-notification',
+      'eventbridge-object-created',
+      'eventbridge-object-created-parquet',
+    ]) {
+      const refs = s3ObjectsFromEvent(event(`s3-flowlogs/${name}.json`));
+      expect(refs).toHaveLength(1);
+      expect(refs[0]!.bucket).toBe('tapline-dev-flow-logs');
+      expect(refs[0]!.key).toMatch(
+        /^AWSLogs\/123456789012\/vpcflowlogs\/us-east-1\/2026\/11\/23\//,
+      );
+    }
+  });
+});

@@ -67,7 +67,7 @@ function scan(text: string | Buffer, options: ConstructorParameters<typeof FlowS
 }
 
 describe('parseFlowLogFormat', () => {
-  it('reads the AWS ${field} form, plain names and Parquet underscores alike', () => {
+  it('reads the AWS dollar-brace form, plain names and Parquet underscores alike', () => {
     const aws = parseFlowLogFormat(DEFAULT_FORMAT_STRING);
     const plain = parseFlowLogFormat(DEFAULT_FORMAT.fields.join(' '));
     const parquet = parseFlowLogFormat('version account_id interface_id srcaddr log_status');
@@ -85,6 +85,7 @@ describe('parseFlowLogFormat', () => {
 
   it('knows the fields of versions 2 to 8 and accepts newer ones as text', () => {
     const f = parseFlowLogFormat(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: AWS LogFormat syntax, not a template
       '${vpc-id} ${tcp-flags} ${az-id} ${traffic-path} ${ecs-task-id} ${reject-reason} ${some-future-field}',
     );
     expect(f.version).toBe(8);
