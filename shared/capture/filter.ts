@@ -258,8 +258,12 @@ export function checkBpfExpression(expression: string): string {
   if (first.kind === 'operator' && first.text !== '(' && first.text !== '!') {
     fail(`a filter cannot start with "${first.text}"`, first.text, first.position);
   }
+  if (first.text === 'and' || first.text === 'or') {
+    fail(`a filter cannot start with "${first.text}"`, first.text, first.position);
+  }
   const last = tokens.at(-1)!;
-  if (last.kind === 'operator' && last.text !== ')' && last.text !== ']') {
+  const dangling = ['and', 'or', 'not'].includes(last.text);
+  if (dangling || (last.kind === 'operator' && last.text !== ')' && last.text !== ']')) {
     fail(`a filter cannot end with "${last.text}"`, last.text, last.position);
   }
   for (let k = 1; k < tokens.length; k++) {
@@ -292,14 +296,18 @@ const PROTOCOL_BPF: Record<string, string> = {
   'ipv6-in-ipv4': 'ip proto 41',
 };
 
+const PORT_PROTOCOLS = new Set(['tcp', 'udp']);
+
 function anyOf(parts: string[]): string | undefined {
   if (parts.length === 0) return undefined;
   return parts.length === 1 ? parts[0] : `(${parts.join(' or ')})`;
 }
 
 /**
- * Compiles a structured filter to BPF: (any host) and (any port/range) and (any protocol),
- * each term qualified by direction. An empty filter compiles to "" (capture everything).
+ * Compiles a structured filter to BPF: (any host) and (any protocol, with any port/range applied
+ * to the protocols that have ports), each term qualified by direction. An empty filter compiles
+ * to "" (capture everything). Ports with only port-less protocols (icmp, gre, esp) are refused:
+ * libpcap would accept that filter and then reject every packet.
  * The output always passes checkBpfExpression.
  */
 export function compileStructuredFilter(filter: StructuredFilterInput): string {
@@ -315,14 +323,33 @@ export function compileStructuredFilter(filter: StructuredFilterInput): string {
       r.from === r.to ? `${dir}port ${r.from}` : `${dir}portrange ${r.from}-${r.to}`,
     ),
   ];
-  const protocolTerms = filter.protocols.map((p) => {
-    const bpf = PROTOCOL_BPF[p];
-    if (!bpf) throw new InvalidFilterError(`unknown protocol ${p}`, { part: 'filter.protocols' });
-    return bpf;
-  });
-  const clauses = [anyOf(hostTerms), anyOf(portTerms), anyOf(protocolTerms)].filter(
-    (c): c is string => c !== undefined,
-  );
+  for (const p of filter.protocols) {
+    if (!PROTOCOL_BPF[p]) {
+      throw new InvalidFilterError(`unknown protocol ${p}`, { part: 'filter.protocols', token: p });
+    }
+  }
+  const withPorts = filter.protocols.filter((p) => PORT_PROTOCOLS.has(p));
+  const portless = filter.protocols.filter((p) => !PORT_PROTOCOLS.has(p));
+  let trafficClause: string | undefined;
+  if (portTerms.length === 0) {
+    trafficClause = anyOf(filter.protocols.map((p) => PROTOCOL_BPF[p]!));
+  } else if (filter.protocols.length === 0) {
+    trafficClause = anyOf(portTerms);
+  } else if (withPorts.length === 0) {
+    // libpcap would compile "port 53 and icmp" to a filter that rejects every packet.
+    throw new InvalidFilterError(
+      `ports were given but none of the protocols (${filter.protocols.join(', ')}) has ports: add tcp or udp`,
+      { part: 'filter.protocols', token: filter.protocols[0] },
+    );
+  } else {
+    // Ports constrain the protocols that have them; port-less protocols are captured whole.
+    const ported = `${anyOf(withPorts.map((p) => PROTOCOL_BPF[p]!))} and ${anyOf(portTerms)}`;
+    trafficClause =
+      portless.length === 0
+        ? ported
+        : `((${ported}) or ${anyOf(portless.map((p) => PROTOCOL_BPF[p]!))})`;
+  }
+  const clauses = [anyOf(hostTerms), trafficClause].filter((c): c is string => c !== undefined);
   if (clauses.length === 0) return '';
   const expression = clauses.join(' and ');
   return checkBpfExpression(expression);

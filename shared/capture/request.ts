@@ -9,13 +9,24 @@ import { checkBpfExpression, MAX_FILTER_LENGTH } from './filter.ts';
  * nothing and gets an InvalidCaptureRequestError that says which field is wrong.
  */
 
-const printable = /^[\x20-\x7e]*$/;
+/**
+ * Free text (reason, requestedBy) reaches SNS, EventBridge, the SSM command comment and SIEMs,
+ * never a shell; still, it is kept to plain characters so it can be pasted anywhere safely: it
+ * starts with a letter or digit and has no quotes, backslashes, shell operators (; & | < > $ `),
+ * braces, control characters or non-ASCII.
+ */
+const freeText = /^[A-Za-z0-9][A-Za-z0-9 _.,:/#@()+%?!*=-]*$/;
+const FREE_TEXT_HINT =
+  'letters, digits, spaces and _.,:/#@()+%?!*=- only, starting with a letter or digit';
 const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must look like i-0123456789abcdef0');
 const tagPart = z
   .string()
   .min(1)
   .max(128)
-  .regex(/^[A-Za-z0-9 _.:/=+@-]+$/, 'tag keys and values use letters, digits and _.:/=+@- only');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9 _.:/=+@-]*$/,
+    'tag keys and values start with a letter or digit and use letters, digits and _.:/=+@- only',
+  );
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, 'must be an IPv4 or IPv6 address');
 const cidr = z.string().refine((v) => {
   const [addr, bits, extra] = v.split('/');
@@ -49,6 +60,14 @@ export const targetSelectorSchema = z.discriminatedUnion('kind', [
 ]);
 
 const port = z.number().int().min(0).max(65535);
+const fingerprint = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9:._/-]{0,127}$/,
+    'letters, digits and :._/- (starting with one of the first two)',
+  );
+/** ISO-8601 instant (or epoch seconds as a string), as the detector reports flow times. */
+const timestamp = z.string().regex(/^[0-9][0-9T:.+Z-]{0,39}$/, 'an ISO-8601 time or epoch seconds');
 
 export const structuredFilterSchema = z.object({
   kind: z.literal('structured'),
@@ -117,27 +136,27 @@ export const captureRequestSchema = z
     filter: captureFilterSchema.optional(),
     /** Look-back: ring files covering [now - lookbackSeconds, now] are uploaded first. */
     lookbackSeconds: z.number().int().min(0).max(86_400).default(0),
-    reason: z.string().min(3).max(500).regex(printable, 'printable ASCII only'),
-    requestedBy: z.string().min(1).max(256).regex(printable, 'printable ASCII only').optional(),
+    reason: z.string().min(3).max(500).regex(freeText, FREE_TEXT_HINT),
+    requestedBy: z.string().min(1).max(256).regex(freeText, FREE_TEXT_HINT).optional(),
     ticket: z
       .string()
-      .max(128)
-      .regex(/^[A-Za-z0-9._:#/-]*$/)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:#/-]{0,127}$/, 'a ticket reference like IR-42')
       .optional(),
     source: z.enum(['manual', 'schedule', 'detector', 'cli']).default('manual'),
     /** Cooldown key: the same fingerprint on the same host starts one capture per window. */
-    fingerprint: z
-      .string()
-      .regex(/^[A-Za-z0-9:._-]{1,128}$/)
-      .optional(),
+    fingerprint: fingerprint.optional(),
     finding: z
       .object({
-        rule: z.string().max(64),
-        fingerprint: z.string().max(128),
-        severity: z.string().max(16).optional(),
-        start: z.string().optional(),
-        end: z.string().optional(),
+        rule: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'a rule name'),
+        fingerprint,
+        severity: z
+          .string()
+          .regex(/^[a-z]{1,16}$/, 'a lowercase word')
+          .optional(),
+        start: timestamp.optional(),
+        end: timestamp.optional(),
       })
+      .strict()
       .optional(),
   })
   // Unknown fields are refused, not dropped: a responder's typo ("duration": 60) must not

@@ -196,7 +196,7 @@ describe('startCapture against moto', () => {
       RotateMegabytes: ['256'],
       FileCount: ['20'],
       MaxMegabytes: ['2048'],
-      Filter: ['net 10.63.1.0/24 and port 0 and (tcp or udp)'],
+      Filter: ['net 10.63.1.0/24 and (tcp or udp) and port 0'],
       MinFreeMegabytes: ['1024'],
       LookbackSeconds: ['0'],
     });

@@ -92,7 +92,7 @@ describe.runIf(canRun)('capture document run for real', () => {
     );
     keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
     workDir = await mkdtemp(join(tmpdir(), 'tapline-lab-'));
-  });
+  }, 240_000);
 
   afterAll(async () => {
     await bridge?.close();
