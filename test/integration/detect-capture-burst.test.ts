@@ -9,9 +9,25 @@ import { defaultRules } from '../../shared/rules/config.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 
-// biome-ignore lint/suspicious/noTemplateCurlyInString: AWS LogFormat syntax, not a template
-const FORMAT =
-  '${version} ${instance-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}';
+/** The stage's FLOW_LOG_FORMAT, in AWS LogFormat syntax (a v3 custom format). */
+const FORMAT = [
+  'version',
+  'instance-id',
+  'interface-id',
+  'srcaddr',
+  'dstaddr',
+  'srcport',
+  'dstport',
+  'protocol',
+  'packets',
+  'bytes',
+  'start',
+  'end',
+  'action',
+  'log-status',
+]
+  .map((f) => `\${${f}}`)
+  .join(' ');
 
 const context = {
   functionName: 'tapline-test-detectFlowAnomalies',

@@ -1,0 +1,125 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { parseCaptureRequest } from '../../shared/capture/request.ts';
+
+const repo = new URL('../../', import.meta.url).pathname;
+const fixtures = join(repo, 'test/fixtures/flowlogs');
+
+/** Runs `tapline detect …` as a user would (bin/main.ts under the project's Node 24). */
+function tapline(
+  args: string[],
+  stdin?: Buffer,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      [join(repo, 'bin/main.ts'), ...args],
+      {
+        cwd: repo,
+        env: { ...process.env, RULES_OVERRIDE: '', FLOW_LOG_FORMAT: '' },
+        maxBuffer: 16 << 20,
+      },
+      (error, stdout, stderr) => {
+        resolve({
+          code: error ? Number((error as { code?: number }).code ?? 1) : 0,
+          stdout,
+          stderr,
+        });
+      },
+    );
+    if (stdin) child.stdin!.end(stdin);
+  });
+}
+
+describe('tapline detect', () => {
+  it('prints one JSON finding per line with the contract fields and exits 1 on findings', async () => {
+    const { code, stdout, stderr } = await tapline([
+      'detect',
+      join(fixtures, 'lab-real-v2.log'),
+      '--json',
+    ]);
+    expect(code).toBe(1);
+    const findings = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(findings).toHaveLength(6);
+    for (const f of findings) {
+      for (const k of [
+        'rule',
+        'severity',
+        'fingerprint',
+        'srcaddr',
+        'dstaddr',
+        'srcport',
+        'dstport',
+        'protocol',
+        'records',
+        'start',
+        'end',
+        'capture',
+      ]) {
+        expect(f).toHaveProperty(k);
+      }
+      expect(() => parseCaptureRequest(f.capture.request)).not.toThrow();
+    }
+    expect(stderr).toMatch(/155 records/);
+  });
+
+  it('reads gzip from stdin, takes --format, and exits 0 without findings', async () => {
+    const [header, ...records] = (await readFile(join(fixtures, 'lab-real-v5.log'), 'utf8'))
+      .trim()
+      .split('\n');
+    const [viaStdin, clean] = await Promise.all([
+      tapline(['detect', '-', '--format', header!, '--json'], gzipSync(records.join('\n'))),
+      tapline(['detect', join(fixtures, 'aws-doc-default.log')]),
+    ]);
+    expect(viaStdin.code).toBe(1);
+    expect(viaStdin.stdout.trim().split('\n')).toHaveLength(6);
+    expect(clean).toMatchObject({ code: 0 });
+    expect(clean.stdout).toMatch(/no findings/);
+    expect(clean.stderr).toMatch(/1 NODATA, 1 SKIPDATA/);
+  });
+
+  it('applies --rules overrides and prints a table without escape codes when piped', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tldet-cli-'));
+    const rules = join(dir, 'rules.json');
+    await writeFile(
+      rules,
+      JSON.stringify({
+        rules: { 'port-zero': { enabled: false }, 'port-scan': { distinctPorts: 100 } },
+      }),
+    );
+    const { code, stdout } = await tapline([
+      'detect',
+      join(fixtures, 'lab-real-v2.log'),
+      '--rules',
+      rules,
+    ]);
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/^SEVERITY +RULE/);
+    expect(stdout).toMatch(/host-sweep/);
+    expect(stdout).not.toMatch(/port-zero|port-scan/);
+    expect(stdout).not.toContain('\x1b[');
+  });
+
+  it('exits 2 on usage and input errors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tldet-cli-'));
+    const bad = join(dir, 'bad.json');
+    await writeFile(bad, '{"rules":{"port-scan":{"distinctPort":5}}}');
+    const notGzip = join(dir, 'broken.log.gz');
+    await writeFile(notGzip, Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0]), Buffer.alloc(64, 7)]));
+    const runs = await Promise.all([
+      tapline(['detect', join(fixtures, 'ipv6.log'), '--rules', bad]),
+      tapline(['detect', join(dir, 'missing.log')]),
+      tapline(['detect', join(fixtures, 'ipv6.log'), '--format', 'srcaddr srcaddr']),
+      tapline(['detect', notGzip]),
+    ]);
+    expect(runs.map((r) => r.code)).toEqual([2, 2, 2, 2]);
+    expect(runs[0]!.stderr).toMatch(/distinctPort/);
+  });
+});
