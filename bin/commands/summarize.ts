@@ -1,9 +1,8 @@
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { TaplineError } from '../../shared/errors.ts';
 import type { AnalyzeOptions, PcapAnalysis } from '../../shared/pcap/index.ts';
-import { analyzePcap, directoryCarveSink } from '../../shared/pcap/index.ts';
+import { analyzePcap, directoryCarveSink, readFileChunks } from '../../shared/pcap/index.ts';
 
 /**
  * `tapline summarize FILE [--json] [--carve DIR]`: the processing job's decoder on a local
@@ -46,7 +45,7 @@ export async function summarizeFile(
   if (opts.carve) options.carve = { mode: 'all', sink: directoryCarveSink(opts.carve) };
   if (tty) options.onProgress = (n) => drawProgress(n, size);
   try {
-    return await analyzePcap(createReadStream(file, { highWaterMark: 1024 * 1024 }), options);
+    return await analyzePcap(readFileChunks(file), options);
   } finally {
     if (tty) process.stderr.write('\r\x1b[K');
   }
@@ -59,6 +58,33 @@ function drawProgress(done: number, total: number): void {
   process.stderr.write(
     `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${(done / 1048576).toFixed(0)} MiB`,
   );
+}
+
+/**
+ * Writes the `--json` document piecewise (conversations in batches), so a capture with
+ * 100,000s of conversations never becomes one giant string in memory.
+ */
+export async function writeJsonDocument(
+  file: string,
+  r: PcapAnalysis,
+  out: NodeJS.WritableStream,
+): Promise<void> {
+  const doc = toJsonDocument(file, r);
+  const convs = doc.conversations as unknown[];
+  doc.conversations = [];
+  const whole = JSON.stringify(doc);
+  const marker = '"conversations":[]';
+  const at = whole.indexOf(marker);
+  const write = (text: string) =>
+    out.write(text)
+      ? Promise.resolve()
+      : new Promise<void>((res) => out.once('drain', () => res()));
+  await write(`${whole.slice(0, at)}"conversations":[`);
+  for (let i = 0; i < convs.length; i += 2000) {
+    const batch = convs.slice(i, i + 2000).map((c) => JSON.stringify(c));
+    await write((i > 0 ? ',' : '') + batch.join(','));
+  }
+  await write(`]${whole.slice(at + marker.length)}\n`);
 }
 
 /** The `--json` document, exactly the keys the issue specifies. */

@@ -32,6 +32,8 @@ const DEFAULT_MAX_RECORDS = 10_000;
 const MAX_VLAN_DEPTH = 8;
 const MAX_TUNNEL_DEPTH = 4;
 const MAX_IPV6_EXT = 16;
+/** Scratch words per IP layer: source (4), destination (4), TCP sequence number (1). */
+const WORDS_PER_LAYER = 9;
 /** ClientHellos spanning segments are reassembled up to this size, for this many streams. */
 const MAX_HELLO_BYTES = 16_384 + 5;
 const MAX_DNS_TCP_BYTES = 65_535 + 2;
@@ -136,8 +138,8 @@ export class PcapAnalyzer implements RecordSink {
 
   // the record being decoded
   #ts = 0;
-  #tsSec = 0;
-  #tsNsec = 0;
+  /** Seconds and nanoseconds of the record being decoded (typed: no boxing per packet). */
+  readonly clock = new Float64Array(2);
   #orig = 0;
   #snapTruncated = false;
   #recStart = 0;
@@ -147,6 +149,8 @@ export class PcapAnalyzer implements RecordSink {
   #sweepCounter = 0;
   /** The IP layer being decoded is a first fragment: its transport length covers more. */
   #firstFragment = false;
+  /** Addresses of the IP layers being decoded (typed storage: no boxing of 32-bit words). */
+  readonly #words = new Uint32Array(WORDS_PER_LAYER * (MAX_TUNNEL_DEPTH + 2));
 
   constructor(options: AnalyzeOptions = {}) {
     const limits = options.limits ?? {};
@@ -157,31 +161,27 @@ export class PcapAnalyzer implements RecordSink {
     );
     this.#maxRecords = limits.maxRecords ?? DEFAULT_MAX_RECORDS;
     const carve = options.carve;
-    this.carver = carve && carve.mode !== 'off' ? new Carver(carve, this.anomalies) : null;
+    this.carver =
+      carve && carve.mode !== 'off' ? new Carver(carve, this.anomalies, this.clock) : null;
   }
 
-  record(
-    linkType: number,
-    data: Uint8Array,
-    off: number,
-    caplen: number,
-    origlen: number,
-    tsSec: number,
-    tsNsec: number,
-  ): void {
+  record(linkType: number, data: Uint8Array, off: number, caplen: number, origlen: number): void {
+    const tsSec = this.reader.tsSec;
+    const tsNsec = this.reader.tsNsec;
     this.packets++;
     this.bytes += origlen;
     if (!Number.isNaN(tsSec)) {
       const ts = tsSec + tsNsec / 1e9;
       this.#ts = ts;
-      this.#tsSec = tsSec;
-      this.#tsNsec = tsNsec;
+      this.clock[0] = tsSec;
+      this.clock[1] = tsNsec;
       if (!(this.firstTs <= ts)) this.firstTs = ts;
       if (!(this.lastTs >= ts)) this.lastTs = ts;
     } else {
       // no timestamp (SPB): reuse the last one seen
-      this.#tsNsec = 0;
+      this.clock[1] = 0;
     }
+    this.conversations.now = this.#ts;
     this.#orig = origlen;
     this.#snapTruncated = caplen < origlen;
     this.#recStart = off;
@@ -226,7 +226,7 @@ export class PcapAnalyzer implements RecordSink {
     }
     if (this.carver !== null && ++this.#sweepCounter >= 4096) {
       this.#sweepCounter = 0;
-      this.carver.sweep(this.#tsSec);
+      this.carver.sweep(this.clock[0]!);
     }
   }
 
@@ -381,15 +381,23 @@ export class PcapAnalyzer implements RecordSink {
     const frag = (b[p + 6]! << 8) | b[p + 7]!;
     const fragOff = frag & 0x1fff;
     const proto = b[p + 9]!;
-    const src = readU32(b, p + 12);
-    const dst = readU32(b, p + 16);
+    const w = depth * WORDS_PER_LAYER;
+    const x = this.#words;
+    x[w] = 0;
+    x[w + 1] = 0;
+    x[w + 2] = 0;
+    x[w + 3] = readU32(b, p + 12);
+    x[w + 4] = 0;
+    x[w + 5] = 0;
+    x[w + 6] = 0;
+    x[w + 7] = readU32(b, p + 16);
     this.#firstFragment = false;
     if (fragOff !== 0 || frag & 0x2000) {
       this.protocols.ipFragment++;
       if (fragOff !== 0) return; // no transport header in a non-first fragment
       this.#firstFragment = true;
     }
-    this.#transport(proto, 0, 0, 0, 0, src, 0, 0, 0, dst, b, p + ihl, l4end, depth);
+    this.#transport(proto, 0, w, b, p + ihl, l4end, depth);
   }
 
   #ipv6(b: Uint8Array, p: number, end: number, depth: number): void {
@@ -413,14 +421,9 @@ export class PcapAnalyzer implements RecordSink {
         );
       }
     }
-    const s0 = readU32(b, p + 8);
-    const s1 = readU32(b, p + 12);
-    const s2 = readU32(b, p + 16);
-    const s3 = readU32(b, p + 20);
-    const d0 = readU32(b, p + 24);
-    const d1 = readU32(b, p + 28);
-    const d2 = readU32(b, p + 32);
-    const d3 = readU32(b, p + 36);
+    const w = depth * WORDS_PER_LAYER;
+    const x = this.#words;
+    for (let k = 0; k < 8; k++) x[w + k] = readU32(b, p + 8 + 4 * k);
     let nh = b[p + 6]!;
     let q = p + 40;
     this.#firstFragment = false;
@@ -470,7 +473,7 @@ export class PcapAnalyzer implements RecordSink {
         break;
       }
     }
-    this.#transport(nh, 1, s0, s1, s2, s3, d0, d1, d2, d3, b, q, l4end, depth);
+    this.#transport(nh, 1, w, b, q, l4end, depth);
   }
 
   #truncExt(): void {
@@ -482,14 +485,7 @@ export class PcapAnalyzer implements RecordSink {
   #transport(
     proto: number,
     v6: number,
-    s0: number,
-    s1: number,
-    s2: number,
-    s3: number,
-    d0: number,
-    d1: number,
-    d2: number,
-    d3: number,
+    w: number,
     b: Uint8Array,
     q: number,
     end: number,
@@ -512,8 +508,9 @@ export class PcapAnalyzer implements RecordSink {
       sport = (b[q]! << 8) | b[q + 1]!;
       dport = (b[q + 2]! << 8) | b[q + 3]!;
       const seq = readU32(b, q + 4);
+      this.#words[w + 8] = seq;
       const flags = b[q + 13]!;
-      const i = conv.lookup(6, v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport, flags, seq);
+      const i = conv.lookup(6, v6, this.#words, w, sport, dport, flags);
       if (conv.replacedStream >= 0) {
         this.carver?.replaced(conv.replacedStream);
         for (const k of [conv.replacedStream * 2, conv.replacedStream * 2 + 1]) {
@@ -521,21 +518,18 @@ export class PcapAnalyzer implements RecordSink {
           if (m) this.#dropPending(k, m);
         }
       }
-      if (sport === 0 || dport === 0)
-        this.#portZero('tcp', v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
+      if (sport === 0 || dport === 0) this.#portZero('tcp', v6, w, sport, dport);
       if (i < 0) {
         this.#convLimit();
         return;
       }
       const rev = conv.reversed;
-      conv.count1(i, rev, this.#orig, this.#ts, flags, seq);
+      conv.count1(i, rev, this.#orig, flags);
       if (this.carver !== null) {
         this.carver.packet(
           i,
-          () => this.#streamInfo(i),
+          this,
           this.#linkType,
-          this.#tsSec,
-          this.#tsNsec,
           this.#recData,
           this.#recStart,
           this.#recCaplen,
@@ -544,26 +538,9 @@ export class PcapAnalyzer implements RecordSink {
         if (flags & (TCP_FIN | TCP_RST) && conv.isClosed(i)) this.carver.closed(i);
       }
       const payload = q + hlen;
-      if (payload < end)
-        this.#tcpPayload(
-          i,
-          v6,
-          s0,
-          s1,
-          s2,
-          s3,
-          d0,
-          d1,
-          d2,
-          d3,
-          sport,
-          dport,
-          seq,
-          rev ? 1 : 0,
-          b,
-          payload,
-          end,
-        );
+      if (payload < end) {
+        this.#tcpPayload(i, v6, w, sport, dport, rev ? 1 : 0, b, payload, end);
+      }
       return;
     }
     if (proto === 17) {
@@ -583,11 +560,10 @@ export class PcapAnalyzer implements RecordSink {
       } else if (!this.#snapTruncated && !this.#firstFragment) {
         this.anomalies.add('bad-udp-length', () => `UDP length ${ulen} > ${end - q} bytes left`);
       }
-      if (sport === 0 || dport === 0)
-        this.#portZero('udp', v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
-      const i = conv.lookup(17, v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport, 0, 0);
+      if (sport === 0 || dport === 0) this.#portZero('udp', v6, w, sport, dport);
+      const i = conv.lookup(17, v6, this.#words, w, sport, dport, 0);
       if (i < 0) this.#convLimit();
-      else conv.count1(i, conv.reversed, this.#orig, this.#ts, 0, 0);
+      else conv.count1(i, conv.reversed, this.#orig, 0);
       const p = q + 8;
       if (p >= pend) return;
       if (
@@ -598,13 +574,7 @@ export class PcapAnalyzer implements RecordSink {
         sport === 5355 ||
         dport === 5355
       ) {
-        this.#dnsMessage(
-          this.#meta(v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport),
-          b,
-          p,
-          pend,
-          'udp',
-        );
+        this.#dnsMessage(this.#meta(v6, w, sport, dport), b, p, pend, 'udp');
       } else if (dport === 4789 || dport === 6081) {
         this.#tunnel(dport, b, p, pend, depth);
       }
@@ -613,7 +583,7 @@ export class PcapAnalyzer implements RecordSink {
     if (proto === 1 || proto === 58) {
       if (proto === 1) this.protocols.icmp++;
       else this.protocols.icmpv6++;
-      const i = conv.lookup(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3, 0, 0, 0, 0);
+      const i = conv.lookup(proto, v6, this.#words, w, 0, 0, 0);
       if (i < 0) {
         this.#convLimit();
         return;
@@ -622,35 +592,24 @@ export class PcapAnalyzer implements RecordSink {
         conv.icmpType[i] = b[q]!;
         conv.icmpCode[i] = b[q + 1]!;
       }
-      conv.count1(i, conv.reversed, this.#orig, this.#ts, 0, 0);
+      conv.count1(i, conv.reversed, this.#orig, 0);
       return;
     }
     if ((proto === 4 || proto === 41) && depth < MAX_TUNNEL_DEPTH) {
       this.protocols.ipip++;
-      this.#accountOther(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3);
+      this.#accountOther(proto, v6, w);
       this.#ip(b, q, end, depth + 1, proto === 4 ? 4 : 6);
       return;
     }
     this.protocols.otherIp++;
-    this.#accountOther(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3);
+    this.#accountOther(proto, v6, w);
   }
 
-  #accountOther(
-    proto: number,
-    v6: number,
-    s0: number,
-    s1: number,
-    s2: number,
-    s3: number,
-    d0: number,
-    d1: number,
-    d2: number,
-    d3: number,
-  ): void {
+  #accountOther(proto: number, v6: number, w: number): void {
     const conv = this.conversations;
-    const i = conv.lookup(proto, v6, s0, s1, s2, s3, d0, d1, d2, d3, 0, 0, 0, 0);
+    const i = conv.lookup(proto, v6, this.#words, w, 0, 0, 0);
     if (i < 0) this.#convLimit();
-    else conv.count1(i, conv.reversed, this.#orig, this.#ts, 0, 0);
+    else conv.count1(i, conv.reversed, this.#orig, 0);
   }
 
   #convLimit(): void {
@@ -685,32 +644,21 @@ export class PcapAnalyzer implements RecordSink {
     else this.#ethertype(ptype, b, inner, end, depth + 1);
   }
 
-  #addr(v6: number, w0: number, w1: number, w2: number, w3: number): string {
-    return v6 ? ipv6ToString(w0, w1, w2, w3) : ipv4ToString(w3);
+  /** Address at word offset `o` of the scratch words (IPv4 in the 4th word). */
+  #addrAt(v6: number, o: number): string {
+    const x = this.#words;
+    return v6 ? ipv6ToString(x[o]!, x[o + 1]!, x[o + 2]!, x[o + 3]!) : ipv4ToString(x[o + 3]!);
   }
 
-  #portZero(
-    protocol: 'tcp' | 'udp',
-    v6: number,
-    s0: number,
-    s1: number,
-    s2: number,
-    s3: number,
-    d0: number,
-    d1: number,
-    d2: number,
-    d3: number,
-    sport: number,
-    dport: number,
-  ): void {
+  #portZero(protocol: 'tcp' | 'udp', v6: number, w: number, sport: number, dport: number): void {
     if (this.portZero.length >= this.#maxRecords) {
       this.dropped.portZero++;
       return;
     }
     this.portZero.push({
       ts: this.#ts,
-      src: this.#addr(v6, s0, s1, s2, s3),
-      dst: this.#addr(v6, d0, d1, d2, d3),
+      src: this.#addrAt(v6, w),
+      dst: this.#addrAt(v6, w + 4),
       sport,
       dport,
       protocol,
@@ -718,7 +666,8 @@ export class PcapAnalyzer implements RecordSink {
     });
   }
 
-  #streamInfo(i: number): StreamInfo {
+  /** Describes TCP conversation `i` for the carver (called once per stream). */
+  streamInfo(i: number): StreamInfo {
     const c = this.conversations;
     return {
       index: c.streamIndex[i]!,
@@ -766,23 +715,16 @@ export class PcapAnalyzer implements RecordSink {
   #tcpPayload(
     i: number,
     v6: number,
-    s0: number,
-    s1: number,
-    s2: number,
-    s3: number,
-    d0: number,
-    d1: number,
-    d2: number,
-    d3: number,
+    w: number,
     sport: number,
     dport: number,
-    seq: number,
     dir: number,
     b: Uint8Array,
     p: number,
     end: number,
   ): void {
     const key = i * 2 + dir;
+    const seq = this.#words[w + 8]!;
     const pending = this.#pending.size > 0 ? this.#pending.get(key) : undefined;
     if (pending !== undefined) {
       if (seq === pending.nextSeq) {
@@ -796,7 +738,7 @@ export class PcapAnalyzer implements RecordSink {
     }
     const len = end - p;
     if (sport === 53 || dport === 53) {
-      const meta = this.#meta(v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
+      const meta = this.#meta(v6, w, sport, dport);
       if (len >= 2) {
         const msgLen = (b[p]! << 8) | b[p + 1]!;
         if (msgLen + 2 <= len) {
@@ -817,7 +759,7 @@ export class PcapAnalyzer implements RecordSink {
       return;
     }
     if (looksLikeClientHello(b, p, end)) {
-      const meta = this.#meta(v6, s0, s1, s2, s3, d0, d1, d2, d3, sport, dport);
+      const meta = this.#meta(v6, w, sport, dport);
       const need = Math.min(tlsRecordLength(b, p), MAX_HELLO_BYTES);
       if (len >= need) this.#tlsRecord(meta, b, p, end);
       else this.#startPending(key, 'tls', meta, seq, b, p, end, need);
@@ -833,8 +775,8 @@ export class PcapAnalyzer implements RecordSink {
       }
       this.http.push({
         ts: this.#ts,
-        src: this.#addr(v6, s0, s1, s2, s3),
-        dst: this.#addr(v6, d0, d1, d2, d3),
+        src: this.#addrAt(v6, w),
+        dst: this.#addrAt(v6, w + 4),
         sport,
         dport,
         method: req.method,
@@ -845,23 +787,11 @@ export class PcapAnalyzer implements RecordSink {
     }
   }
 
-  #meta(
-    v6: number,
-    s0: number,
-    s1: number,
-    s2: number,
-    s3: number,
-    d0: number,
-    d1: number,
-    d2: number,
-    d3: number,
-    sport: number,
-    dport: number,
-  ): MessageMeta {
+  #meta(v6: number, w: number, sport: number, dport: number): MessageMeta {
     return {
       ts: this.#ts,
-      src: this.#addr(v6, s0, s1, s2, s3),
-      dst: this.#addr(v6, d0, d1, d2, d3),
+      src: this.#addrAt(v6, w),
+      dst: this.#addrAt(v6, w + 4),
       sport,
       dport,
     };
@@ -1052,7 +982,8 @@ export async function analyzePcap(
           nextProgress = bytesRead + PROGRESS_EVERY;
           progress(bytesRead);
         }
-        yield c;
+        // zlib consumes asynchronously: it must not see a buffer the source reuses
+        yield gz ? c.slice() : c;
       }
     } catch (error) {
       sourceError.error ??= error;

@@ -80,7 +80,11 @@ export class Carver {
   readonly #closed = new Lru();
   #buffered = 0;
 
-  constructor(opts: CarveOptions, anomalies: AnomalyLog) {
+  readonly #clock: Float64Array;
+
+  /** `clock`: [seconds, nanoseconds] of the record being appended, kept by the analyzer. */
+  constructor(opts: CarveOptions, anomalies: AnomalyLog, clock: Float64Array) {
+    this.#clock = clock;
     this.#opts = opts;
     this.#anomalies = anomalies;
     this.#maxBuffered = Math.max(1 << 20, opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED);
@@ -91,13 +95,11 @@ export class Carver {
     return this.#buffered;
   }
 
-  /** Append one record of conversation `conv`; `describe` is called once, at its first. */
+  /** Append one record of conversation `conv`; `owner.streamInfo` is called once, at its first. */
   packet(
     conv: number,
-    describe: () => StreamInfo,
+    owner: { streamInfo(conv: number): StreamInfo },
     linkType: number,
-    tsSec: number,
-    tsNsec: number,
     data: Uint8Array,
     off: number,
     caplen: number,
@@ -105,7 +107,7 @@ export class Carver {
   ): void {
     let s = this.#streams.get(conv);
     if (s === undefined) {
-      const info = describe();
+      const info = owner.streamInfo(conv);
       const want =
         this.#opts.mode === 'all' ||
         (this.#opts.mode === 'streams' &&
@@ -139,9 +141,10 @@ export class Carver {
     }
     const b = s.buf;
     let o = s.len;
+    const tsSec = this.#clock[0]!;
     const sec = Number.isNaN(tsSec) ? 0 : tsSec;
     writeU32le(b, o, sec >>> 0);
-    writeU32le(b, o + 4, tsNsec >>> 0);
+    writeU32le(b, o + 4, this.#clock[1]! >>> 0);
     writeU32le(b, o + 8, caplen);
     writeU32le(b, o + 12, origlen >>> 0);
     o += 16;

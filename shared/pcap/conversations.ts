@@ -34,6 +34,15 @@ const ST_FIN_B = 2;
 const ST_RST = 4;
 const ST_SYN_SEQ = 8;
 
+const SCRATCH4A = new Uint8Array(4);
+const SCRATCH4B = new Uint8Array(4);
+const SCRATCH16A = new Uint8Array(16);
+const SCRATCH16B = new Uint8Array(16);
+/** tcpFlags arrays shared per flag combination (read-only by convention). */
+const FLAG_LISTS: string[][] = Array.from({ length: 256 }, (_, bits) =>
+  FLAG_NAMES.filter(([bit]) => bits & bit).map(([, n]) => n),
+);
+
 const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmpv6' };
 
 export function protocolName(proto: number): string {
@@ -129,19 +138,22 @@ export class ConversationTable {
   lookup(
     proto: number,
     isV6: number,
-    s0: number,
-    s1: number,
-    s2: number,
-    s3: number,
-    d0: number,
-    d1: number,
-    d2: number,
-    d3: number,
+    x: Uint32Array,
+    w: number,
     sport: number,
     dport: number,
     tcpFlags: number,
-    seq: number,
   ): number {
+    const s0 = x[w]!;
+    const s1 = x[w + 1]!;
+    const s2 = x[w + 2]!;
+    const s3 = x[w + 3]!;
+    const d0 = x[w + 4]!;
+    const d1 = x[w + 5]!;
+    const d2 = x[w + 6]!;
+    const d3 = x[w + 7]!;
+    const seq = x[w + 8]!;
+    this.#seq = seq;
     const hs = mixEndpoint(s0, s1, s2, s3, sport);
     const hd = mixEndpoint(d0, d1, d2, d3, dport);
     const h = Math.imul((hs + hd) ^ (proto * 0x9e3779b1), 0x85ebca6b) ^ isV6;
@@ -231,8 +243,14 @@ export class ConversationTable {
     return i;
   }
 
+  /** Capture clock for `count1` (set once per record; NaN when the record has no time). */
+  now = Number.NaN;
+  /** TCP sequence number of the packet being counted (set by `lookup`). */
+  #seq = 0;
+
   /** Account one packet of `bytes` original length. */
-  count1(i: number, rev: boolean, bytes: number, ts: number, tcpFlags: number, seq: number): void {
+  count1(i: number, rev: boolean, bytes: number, tcpFlags: number): void {
+    const ts = this.now;
     if (rev) {
       this.pBA[i]!++;
       this.bBA[i]! += bytes;
@@ -251,7 +269,7 @@ export class ConversationTable {
       if (tcpFlags & TCP_RST) st |= ST_RST;
       if ((tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN && !rev && (st & ST_SYN_SEQ) === 0) {
         st |= ST_SYN_SEQ;
-        this.synSeq[i] = seq;
+        this.synSeq[i] = this.#seq;
       }
       this.state[i] = st;
     }
@@ -270,26 +288,30 @@ export class ConversationTable {
       : ipv4ToString(a[o + 3]!);
   }
 
-  addrBytes(i: number, side: 0 | 1): Uint8Array {
+  addrBytes(i: number, side: 0 | 1, out?: Uint8Array): Uint8Array {
     const o = i * 8 + side * 4;
     const a = this.addr;
-    const words = this.v6[i] ? [a[o]!, a[o + 1]!, a[o + 2]!, a[o + 3]!] : [a[o + 3]!];
-    const out = new Uint8Array(words.length * 4);
-    words.forEach((w, k) => {
-      out[k * 4] = w >>> 24;
-      out[k * 4 + 1] = (w >>> 16) & 255;
-      out[k * 4 + 2] = (w >>> 8) & 255;
-      out[k * 4 + 3] = w & 255;
-    });
-    return out;
+    const v6 = this.v6[i] === 1;
+    const bytes = out ?? new Uint8Array(v6 ? 16 : 4);
+    const first = v6 ? 0 : 3;
+    for (let k = first; k < 4; k++) {
+      const w = a[o + k]!;
+      const at = (k - first) * 4;
+      bytes[at] = w >>> 24;
+      bytes[at + 1] = (w >>> 16) & 255;
+      bytes[at + 2] = (w >>> 8) & 255;
+      bytes[at + 3] = w & 255;
+    }
+    return bytes;
   }
 
   communityId(i: number): string {
     const proto = this.proto[i]!;
     const icmp = proto === 1 || proto === 58;
+    const v6 = this.v6[i] === 1;
     return communityId({
-      src: this.addrBytes(i, 0),
-      dst: this.addrBytes(i, 1),
+      src: this.addrBytes(i, 0, v6 ? SCRATCH16A : SCRATCH4A),
+      dst: this.addrBytes(i, 1, v6 ? SCRATCH16B : SCRATCH4B),
       proto,
       sport: icmp ? this.icmpType[i]! : this.aPort[i]!,
       dport: icmp ? this.icmpCode[i]! : this.bPort[i]!,
@@ -309,7 +331,7 @@ export class ConversationTable {
       bytesBtoA: this.bBA[i]!,
       start: Number.isNaN(this.start[i]!) ? 0 : this.start[i]!,
       end: Number.isNaN(this.end[i]!) ? 0 : this.end[i]!,
-      tcpFlags: proto === 6 ? FLAG_NAMES.filter(([bit]) => flags & bit).map(([, n]) => n) : [],
+      tcpFlags: proto === 6 ? [...FLAG_LISTS[flags]!] : [],
       communityId: this.communityId(i),
     };
     if (proto === 6) c.streamIndex = this.streamIndex[i]!;
@@ -323,24 +345,51 @@ export class ConversationTable {
   }
 
   topTalkers(n: number): TopTalker[] {
-    const by = new Map<string, TopTalker>();
+    // IPv4 keyed by number, IPv6 by text: strings only for the winners
+    const v4 = new Map<number, { packets: number; bytes: number }>();
+    const v6 = new Map<string, { packets: number; bytes: number }>();
+    const a = this.addr;
     for (let i = 0; i < this.count; i++) {
       const packets = this.pAB[i]! + this.pBA[i]!;
       const bytes = this.bAB[i]! + this.bBA[i]!;
-      for (const side of [0, 1] as const) {
-        const addr = this.addrString(i, side);
-        const t = by.get(addr);
-        if (t) {
-          t.packets += packets;
-          t.bytes += bytes;
+      for (let side = 0; side < 2; side++) {
+        let t: { packets: number; bytes: number } | undefined;
+        if (this.v6[i]) {
+          const key = this.addrString(i, side as 0 | 1);
+          t = v6.get(key);
+          if (!t) {
+            t = { packets: 0, bytes: 0 };
+            v6.set(key, t);
+          }
         } else {
-          by.set(addr, { addr, packets, bytes });
+          const key = a[i * 8 + side * 4 + 3]!;
+          t = v4.get(key);
+          if (!t) {
+            t = { packets: 0, bytes: 0 };
+            v4.set(key, t);
+          }
         }
+        t.packets += packets;
+        t.bytes += bytes;
       }
     }
-    return [...by.values()]
-      .sort((x, y) => y.bytes - x.bytes || y.packets - x.packets || (x.addr < y.addr ? -1 : 1))
-      .slice(0, n);
+    const all: TopTalker[] = [];
+    for (const [k, t] of v4) all.push({ addr: '', key4: k, ...t } as TopTalker & { key4: number });
+    for (const [k, t] of v6) all.push({ addr: k, ...t });
+    const top = all
+      .sort((x, y) => y.bytes - x.bytes || y.packets - x.packets)
+      .slice(0, n)
+      .map((t) => {
+        const k = (t as TopTalker & { key4?: number }).key4;
+        return {
+          addr: k === undefined ? t.addr : ipv4ToString(k),
+          packets: t.packets,
+          bytes: t.bytes,
+        };
+      });
+    return top.sort(
+      (x, y) => y.bytes - x.bytes || y.packets - x.packets || (x.addr < y.addr ? -1 : 1),
+    );
   }
 }
 

@@ -5,4 +5,5 @@
 export { analyzePcap, PcapAnalyzer } from './analyze.ts';
 export { boundedConcurrencySink, directoryCarveSink, PCAP_HEADER_BYTES } from './carve-sinks.ts';
 export { communityId } from './community-id.ts';
+export { readFileChunks } from './file-source.ts';
 export type * from './types.ts';

@@ -360,11 +360,14 @@ export interface HttpRequestHead {
 
 const HTTP_WINDOW = 8192;
 
-/** Cheap first-byte test before `parseHttpRequest`. */
+/** Cheap test before `parseHttpRequest`: 3–9 upper-case letters, a space, then '/' or a letter. */
 export function mayBeHttpRequest(b: Uint8Array, p: number, end: number): boolean {
   if (end - p < 14) return false;
-  const c = b[p]!;
-  return c >= 0x41 && c <= 0x5a && b[p + 1]! >= 0x41 && b[p + 1]! <= 0x5a;
+  let i = p;
+  while (i < p + 10 && b[i]! >= 0x41 && b[i]! <= 0x5a) i++;
+  if (i - p < 3 || b[i] !== 0x20) return false;
+  const c = b[i + 1]!;
+  return c === 0x2f || c === 0x2a || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
 }
 
 export function parseHttpRequest(b: Uint8Array, p: number, end: number): HttpRequestHead | null {

@@ -26,17 +26,10 @@ const MAX_REPAIR_GAP = MAX_CAPLEN;
 export interface RecordSink {
   /**
    * One packet record. `data[off, off + caplen)` holds the captured bytes; valid only during
-   * the call. `tsSec` is NaN when the record has no timestamp (pcapng SPB).
+   * the call. The reader's `tsSec`/`tsNsec` hold its timestamp (`tsSec` NaN when the record
+   * has none: pcapng SPB); passed that way so 32-bit seconds are never boxed per packet.
    */
-  record(
-    linkType: number,
-    data: Uint8Array,
-    off: number,
-    caplen: number,
-    origlen: number,
-    tsSec: number,
-    tsNsec: number,
-  ): void;
+  record(linkType: number, data: Uint8Array, off: number, caplen: number, origlen: number): void;
 }
 
 interface Iface {
@@ -93,6 +86,9 @@ export class CaptureReader {
   truncated = false;
   /** Packet records handed to the sink (including repaired ones). */
   records = 0;
+  /** Timestamp of the record being handed out. */
+  tsSec = 0;
+  tsNsec = 0;
   /** Unit index for anomaly samples (records for pcap, blocks for pcapng). */
   #unitIndex = 0;
 
@@ -382,7 +378,9 @@ export class CaptureReader {
       }
       this.records++;
       this.#unitIndex++;
-      sink.record(lt, buf, pos + hdr, caplen, origlen, sec, frac * fracMul);
+      this.tsSec = sec;
+      this.tsNsec = frac * fracMul;
+      sink.record(lt, buf, pos + hdr, caplen, origlen);
       pos += total;
       this.#abs += total;
     }
@@ -443,14 +441,14 @@ export class CaptureReader {
             if (ok) {
               this.records++;
               this.#unitIndex++;
+              this.tsSec = sec;
+              this.tsNsec = frac * (this.#nano ? 1 : 1000);
               this.#sink.record(
                 this.#linkType,
                 buf,
                 pos + hdr,
                 dataLen,
                 Math.max(origlen, dataLen) > 0x1000000 ? dataLen : Math.max(origlen, dataLen),
-                sec,
-                frac * (this.#nano ? 1 : 1000),
               );
             }
           } else {
@@ -677,7 +675,9 @@ export class CaptureReader {
         'unknown-interface',
         () => `packet on interface ${ifId} that was not described`,
       );
-      this.#sink.record(-1, buf, dataOff, caplen, origlen, Number.NaN, 0);
+      this.tsSec = Number.NaN;
+      this.tsNsec = 0;
+      this.#sink.record(-1, buf, dataOff, caplen, origlen);
       return;
     }
     if (caplen > MAX_CAPLEN) anomalies.add('caplen-exceeds-max', `captured ${caplen}`);
@@ -707,7 +707,9 @@ export class CaptureReader {
       }
       sec += iface.tsOffset;
     }
-    this.#sink.record(iface.linkType, buf, dataOff, caplen, origlen, sec, nsec);
+    this.tsSec = sec;
+    this.tsNsec = nsec;
+    this.#sink.record(iface.linkType, buf, dataOff, caplen, origlen);
   }
 
   /** 'yes', 'no', or how many bytes from p are needed to decide. */
