@@ -1,0 +1,205 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type NetnsHost, Topology } from '../../shared/lab/netns.ts';
+import type { SsmCommandDocument } from '../../shared/lab/ssm-agent.ts';
+import { packagedStandbyDocument } from '../../shared/standby/document.ts';
+import { runStandby } from '../../shared/standby/lab-harness.ts';
+
+const TOOLS = ['tcpdump', 'ip', 'python3', 'setsid', 'ionice', 'flock'];
+const missing = TOOLS.filter((t) => !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`));
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const canRun = isRoot && missing.length === 0;
+if (process.env.CI && !canRun) {
+  throw new Error(
+    `standby lab test needs root and ${TOOLS.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
+  );
+}
+
+const HOST = '10.204.2.1';
+const PEER = '10.204.2.2';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Alive and not a zombie (an orphan's parent here may be slow to reap it). */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The standby document run for real in a namespace (no systemd there, so the supervisor mode):
+ * it survives a tcpdump crash, refuses to start below its disk threshold, is safe to start and
+ * stop twice, and stop removes what it installed.
+ */
+describe.runIf(canRun)('standby ring supervisor, for real', () => {
+  const topology = new Topology('tlring');
+  const instanceId = 'i-0c1d2e3f4a5b60718';
+  const root = `/tmp/tapline-sbtest-${randomBytes(4).toString('hex')}`;
+  const ring = `${root}/ring`;
+  let host: NetnsHost;
+  let peer: NetnsHost;
+  let document: SsmCommandDocument;
+
+  const standby = (parameters: Record<string, string>) =>
+    runStandby({
+      document,
+      host,
+      instanceId,
+      parameters: {
+        RingDirectory: ring,
+        Interface: 'ring0',
+        RotateSeconds: '2',
+        RetentionMinutes: '1',
+        ExpectedMbps: '1',
+        CapMegabytes: '4',
+        MinFreeMegabytes: '1',
+        ...parameters,
+      },
+    });
+
+  async function ping(count: number) {
+    await peer.exec(
+      'python3',
+      [
+        '-c',
+        `import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(${count}):
+    s.sendto(b'tapline-standby-test', ('${HOST}', 9))
+    time.sleep(0.05)`,
+      ],
+      { timeoutMs: 20_000 },
+    );
+  }
+
+  beforeAll(async () => {
+    document = await packagedStandbyDocument();
+    host = await topology.addHost('sbh');
+    peer = await topology.addHost('sbp');
+    await topology.link({
+      a: { ns: host.name, ifname: 'ring0', address: `${HOST}/24` },
+      b: { ns: peer.name, ifname: 'eth0', address: `${PEER}/24` },
+    });
+  });
+
+  afterAll(async () => {
+    if (document && host) {
+      await standby({ Action: 'stop', KeepFiles: 'false' }).catch(() => undefined);
+    }
+    await topology.destroy();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('refuses to start below the disk threshold and leaves nothing running', async () => {
+    const refused = await standby({ Action: 'start', MinFreeMegabytes: '9999999' });
+    expect(refused.run.exitCode).toBe(3);
+    expect(refused.report.status).toBe('refused');
+    expect(refused.report.error).toMatch(/MB free .*MinFreeMegabytes \(9999999 MB\)/);
+    const status = await standby({ Action: 'status' });
+    expect(status.report.running).toBe(false);
+    expect(status.report.pid).toBeNull();
+    expect(existsSync(join(ring, 'supervisor.pid'))).toBe(false);
+  });
+
+  it('refuses a filter tcpdump rejects and an interface that does not exist', async () => {
+    const badFilter = await standby({ Action: 'start', Filter: 'port 99999999' });
+    expect(badFilter.run.exitCode).toBe(3);
+    expect(badFilter.report.error).toMatch(/tcpdump rejected the filter/);
+    const badInterface = await standby({ Action: 'start', Interface: 'nosuch0' });
+    expect(badInterface.run.exitCode).toBe(3);
+    expect(badInterface.report.error).toMatch(/interface nosuch0 does not exist/);
+    expect((await standby({ Action: 'status' })).report.running).toBe(false);
+  });
+
+  it('survives a tcpdump crash: the supervisor restarts it and counts the restart', {
+    timeout: 90_000,
+  }, async () => {
+    const started = await standby({ Action: 'start', Filter: 'udp port 9' });
+    expect(started.run.exitCode, started.run.stderr).toBe(0);
+    expect(started.report.status).toBe('started');
+    expect(started.report.restarts).toBe(0);
+    const firstTcpdump = started.report.tcpdumpPid!;
+    const supervisor = started.report.pid!;
+    expect(processAlive(firstTcpdump)).toBe(true);
+    // tcpdump runs without root, niced, with the filter from the file.
+    const statusLine = await readFile(`/proc/${firstTcpdump}/status`, 'utf8');
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(statusLine)![1]);
+    expect(uid).not.toBe(0);
+    const cmdline = (await readFile(`/proc/${firstTcpdump}/cmdline`, 'utf8')).split('\0');
+    expect(cmdline).toContain('-F');
+    expect(cmdline).not.toContain('-z');
+    expect(cmdline.join(' ')).not.toContain('udp port 9');
+    const procStat = await readFile(`/proc/${firstTcpdump}/stat`, 'utf8');
+    const nice = Number(procStat.slice(procStat.lastIndexOf(')') + 2).split(' ')[16]);
+    expect(nice).toBe(10);
+
+    // Starting again with the same settings is a no-op.
+    const again = await standby({ Action: 'start', Filter: 'udp port 9' });
+    expect(again.run.exitCode).toBe(0);
+    expect(again.report.status).toBe('already-running');
+    expect(again.report.pid).toBe(supervisor);
+    expect(again.report.tcpdumpPid).toBe(firstTcpdump);
+
+    await ping(10);
+    process.kill(firstTcpdump, 'SIGKILL');
+    let status = (await standby({ Action: 'status' })).report;
+    for (let i = 0; i < 40 && !(status.tcpdumpPid && status.tcpdumpPid !== firstTcpdump); i++) {
+      await sleep(250);
+      status = (await standby({ Action: 'status' })).report;
+    }
+    expect(status.running).toBe(true);
+    expect(status.state).toBe('running');
+    expect(status.pid).toBe(supervisor);
+    expect(status.restarts).toBe(1);
+    expect(status.tcpdumpPid).not.toBe(firstTcpdump);
+    expect(processAlive(status.tcpdumpPid!)).toBe(true);
+    const log = await readFile(join(ring, 'supervisor.log'), 'utf8');
+    expect(log).toMatch(/tcpdump exited with status 137.*restart 1 in 1 s/);
+
+    // The restarted tcpdump records: traffic after the crash lands in a file opened after it,
+    // which the next rotation (a packet after RotateSeconds; the kernel hands packets over within
+    // about a second) closes with the packets in it.
+    const before = (await readdir(join(ring, 'files'))).sort();
+    await sleep(2200);
+    await ping(10);
+    let written = 0;
+    let listing = '';
+    for (let attempt = 0; attempt < 8 && written <= 24; attempt++) {
+      await sleep(1200);
+      await ping(1);
+      const after = (await readdir(join(ring, 'files'))).sort();
+      const closed = after.filter((n) => n > before.at(-1)!).slice(0, -1);
+      const sizes = await Promise.all(
+        closed.map(async (n) => (await stat(join(ring, 'files', n))).size),
+      );
+      written = Math.max(0, ...sizes);
+      listing = after.join(' ');
+    }
+    expect(written, listing).toBeGreaterThan(24);
+  });
+
+  it('stops cleanly, twice, and removes what it installed', async () => {
+    const running = await standby({ Action: 'status' });
+    const supervisor = running.report.pid!;
+    const tcpdump = running.report.tcpdumpPid!;
+    expect(running.report.running).toBe(true);
+    const stopped = await standby({ Action: 'stop', KeepFiles: 'true' });
+    expect(stopped.report.status).toBe('stopped');
+    expect(processAlive(supervisor)).toBe(false);
+    expect(processAlive(tcpdump)).toBe(false);
+    // Files kept: the last file was closed cleanly by SIGINT (a complete pcap header at least).
+    const kept = (await readdir(join(ring, 'files'))).filter((n) => n.startsWith('ring-'));
+    expect(kept.length).toBeGreaterThan(0);
+    const again = await standby({ Action: 'stop', KeepFiles: 'false' });
+    expect(again.report.status).toBe('not-running');
+    expect(existsSync(ring)).toBe(false);
+    const absent = await standby({ Action: 'status' });
+    expect(absent.report.status).toBe('absent');
+  });
+});
