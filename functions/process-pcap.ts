@@ -5,11 +5,15 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { awsSettingsFromEnv, makeAwsClients } from '../shared/aws/clients.ts';
 import { resolveKeyArn, resolveTopicArn } from '../shared/aws/resolve.ts';
 import { getConfig } from '../shared/config.ts';
+import { TaplineError } from '../shared/errors.ts';
 import { makeLogger } from '../shared/observability.ts';
 import type { ProcessDeps } from '../shared/processing/index.ts';
 import { processSqsRecord } from '../shared/processing/index.ts';
 
 const logger = makeLogger('process-pcap');
+
+/** A record is not started with less time than this left (its retry comes back via SQS). */
+const MIN_REMAINING_MS = 45_000;
 
 /** Clients, config, resolved key and topic: built once per container, rebuilt after a failure. */
 async function productionDeps(): Promise<ProcessDeps> {
@@ -51,6 +55,14 @@ export function makeHandler(makeDeps: () => Promise<ProcessDeps>) {
     const recordHandler = async (record: SQSRecord) => {
       logger.appendKeys({ messageId: record.messageId });
       try {
+        if (context.getRemainingTimeInMillis() < MIN_REMAINING_MS) {
+          // Starting a pcap we cannot finish would end in a timeout that returns the whole
+          // batch to the queue; failing this record alone lets SQS hand it over again.
+          throw new TaplineError('not enough time left in this invocation; record deferred', {
+            code: 'PROCESSING_DEFERRED',
+            details: { remainingMs: context.getRemainingTimeInMillis() },
+          });
+        }
         return await processSqsRecord(record, ready);
       } catch (error) {
         logger.error('processing record failed; it will be retried (then dead-lettered)', {

@@ -117,6 +117,12 @@ export async function readManifestFacts(
   } catch (error) {
     const name = error && typeof error === 'object' && 'name' in error ? String(error.name) : '';
     if (name === 'NoSuchKey' || name === 'NotFound') return absent('absent');
+    const status = (error as { $metadata?: { httpStatusCode?: number } })?.$metadata
+      ?.httpStatusCode;
+    if (status === 403) {
+      // S3 says 403 for a missing key when the role may not list the bucket.
+      return absent('unreadable', 'AccessDenied: the manifest is missing or not readable');
+    }
     logger.warn('capture manifest could not be read', { captureId, error: name || String(error) });
     return absent('unreadable', `GetObject failed: ${name || 'error'}`);
   }

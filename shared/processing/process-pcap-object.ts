@@ -86,6 +86,9 @@ async function completionExists(s3: S3Client, bucket: string, key: string): Prom
     const name = errorName(error);
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     if (name === 'NotFound' || name === 'NoSuchKey' || status === 404) return false;
+    // Without s3:ListBucket, S3 answers 403 for a missing key. Treating it as absent is safe:
+    // if results really are forbidden, the writes that follow fail loudly.
+    if (status === 403) return false;
     throw new ResultWriteError(`cannot check ${key}: ${name || error}`, { key }, error);
   }
 }

@@ -4,6 +4,12 @@
  */
 
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -299,6 +305,29 @@ describe('process-pcap on moto, end to end', () => {
     await deleteMessages(stack, stack.queueUrl, [message]);
   });
 
+  it('records an object that is not a capture as unreadable: hashed, marked, not retried', async () => {
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/garbage.pcap`;
+    const upload = await hostUpload(
+      stack,
+      key,
+      Buffer.from('MZ\x90\x00 definitely not a pcap'.repeat(100)),
+    );
+    const message = await eventMessageFor(key);
+    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
+      [],
+    );
+    const record = await getJson(stack, completionKey(cap, 'garbage.pcap', upload.versionId));
+    expect(record.summary).toMatchObject({ decode_status: 'unreadable', packets: 0, format: null });
+    expect(record.summary.decode_error).toMatch(/^PCAP_CORRUPT: /);
+    expect(record.integrity).toMatchObject({ verdict: 'verified', sha256: upload.sha256 });
+    const events = (await published(stack)).filter((e) => e.key === key);
+    expect(events.find((e) => e.type === 'Pcap Processed')).toMatchObject({
+      decodeStatus: 'unreadable',
+    });
+    await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
   it('fails only the malformed record of a batch', async () => {
     const cap = captureId();
     const key = `pcaps/${cap}/${INSTANCE}/good.pcap`;
@@ -360,5 +389,81 @@ describe('process-pcap on moto, end to end', () => {
     expect(record.integrity.manifest).toEqual({ status: 'match', expected: upload.sha256 });
     await published(stack);
     await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
+  it('defers a record when the invocation is nearly out of time, instead of timing out the batch', async () => {
+    const body = JSON.stringify({
+      Service: 'Amazon S3',
+      Event: 's3:TestEvent',
+      Bucket: stack.bucket,
+    });
+    const message = { MessageId: 'late', ReceiptHandle: 'h', Body: body };
+    const context = { ...lambdaContext(), getRemainingTimeInMillis: () => 10_000 };
+    const response = await handler(sqsEvent(stack, [message]), context);
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: 'late' }]);
+  });
+
+  it('lets SQS dead-letter a record that keeps failing, after maxReceiveCount receives', async () => {
+    const { sqs } = stack.clients;
+    const dlq = await sqs.send(new CreateQueueCommand({ QueueName: `${stack.bucket}-dlq` }));
+    const dlqArn = (
+      await sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: dlq.QueueUrl!, AttributeNames: ['QueueArn'] }),
+      )
+    ).Attributes!.QueueArn!;
+    const queue = await sqs.send(
+      new CreateQueueCommand({
+        QueueName: `${stack.bucket}-redrive`,
+        Attributes: {
+          VisibilityTimeout: '1',
+          RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: 2 }),
+        },
+      }),
+    );
+    await sqs.send(
+      new SendMessageCommand({ QueueUrl: queue.QueueUrl!, MessageBody: '{"not": "an S3 event"}' }),
+    );
+    await sqs.send(
+      new SendMessageCommand({
+        QueueUrl: queue.QueueUrl!,
+        MessageBody: JSON.stringify({
+          Service: 'Amazon S3',
+          Event: 's3:TestEvent',
+          Bucket: stack.bucket,
+        }),
+      }),
+    );
+    // What Lambda's SQS poller does: receive, invoke, delete what did not fail.
+    const failures: string[] = [];
+    for (let round = 0; round < 4; round++) {
+      const got = await sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queue.QueueUrl!,
+          MaxNumberOfMessages: 10,
+          WaitTimeSeconds: 1,
+        }),
+      );
+      const messages = got.Messages ?? [];
+      if (messages.length > 0) {
+        const response = await handler(sqsEvent(stack, messages), lambdaContext());
+        const failed = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
+        failures.push(...failed);
+        await deleteMessages(
+          stack,
+          queue.QueueUrl!,
+          messages.filter((m) => !failed.has(m.MessageId!)),
+        );
+      }
+      await new Promise((r) => setTimeout(r, 1100));
+    }
+    expect(failures.length).toBe(2);
+    const dead = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: dlq.QueueUrl!,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 1,
+      }),
+    );
+    expect((dead.Messages ?? []).map((m) => m.Body)).toEqual(['{"not": "an S3 event"}']);
   });
 });
