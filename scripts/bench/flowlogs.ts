@@ -32,7 +32,7 @@ function rng(seed: number): () => number {
 
 /**
  * A VPC's worth of traffic in the default v2 format, as S3 delivers it (header line, gzip):
- * ~4,000 internal hosts, each talking to 1–6 peers (internal or among ~5,000 external
+ * in per-interface runs as VPC Flow Logs delivers them: ~4,000 internal hosts, each talking to 1–6 peers (internal or among ~5,000 external
  * addresses) on common service ports, both directions of each flow, ~4% inbound REJECTs, some NODATA/SKIPDATA,
  * plus a few anomalies (port-0 probes, a port scan, a host sweep) so every rule does work.
  */
@@ -56,7 +56,9 @@ async function generate(): Promise<void> {
   );
   // each host talks to a handful of peers, as real workloads do
   const conversations: Array<[string, string, number, number]> = [];
+  const blocks: Array<[number, number]> = [];
   for (const client of internal) {
+    blocks.push([conversations.length, 0]);
     const peers = 1 + Math.floor(r() * 6);
     for (let i = 0; i < peers; i++) {
       const port = pick(services);
@@ -67,6 +69,7 @@ async function generate(): Promise<void> {
         port === 53 ? 17 : 6,
       ]);
     }
+    blocks[blocks.length - 1]![1] = conversations.length - blocks[blocks.length - 1]![0];
   }
   const gz = createGzip({ level: 6 });
   const out = createWriteStream(file);
@@ -79,6 +82,9 @@ async function generate(): Promise<void> {
     batch = [];
   };
   let n = 0;
+  // VPC Flow Logs deliver each interface's records together: runs of one host's flows
+  let run = 0;
+  let block: [number, number] = blocks[0]!;
   const line = (
     eni: string,
     src: string,
@@ -156,8 +162,12 @@ async function generate(): Promise<void> {
         'ACCEPT',
       );
     } else {
-      const [client, server, port, proto] =
-        conversations[Math.floor(r() * r() * conversations.length)]!;
+      if (run === 0) {
+        block = blocks[Math.floor(r() * r() * blocks.length)]!;
+        run = 10 + Math.floor(r() * 90);
+      }
+      run -= 1;
+      const [client, server, port, proto] = conversations[block[0] + Math.floor(r() * block[1])]!;
       const eph = 32768 + Math.floor(r() * 28000);
       const pk = 1 + Math.floor(r() * 200);
       const by = pk * (40 + Math.floor(r() * 1400));

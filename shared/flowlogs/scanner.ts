@@ -27,9 +27,14 @@ export class FlowCursor {
   buf: Buffer = Buffer.alloc(0);
   lineStart = 0;
   lineEnd = 0;
-  /** IPv4 as uint32, or -1 (IPv6 in srcText/dstText, or "-"). */
-  src = -1;
-  dst = -1;
+  /**
+   * IPv4 addresses as int32 (`uint32 | 0`: small integers, so Map keys need no boxing) when
+   * srcV4/dstV4 is set; IPv6 addresses are in srcText/dstText; "-" sets neither.
+   */
+  src = 0;
+  dst = 0;
+  srcV4 = false;
+  dstV4 = false;
   srcText: string | null = null;
   dstText: string | null = null;
   /** -1 means "-" or the format has no such field. */
@@ -52,17 +57,19 @@ export class FlowCursor {
   }
   /** Map key for the source address: uint32 for IPv4, the canonical text for IPv6. */
   srcKey(): number | string {
-    return this.src >= 0 ? this.src : (this.srcText as string);
+    return this.srcV4 ? this.src : (this.srcText as string);
   }
   dstKey(): number | string {
-    return this.dst >= 0 ? this.dst : (this.dstText as string);
+    return this.dstV4 ? this.dst : (this.dstText as string);
   }
   hasAddresses(): boolean {
-    return (this.src >= 0 || this.srcText !== null) && (this.dst >= 0 || this.dstText !== null);
+    return (this.srcV4 || this.srcText !== null) && (this.dstV4 || this.dstText !== null);
   }
 }
 
-export function ipv4ToString(v: number): string {
+/** Dotted quad from a uint32 or its int32 form. */
+export function ipv4ToString(value: number): string {
+  const v = value >>> 0;
   return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
 }
 
@@ -183,7 +190,7 @@ export class FlowScanner {
   private readonly maxSample: number;
   private readonly maxLineBytes: number;
   private readonly cursor = new FlowCursor();
-  private readonly ints = new Float64Array(8);
+  private readonly ints = new Float64Array(8).fill(-1);
   private pending: Buffer | null = null;
   private skippingLongLine = false;
   private firstLine = true;
@@ -217,6 +224,7 @@ export class FlowScanner {
   /** Switches the record format (Parquet columns); no header line is expected after this. */
   useFormat(format: FlowLogFormat): void {
     this.layout = layoutOf(format);
+    this.ints.fill(-1);
     this.firstLine = false;
     this.stats.format = [...format.fields];
     this.stats.unknownFields = [...format.unknownFields];
@@ -321,11 +329,10 @@ export class FlowScanner {
     const kinds = L.kinds;
     const slots = L.slots;
     const count = L.count;
-    const ints = this.ints;
-    ints.fill(-1);
+    const ints = this.ints; // slots of absent fields stay -1 (set once, never written)
     const c = this.cursor;
-    c.src = -1;
-    c.dst = -1;
+    c.srcV4 = false;
+    c.dstV4 = false;
     c.srcText = null;
     c.dstText = null;
     c.action = ACTION_NONE;
@@ -359,8 +366,9 @@ export class FlowScanner {
         }
         if (ok && i - s <= 16) {
           ints[slots[f]!] = v;
-        } else if (!(i - s === 1 && buf[s] === DASH) && bad === 0) {
-          bad = R_NUMBER + slots[f]!;
+        } else {
+          ints[slots[f]!] = -1;
+          if (!(i - s === 1 && buf[s] === DASH) && bad === 0) bad = R_NUMBER + slots[f]!;
         }
       } else {
         while (i < lineEnd) {
@@ -373,9 +381,15 @@ export class FlowScanner {
           if (kind === K_SRC || kind === K_DST) {
             if (!dash) {
               const v4 = parseIPv4(buf, s, i);
-              if (kind === K_SRC) c.src = v4;
-              else c.dst = v4;
-              if (v4 < 0) {
+              if (v4 >= 0) {
+                if (kind === K_SRC) {
+                  c.src = v4 | 0;
+                  c.srcV4 = true;
+                } else {
+                  c.dst = v4 | 0;
+                  c.dstV4 = true;
+                }
+              } else {
                 const t = i - s <= 45 ? buf.toString('latin1', s, i) : '';
                 if (t !== '' && isIPv6(t)) {
                   if (kind === K_SRC) c.srcText = t.toLowerCase();
@@ -433,14 +447,15 @@ export class FlowScanner {
     c.buf = buf;
     c.lineStart = lineStart;
     c.lineEnd = lineEnd;
-    c.srcport = ints[I_SRCPORT]!;
-    c.dstport = ints[I_DSTPORT]!;
-    c.protocol = ints[I_PROTOCOL]!;
+    // small integers stay small integers (no boxed doubles on the rules' Map keys)
+    c.srcport = ints[I_SRCPORT]! | 0;
+    c.dstport = ints[I_DSTPORT]! | 0;
+    c.protocol = ints[I_PROTOCOL]! | 0;
     c.packets = ints[I_PACKETS]!;
     c.bytes = ints[I_BYTES]!;
     c.start = ints[I_START]!;
     c.end = ints[I_END]!;
-    c.tcpFlags = ints[I_FLAGS]!;
+    c.tcpFlags = ints[I_FLAGS]! | 0;
     stats.records += 1;
     this.sink.observe(c);
   }
@@ -460,6 +475,7 @@ export class FlowScanner {
     this.stats.headerLines += 1;
     try {
       this.layout = layoutOf(parseFlowLogFormat(text));
+      this.ints.fill(-1);
       this.stats.format = [...this.layout.format.fields];
       this.stats.unknownFields = [...this.layout.format.unknownFields];
     } catch (error) {

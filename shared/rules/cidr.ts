@@ -103,8 +103,9 @@ export class CidrSet {
     return this.v4.size > 0;
   }
 
-  /** Membership for an IPv4 uint32. */
-  containsV4(address: number): boolean {
+  /** Membership for an IPv4 address as uint32 or int32. */
+  containsV4(value: number): boolean {
+    const address = value >>> 0;
     for (const bits of this.v4Lengths) {
       const net = bits === 0 ? 0 : address - (address % 2 ** (32 - bits));
       if (this.v4.get(bits)!.has(net)) return true;

@@ -122,11 +122,12 @@ class Agg {
 }
 
 function isPrivateV4(a: number): boolean {
-  const top = Math.floor(a / 16777216);
+  const u = a >>> 0;
+  const top = u >>> 24;
   if (top === 10) return true;
-  const top2 = Math.floor(a / 65536);
-  if (top2 >= 0xac10 && top2 <= 0xac1f) return true; // 172.16.0.0/12
-  return top2 === 0xc0a8; // 192.168.0.0/16
+  const top16 = u >>> 16;
+  if (top16 >= 0xac10 && top16 <= 0xac1f) return true; // 172.16.0.0/12
+  return top16 === 0xc0a8; // 192.168.0.0/16
 }
 
 function isUlaV6(text: string): boolean {

@@ -43,8 +43,8 @@ function scan(text: string | Buffer, options: ConstructorParameters<typeof FlowS
     {
       observe(c: FlowCursor) {
         seen.push({
-          src: c.src >= 0 ? ipv4ToString(c.src) : (c.srcText ?? '-'),
-          dst: c.dst >= 0 ? ipv4ToString(c.dst) : (c.dstText ?? '-'),
+          src: c.srcV4 ? ipv4ToString(c.src) : (c.srcText ?? '-'),
+          dst: c.dstV4 ? ipv4ToString(c.dst) : (c.dstText ?? '-'),
           srcport: c.srcport,
           dstport: c.dstport,
           protocol: c.protocol,
