@@ -7,6 +7,7 @@ import { AnomalyLog } from './anomalies.ts';
 import { Carver } from './carve.ts';
 import { ConversationTable, TCP_FIN, TCP_RST } from './conversations.ts';
 import {
+  isHttpRequestLine,
   looksLikeClientHello,
   mayBeHttpRequest,
   parseClientHello,
@@ -766,13 +767,17 @@ export class PcapAnalyzer implements RecordSink {
       return;
     }
     if (mayBeHttpRequest(b, p, end)) {
+      if (this.http.length >= this.#maxRecords) {
+        // the list is full: count without building strings
+        if (isHttpRequestLine(b, p, end)) {
+          this.protocols.http++;
+          this.dropped.http++;
+        }
+        return;
+      }
       const req = parseHttpRequest(b, p, end);
       if (req === null) return;
       this.protocols.http++;
-      if (this.http.length >= this.#maxRecords) {
-        this.dropped.http++;
-        return;
-      }
       this.http.push({
         ts: this.#ts,
         src: this.#addrAt(v6, w),

@@ -370,20 +370,45 @@ export function mayBeHttpRequest(b: Uint8Array, p: number, end: number): boolean
   return c === 0x2f || c === 0x2a || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
 }
 
-export function parseHttpRequest(b: Uint8Array, p: number, end: number): HttpRequestHead | null {
+/**
+ * Is this the head of an HTTP/1.x request? Byte checks only (method token, a target, then
+ * " HTTP/1.x" at the end of the first line): no strings are built for the 99% of TCP
+ * payloads that are not requests.
+ */
+export function isHttpRequestLine(b: Uint8Array, p: number, end: number): boolean {
   const stop = Math.min(end, p + HTTP_WINDOW);
   let sp = p;
   while (sp < stop && sp - p < 12 && b[sp] !== 0x20) sp++;
-  if (sp >= stop || b[sp] !== 0x20) return null;
+  if (sp >= stop || b[sp] !== 0x20 || sp - p < 3) return false;
+  let eol = sp + 1;
+  while (eol < stop && b[eol] !== 0x0a) eol++;
+  let e = eol;
+  if (e > sp && b[e - 1] === 0x0d) e--;
+  // ... SP "HTTP/" DIGIT "." DIGIT
+  return (
+    e - sp >= 11 &&
+    b[e - 9] === 0x20 &&
+    b[e - 8] === 0x48 &&
+    b[e - 7] === 0x54 &&
+    b[e - 6] === 0x54 &&
+    b[e - 5] === 0x50 &&
+    b[e - 4] === 0x2f &&
+    b[e - 2] === 0x2e &&
+    METHODS.has(latin1(b, p, sp))
+  );
+}
+
+export function parseHttpRequest(b: Uint8Array, p: number, end: number): HttpRequestHead | null {
+  if (!isHttpRequestLine(b, p, end)) return null;
+  const stop = Math.min(end, p + HTTP_WINDOW);
+  let sp = p;
+  while (b[sp] !== 0x20) sp++;
   const method = latin1(b, p, sp);
-  if (!METHODS.has(method)) return null;
   let eol = sp + 1;
   while (eol < stop && b[eol] !== 0x0a) eol++;
   let lineEnd = eol;
-  if (lineEnd > sp + 1 && b[lineEnd - 1] === 0x0d) lineEnd--;
-  const line = latin1(b, sp + 1, lineEnd);
-  const m = /^(\S+) HTTP\/\d\.\d$/.exec(line);
-  if (!m) return null;
+  if (b[lineEnd - 1] === 0x0d) lineEnd--;
+  const path = latin1(b, sp + 1, lineEnd - 9);
   let host = '';
   let userAgent = '';
   let q = eol + 1;
@@ -393,18 +418,20 @@ export function parseHttpRequest(b: Uint8Array, p: number, end: number): HttpReq
     let le = e;
     if (le > q && b[le - 1] === 0x0d) le--;
     if (le === q) break; // end of head
-    const colon = b.subarray(q, le).indexOf(0x3a);
-    if (colon > 0) {
-      const name = latin1(b, q, q + colon).toLowerCase();
-      if (name === 'host' || name === 'user-agent') {
-        const value = latin1(b, q + colon + 1, le).trim();
-        if (name === 'host' && host === '') host = value;
-        if (name === 'user-agent' && userAgent === '') userAgent = value;
+    const c = b[q]! | 0x20;
+    if (c === 0x68 || c === 0x75) {
+      let colon = q;
+      while (colon < le && b[colon] !== 0x3a) colon++;
+      if (colon < le) {
+        const name = latin1(b, q, colon).toLowerCase();
+        if (name === 'host' && host === '') host = latin1(b, colon + 1, le).trim();
+        else if (name === 'user-agent' && userAgent === '')
+          userAgent = latin1(b, colon + 1, le).trim();
       }
     }
     q = e + 1;
   }
-  return { method, path: m[1]!, host, userAgent };
+  return { method, path, host, userAgent };
 }
 
 function latin1(b: Uint8Array, from: number, to: number): string {
