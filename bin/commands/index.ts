@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { register as registerCapture } from './capture.ts';
 import { register as registerDetect } from './detect.ts';
 import { register as registerFetch } from './fetch.ts';
+import { register as registerLab } from './lab.ts';
 import { register as registerList } from './list.ts';
 import { register as registerPlan } from './plan.ts';
 import { register as registerStatus } from './status.ts';
@@ -19,4 +20,5 @@ export function registerCommands(program: Command): void {
   registerPlan(program);
   registerSummarize(program);
   registerDetect(program);
+  registerLab(program);
 }

@@ -1,24 +1,28 @@
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type NetnsHost, requireRoot, Topology } from './netns.ts';
+import { ip, type NetnsHost, requireRoot, Topology } from './netns.ts';
 
 /**
  * The lab's network, all inside namespaces this process creates:
  *
- *   workload 10.203.1.10 ──(private subnet 10.203.1.0/24)── 10.203.1.1 NAT 10.203.2.1
- *                                                              ──(public 10.203.2.0/24)── 10.203.2.100 internet server
+ *   workload 10.203.1.10 ──(private subnet 10.203.1.0/24)── 10.203.1.1 NAT 10.203.2.1 (public subnet)
+ *                                                                 NAT 10.203.64.1 ──── 10.203.64.100 internet server
  *
- * The NAT namespace routes between the two (as a NAT instance would; no address translation
- * is needed for the lab). The internet host serves HTTP on :80 and DNS on :53/udp.
+ * The VPC is 10.203.0.0/18; the internet host is outside it, so the private subnet's route
+ * table sends its traffic to the NAT. The NAT namespace routes between the two (as a NAT
+ * instance would; no address translation is needed for the lab). The internet host serves
+ * HTTP on :80 and DNS on :53/udp.
  */
 export const LAB_ADDRESSES = {
-  vpcCidr: '10.203.0.0/16',
+  vpcCidr: '10.203.0.0/18',
   privateSubnet: '10.203.1.0/24',
   publicSubnet: '10.203.2.0/24',
   workload: '10.203.1.10',
   natPrivate: '10.203.1.1',
   natPublic: '10.203.2.1',
-  internet: '10.203.2.100',
+  /** The NAT's address on the internet side (outside the VPC). */
+  natInternet: '10.203.64.1',
+  internet: '10.203.64.100',
   /** The interface on the NAT that sees the workload's traffic. */
   natCaptureInterface: 'priv0',
 } as const;
@@ -82,9 +86,13 @@ export async function buildLabNetwork(prefix = 'tllab'): Promise<LabNetwork> {
       a: { ns: nat.name, ifname: 'pub0', address: `${LAB_ADDRESSES.natPublic}/24` },
       b: { ns: internet.name, ifname: 'eth0', address: `${LAB_ADDRESSES.internet}/24` },
     });
+    await ip('-n', nat.name, 'addr', 'add', `${LAB_ADDRESSES.natInternet}/24`, 'dev', 'pub0');
     await topology.enableForwarding(nat.name);
     await topology.route(workload.name, 'default', LAB_ADDRESSES.natPrivate);
-    await topology.route(internet.name, LAB_ADDRESSES.privateSubnet, LAB_ADDRESSES.natPublic);
+    await topology.route(internet.name, LAB_ADDRESSES.privateSubnet, LAB_ADDRESSES.natInternet);
+    // As on a NAT instance, the default route leads out to the internet (the capture document's
+    // Interface=auto picks the default-route interface).
+    await topology.route(nat.name, 'default', LAB_ADDRESSES.internet);
 
     servers.push(
       internet.spawn('python3', ['-m', 'http.server', '80', '--bind', LAB_ADDRESSES.internet], {
