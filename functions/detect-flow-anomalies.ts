@@ -17,9 +17,9 @@ const logger = makeLogger('detect-flow-anomalies');
 /**
  * VPC Flow Logs → findings → notifications → capture requests. Accepts CloudWatch Logs
  * subscription deliveries, S3 notifications and EventBridge "Object Created" events for the
- * flow-log bucket. Bad records are counted (never fatal); a batch that failed for a reason a
- * retry can fix (S3 unavailable) makes the invocation fail after the other batches were handled,
- * so Lambda retries it; repeated findings are held back by the capture core's cooldown.
+ * flow-log bucket. Bad records are counted (never fatal); a batch or capture that failed for a
+ * reason a retry can fix (S3 or SSM unavailable) makes the invocation fail after everything else
+ * was handled, so Lambda retries it; the capture core's cooldown holds back repeated captures.
  */
 export async function depsFromEnv(): Promise<DetectDeps> {
   const captureDeps = captureDepsFromEnv(logger);
@@ -66,10 +66,18 @@ export function makeHandler(deps: () => Promise<DetectDeps>) {
     };
     logger.info('flow-log batch done', { ...response });
     if (report.retryable > 0) {
-      throw new TaplineError(`${report.retryable} flow-log batch(es) failed and will be retried`, {
-        code: 'FLOW_LOG_BATCH_FAILED',
-        details: { failed: report.batches.filter((b) => b.error).map((b) => b.source) },
-      });
+      throw new TaplineError(
+        `${report.retryable} flow-log batch(es) or capture(s) failed and will be retried`,
+        {
+          code: 'FLOW_LOG_BATCH_FAILED',
+          details: {
+            batches: report.batches.filter((b) => b.error).map((b) => b.source),
+            captures: report.captures
+              .filter((c) => c.status === 'failed')
+              .map((c) => c.fingerprint),
+          },
+        },
+      );
     }
     return response;
   }).use(injectLambdaContext(logger));

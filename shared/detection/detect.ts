@@ -68,7 +68,7 @@ export interface DetectReport {
   findings: Finding[];
   published: Array<{ fingerprint: string } & PublishResult>;
   captures: CaptureResult[];
-  /** Batches that failed for a reason a retry may fix (S3 unavailable, throttling). */
+  /** Batches or captures that failed for a reason a retry may fix (S3/SSM unavailable). */
   retryable: number;
 }
 
@@ -228,5 +228,8 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
   const acted = await actOnFindings(report.findings, deps);
   report.published = acted.published;
   report.captures = acted.captures;
+  // A capture that failed on infrastructure (not a refusal, not a bad request) is worth a
+  // retry: the handler fails, Lambda retries, the cooldown holds back what already started.
+  report.retryable += acted.captures.filter((c) => c.status === 'failed' && !c.error?.code).length;
   return report;
 }
