@@ -1,6 +1,6 @@
 # ---- Tapline look-back step -------------------------------------------------------------------
 # Source: ssm-documents/lookback-step.sh (tested standalone by test/lab/lookback-*.test.ts; the
-# capture document carries a copy that runs before its forward capture). Bash, no ${...} (the
+# capture document carries a copy that runs before its forward capture). Bash, no dollar-brace (the
 # Serverless Framework would read it as a variable when the document is packaged).
 #
 # When SSM_LookbackSeconds > 0: freezes the standby ring (ssm-documents/tapline-standby.yml) at

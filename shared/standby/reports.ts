@@ -113,9 +113,11 @@ function lastJsonLine(stdout: string, what: string): unknown {
 function check<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  throw new StandbyReportError(`the ${what} does not have the expected shape`, {
-    issues: result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).slice(0, 20),
-  });
+  const issues = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).slice(0, 20);
+  throw new StandbyReportError(
+    `the ${what} does not have the expected shape (${issues.slice(0, 3).join('; ')})`,
+    { issues },
+  );
 }
 
 /** The standby document's report: the last JSON line of its stdout. */

@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { StandbyReportError } from '../../shared/standby/errors.ts';
+import {
+  parseLookbackFiles,
+  parseLookbackReport,
+  parseStandbyReport,
+} from '../../shared/standby/reports.ts';
+
+const status = {
+  tapline: 'standby',
+  action: 'status',
+  status: 'ok',
+  running: true,
+  mode: 'supervisor',
+  ringDirectory: '/var/lib/tapline/ring',
+  pid: 4242,
+  tcpdumpPid: 4243,
+  state: 'running',
+  files: 3,
+  bytes: 123456,
+  oldest: 1795423851,
+  newest: 1795423869,
+  restarts: 1,
+  rotations: 2,
+  drops: 0,
+  pruned: 4,
+  capBytes: 4000000,
+  interface: 'eth0',
+};
+
+const file = {
+  key: 'pcaps/cap-20261123T090000Z-1a2b3c4d/i-0123456789abcdef0/lookback-20261123T085900Z-0.pcap',
+  versionId: 'v1',
+  size: 1000,
+  sha256: 'a'.repeat(64),
+  s3ChecksumSha256: `${'A'.repeat(43)}=`,
+  lookback: true,
+  start: 1795423851,
+  end: 1795423853.25,
+};
+
+describe('standby and look-back reports', () => {
+  it('reads the last JSON line of the standby document output', () => {
+    const report = parseStandbyReport(`tapline: noise\n${JSON.stringify(status)}\n`);
+    expect(report.restarts).toBe(1);
+    expect(report.state).toBe('running');
+  });
+
+  it('refuses a missing, broken or hostile line with a typed error', () => {
+    expect(() => parseStandbyReport('nothing here')).toThrow(StandbyReportError);
+    expect(() => parseStandbyReport('{"tapline":')).toThrow(/not JSON/);
+    expect(() => parseStandbyReport(JSON.stringify({ ...status, restarts: -1 }))).toThrow(
+      /restarts/,
+    );
+    expect(() => parseStandbyReport(JSON.stringify({ ...status, tapline: 'capture' }))).toThrow(
+      StandbyReportError,
+    );
+  });
+
+  it('reads look-back objects and their files; refuses keys outside the capture prefix', () => {
+    const report = parseLookbackReport({
+      status: 'ok',
+      requestedSeconds: 600,
+      windowStart: 1795423300,
+      windowEnd: 1795423900,
+      ring: 'running',
+      rotated: true,
+      fileCount: 1,
+      bytes: 1000,
+      coverageStart: 1795423851,
+      coverageEnd: 1795423853.25,
+      complete: false,
+      gaps: [],
+      errors: [],
+    });
+    expect(report.complete).toBe(false);
+    expect(parseLookbackReport({ status: 'no-ring' }).errors).toEqual([]);
+    expect(parseLookbackFiles([file])).toHaveLength(1);
+    for (const key of [
+      'pcaps/cap-20261123T090000Z-1a2b3c4d/i-0123456789abcdef0/../../x.pcap',
+      'results/cap-20261123T090000Z-1a2b3c4d/i-0123456789abcdef0/lookback-1-0.pcap',
+      'pcaps/cap-20261123T090000Z-1a2b3c4d/i-0123456789abcdef0/00001-x.pcap',
+    ]) {
+      expect(() => parseLookbackFiles([{ ...file, key }])).toThrow(StandbyReportError);
+    }
+    expect(() => parseLookbackFiles([{ ...file, lookback: false }])).toThrow(StandbyReportError);
+    expect(() => parseLookbackReport({ status: 'maybe' })).toThrow(StandbyReportError);
+  });
+});
