@@ -6,9 +6,10 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync } 
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 import { DEFAULT_FIELDS } from '../../shared/flowlogs/format.ts';
 import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
+import { scanStream } from '../../shared/flowlogs/sources/s3.ts';
 import { loadRules } from '../../shared/rules/config.ts';
 import { RuleEngine } from '../../shared/rules/engine.ts';
 
@@ -187,15 +188,10 @@ function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 async function detectFile(): Promise<{ records: number; findings: number; lines: number }> {
+  // the same path as the Lambda (S3 body) and `tapline detect FILE`: stream → gunzip → scanner
   const engine = new RuleEngine(loadRules());
   const scanner = new FlowScanner(engine, { header: 'auto' });
-  await pipeline(
-    createReadStream(file, { highWaterMark: 1 << 20 }),
-    createGunzip({ chunkSize: 1 << 18 }),
-    async (source: AsyncIterable<Buffer>) => {
-      for await (const chunk of source) scanner.push(chunk);
-    },
-  );
+  await scanStream(createReadStream(file, { highWaterMark: 1 << 20 }), scanner);
   const stats = scanner.end();
   const findings = engine.finish();
   return { records: stats.records, findings: findings.length, lines: stats.lines };

@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
@@ -113,10 +114,26 @@ export function isParquetKey(key: string): boolean {
   return /\.parquet(\.gz)?$/i.test(key);
 }
 
+/** The stream again, with its first chunk put back; closes the source when abandoned. */
+async function* withHead(
+  head: Buffer,
+  iterator: AsyncIterator<Buffer | Uint8Array>,
+): AsyncGenerator<Buffer> {
+  try {
+    yield head;
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
+      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    }
+  } finally {
+    await iterator.return?.();
+  }
+}
+
 /**
  * Feeds a byte stream into the scanner, inflating it when it starts with the gzip magic
- * (flow-log objects are `.log.gz`; plain text is accepted too). Multi-member gzip is handled
- * by zlib. The stream is consumed chunk by chunk with back-pressure.
+ * (flow-log objects are `.log.gz`; plain text is accepted too; concatenated gzip members are
+ * read in full). Chunk by chunk with back-pressure: inflation runs on libuv's thread pool while
+ * the previous chunk is scanned. A damaged stream rejects and the source is closed.
  */
 export async function scanStream(
   body: AsyncIterable<Buffer | Uint8Array>,
@@ -128,26 +145,16 @@ export async function scanStream(
   const head = Buffer.from(first.value);
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   if (!gzip) {
-    scanner.push(head);
-    for (let r = await iterator.next(); !r.done; r = await iterator.next())
-      scanner.push(Buffer.from(r.value));
+    for await (const chunk of withHead(head, iterator)) scanner.push(chunk);
     return;
   }
-  const gunzip = createGunzip({ chunkSize: 1 << 18 });
-  const feeding = (async () => {
-    try {
-      if (!gunzip.write(head)) await new Promise((res) => gunzip.once('drain', res));
-      for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
-        if (!gunzip.write(Buffer.from(r.value)))
-          await new Promise((res) => gunzip.once('drain', res));
-      }
-      gunzip.end();
-    } catch (error) {
-      gunzip.destroy(error as Error);
-    }
-  })();
-  for await (const chunk of gunzip) scanner.push(chunk as Buffer);
-  await feeding;
+  await pipeline(
+    Readable.from(withHead(head, iterator), { objectMode: false }),
+    createGunzip({ chunkSize: 1 << 18 }),
+    async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) scanner.push(chunk);
+    },
+  );
 }
 
 async function getBody(s3: S3Client, ref: S3ObjectRef, key: string): Promise<Readable> {
