@@ -3,8 +3,8 @@
 // @cdklabs/cdk-validator-cfnguard, plus Tapline's own rules in scan/guard/). Every finding must
 // be fixed or listed in scan/allowlist.json with the rule, the resources and why.
 //
-//   node scripts/scan.ts                      package, then scan
-//   node scripts/scan.ts --template FILE      scan an existing template (no packaging)
+//   node scripts/scan.ts                      package, then scan it and resources/replica-stack.yml
+//   node scripts/scan.ts --template FILE      scan an existing stack template (no packaging)
 //   node scripts/scan.ts --json               machine-readable report on stdout
 //
 // Exit codes: 0 clean (every finding allowlisted), 1 findings or stale allowlist entries,
@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { PACKAGE_LOCK } from '../shared/lab/packaged-template.ts';
 
@@ -22,7 +22,18 @@ const run = promisify(execFile);
 const require = createRequire(import.meta.url);
 const repoRoot = new URL('../', import.meta.url).pathname;
 const allowlistPath = join(repoRoot, 'scan', 'allowlist.json');
-const projectRules = join(repoRoot, 'scan', 'guard');
+/** The replica bucket's own template (deployed separately in another region). */
+const replicaTemplate = join(repoRoot, 'resources', 'replica-stack.yml');
+/** Tapline guard rules per template kind, run next to the Control Tower rules. */
+const stackRules = join(repoRoot, 'scan', 'guard', 'stack');
+const replicaRules = join(repoRoot, 'scan', 'guard', 'replica');
+
+export interface ScanTarget {
+  kind: 'stack' | 'replica';
+  template: string;
+  /** Tapline rule directory for this template. */
+  rules: string;
+}
 
 export interface Finding {
   tool: 'cfn-lint' | 'cfn-guard';
@@ -31,9 +42,12 @@ export interface Finding {
   resource: string;
   message: string;
   template: string;
+  kind?: ScanTarget['kind'];
 }
 
 interface AllowlistEntry {
+  /** Which template the entry is about (default: the packaged stack). */
+  template?: ScanTarget['kind'];
   tool: Finding['tool'];
   rule: string;
   resources: string[];
@@ -113,14 +127,14 @@ function guardBinary(): string {
   return join(pkgDir, 'bin', platform, arch, 'cfn-guard');
 }
 
-function cfnGuard(templates: string[]): Finding[] {
+function cfnGuard(templates: string[], rules: string): Finding[] {
   const binary = guardBinary();
   if (!existsSync(binary)) throw new ScanToolError(`cfn-guard binary missing at ${binary}`);
   // The package's validator runs its bundled cfn-guard binary with the Control Tower rules
   // (controlTowerRulesEnabled defaults to true) plus ours, and turns guard's JSON into one
   // violation per rule and resource.
   const { CfnGuardValidator } = require('@cdklabs/cdk-validator-cfnguard');
-  const validator = new CfnGuardValidator({ rules: [projectRules] });
+  const validator = new CfnGuardValidator({ rules: [rules] });
   let report: { success: boolean; violations: GuardViolation[] };
   try {
     report = validator.validate({ templatePaths: templates });
@@ -164,26 +178,31 @@ export interface ScanReport {
   seconds: number;
 }
 
-export async function scan(templates: string[]): Promise<ScanReport> {
+export async function scan(targets: ScanTarget[]): Promise<ScanReport> {
+  const templates = targets.map((t) => t.template);
   const started = performance.now();
   const allowlist = await loadAllowlist();
   const [lint, guard] = await Promise.all([
     cfnLint(templates),
-    Promise.resolve(cfnGuard(templates)),
+    Promise.resolve(targets.flatMap((t) => cfnGuard([t.template], t.rules))),
   ]);
-  const findings = [...lint, ...guard].map((f) => {
-    const entry = allowlist.find(
-      (e) => e.tool === f.tool && e.rule === f.rule && e.resources.includes(f.resource),
-    );
+  const kindOf = (template: string) =>
+    targets.find((t) => resolve(t.template) === resolve(template))?.kind ?? 'stack';
+  const matches = (e: AllowlistEntry, f: Finding) =>
+    (e.template ?? 'stack') === f.kind && e.tool === f.tool && e.rule === f.rule;
+  const findings = [...lint, ...guard].map((raw) => {
+    const f = { ...raw, kind: kindOf(raw.template) };
+    const entry = allowlist.find((e) => matches(e, f) && e.resources.includes(f.resource));
     return entry ? { ...f, allowlisted: entry.why } : f;
   });
-  const stale = allowlist.flatMap((e) =>
-    e.resources
-      .filter(
-        (r) => !findings.some((f) => f.tool === e.tool && f.rule === e.rule && f.resource === r),
-      )
-      .map((resource) => ({ tool: e.tool, rule: e.rule, resource })),
-  );
+  const scanned = new Set(targets.map((t) => t.kind));
+  const stale = allowlist
+    .filter((e) => scanned.has(e.template ?? 'stack'))
+    .flatMap((e) =>
+      e.resources
+        .filter((r) => !findings.some((f) => matches(e, f) && f.resource === r))
+        .map((resource) => ({ tool: e.tool, rule: e.rule, resource })),
+    );
   return {
     templates,
     findings,
@@ -226,14 +245,21 @@ async function main(): Promise<number> {
     options: { template: { type: 'string', multiple: true }, json: { type: 'boolean' } },
   });
   let cleanup = async () => {};
-  let templates = values.template ?? [];
+  let targets: ScanTarget[] = (values.template ?? []).map((template) => ({
+    template,
+    kind: 'stack',
+    rules: stackRules,
+  }));
   try {
-    if (templates.length === 0) {
+    if (targets.length === 0) {
       const packaged = await packageTemplate();
-      templates = [packaged.template];
       cleanup = packaged.cleanup;
+      targets = [
+        { kind: 'stack', template: packaged.template, rules: stackRules },
+        { kind: 'replica', template: replicaTemplate, rules: replicaRules },
+      ];
     }
-    const report = await scan(templates);
+    const report = await scan(targets);
     if (values.json) console.log(JSON.stringify(report, null, 2));
     else printReport(report);
     return report.open.length === 0 && report.stale.length === 0 ? 0 : 1;
