@@ -119,7 +119,6 @@ export interface ScannerOptions {
 }
 
 const SPACE = 0x20;
-const TAB = 0x09;
 const CR = 0x0d;
 const LF = 0x0a;
 const DASH = 0x2d;
@@ -343,7 +342,8 @@ export class FlowScanner {
     let i = lineStart;
     while (i < lineEnd) {
       let b = buf[i]!;
-      if (b === SPACE || b === TAB) {
+      // spaces separate fields (tabs and other control characters too: one test per byte)
+      if (b <= SPACE) {
         i += 1;
         continue;
       }
@@ -358,7 +358,7 @@ export class FlowScanner {
         let ok = true;
         while (i < lineEnd) {
           b = buf[i]!;
-          if (b === SPACE || b === TAB) break;
+          if (b <= SPACE) break;
           const d = b - ZERO;
           if (d < 0 || d > 9) ok = false;
           v = v * 10 + d;
@@ -370,37 +370,59 @@ export class FlowScanner {
           ints[slots[f]!] = -1;
           if (!(i - s === 1 && buf[s] === DASH) && bad === 0) bad = R_NUMBER + slots[f]!;
         }
+      } else if (kind === K_SRC || kind === K_DST) {
+        // IPv4 decoded while finding the field's end; anything else goes the IPv6 way
+        let value = 0;
+        let octet = 0;
+        let digits = 0;
+        let dots = 0;
+        let v4 = true;
+        while (i < lineEnd) {
+          b = buf[i]!;
+          if (b <= SPACE) break;
+          if (b >= ZERO && b <= NINE) {
+            if (digits === 3 || (digits === 1 && octet === 0)) v4 = false;
+            octet = octet * 10 + (b - ZERO);
+            digits += 1;
+          } else if (b === DOT) {
+            if (digits === 0 || octet > 255 || dots === 3) v4 = false;
+            value = value * 256 + octet;
+            octet = 0;
+            digits = 0;
+            dots += 1;
+          } else {
+            v4 = false;
+          }
+          i += 1;
+        }
+        if (v4 && dots === 3 && digits > 0 && octet <= 255) {
+          if (kind === K_SRC) {
+            c.src = (value * 256 + octet) | 0;
+            c.srcV4 = true;
+          } else {
+            c.dst = (value * 256 + octet) | 0;
+            c.dstV4 = true;
+          }
+        } else if (!(i - s === 1 && buf[s] === DASH)) {
+          const t = i - s <= 45 ? buf.toString('latin1', s, i) : '';
+          if (t !== '' && isIPv6(t)) {
+            if (kind === K_SRC) c.srcText = t.toLowerCase();
+            else c.dstText = t.toLowerCase();
+          } else if (bad === 0) bad = kind === K_SRC ? R_SRCADDR : R_DSTADDR;
+        }
       } else {
         while (i < lineEnd) {
           b = buf[i]!;
-          if (b === SPACE || b === TAB) break;
+          if (b <= SPACE) break;
           i += 1;
         }
         if (kind !== K_SKIP) {
           const dash = i - s === 1 && buf[s] === DASH;
-          if (kind === K_SRC || kind === K_DST) {
-            if (!dash) {
-              const v4 = parseIPv4(buf, s, i);
-              if (v4 >= 0) {
-                if (kind === K_SRC) {
-                  c.src = v4 | 0;
-                  c.srcV4 = true;
-                } else {
-                  c.dst = v4 | 0;
-                  c.dstV4 = true;
-                }
-              } else {
-                const t = i - s <= 45 ? buf.toString('latin1', s, i) : '';
-                if (t !== '' && isIPv6(t)) {
-                  if (kind === K_SRC) c.srcText = t.toLowerCase();
-                  else c.dstText = t.toLowerCase();
-                } else if (bad === 0) bad = kind === K_SRC ? R_SRCADDR : R_DSTADDR;
-              }
-            }
-          } else if (kind === K_ACTION) {
+          if (kind === K_ACTION) {
             const first = buf[s];
-            if (i - s === 6 && first === 0x41 && buf[s + 1] === 0x43) c.action = ACTION_ACCEPT;
-            else if (i - s === 6 && first === 0x52 && buf[s + 1] === 0x45) c.action = ACTION_REJECT;
+            if (i - s === 6 && first === 0x41 && isWord(buf, s, ACCEPT)) c.action = ACTION_ACCEPT;
+            else if (i - s === 6 && first === 0x52 && isWord(buf, s, REJECT))
+              c.action = ACTION_REJECT;
             else if (!dash && bad === 0) bad = R_ACTION;
           } else if (kind === K_STATUS) {
             const len = i - s;
@@ -499,6 +521,14 @@ REASONS[R_STATUS] = 'unknown log-status';
 for (const [name, slot] of INT_FIELDS) {
   REASONS[R_NUMBER + slot] = `${name} is not a number`;
   REASONS[R_RANGE + slot] = `${name} out of range`;
+}
+
+const ACCEPT = Buffer.from('ACCEPT');
+const REJECT = Buffer.from('REJECT');
+
+function isWord(buf: Buffer, s: number, word: Buffer): boolean {
+  for (let k = 1; k < word.length; k++) if (buf[s + k] !== word[k]) return false;
+  return true;
 }
 
 /** Dotted-quad bytes to uint32 (as a non-negative double); -1 if not a strict IPv4 address. */

@@ -220,3 +220,21 @@ describe('FlowScanner', () => {
     });
   });
 });
+
+describe('FlowScanner strictness', () => {
+  it('accepts only the exact action and log-status words', () => {
+    const base =
+      '2 123456789010 eni-1235b8ca123456789 10.0.0.1 10.0.0.2 40000 443 6 1 60 1418530010 1418530070';
+    const { seen, stats } = scan(
+      [
+        `${base} ACCEPT OK`,
+        `${base} ACCEPX OK`,
+        `${base} REJECT OK`,
+        `${base} REJECT OX`,
+        `${base}\tACCEPT\tOK`,
+      ].join('\n'),
+    );
+    expect(seen.map((s) => s.action)).toEqual([ACTION_ACCEPT, ACTION_REJECT, ACTION_ACCEPT]);
+    expect(stats.malformedByReason).toEqual({ 'unknown action': 1, 'unknown log-status': 1 });
+  });
+});
