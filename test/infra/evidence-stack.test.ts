@@ -462,7 +462,12 @@ describe('functions', () => {
       expect(env.NOTIFICATION_TOPIC).toBe('tapline-ci-notifications');
       expect(env.EVIDENCE_BUCKET).toBe('tapline-ci-us-east-1-evidence');
       expect(env.CAPTURE_DOCUMENT_NAME).toBe(props('CaptureDocument').Name);
+      expect(env.ALLOWED_REQUESTERS).toBe('');
     }
+    // The detector reads subscription records with the stage's flow-log format (AWS v2 default).
+    expect(props('DetectFlowAnomaliesLambdaFunction').Environment.Variables.FLOW_LOG_FORMAT).toBe(
+      'version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status',
+    );
   });
 
   it('asynchronous invocations retry a bounded number of times before the DLQ', () => {
