@@ -78,6 +78,8 @@ export interface RunDocumentOptions {
   /** Extra environment for the script (credentials the instance profile would give). */
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** Called with each stderr chunk as it arrives (e.g. to wait for "tcpdump listening"). */
+  onStderr?: (chunk: string) => void;
 }
 
 export interface DocumentRun {
@@ -127,6 +129,7 @@ export async function runCommandDocument(options: RunDocumentOptions): Promise<D
       });
       child.stderr?.on('data', (chunk: Buffer) => {
         stderr += chunk.toString();
+        options.onStderr?.(chunk.toString());
       });
       const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000);
       [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(
@@ -150,6 +153,31 @@ export async function runCommandDocument(options: RunDocumentOptions): Promise<D
     finalLine: lines.at(-1),
     durationMs: Date.now() - started,
   };
+}
+
+/**
+ * Runs the document and resolves `listening` once the script says tcpdump is capturing (its
+ * "tapline: tcpdump listening" stderr line), so a test can send traffic only then.
+ */
+export function startCommandDocument(options: RunDocumentOptions): {
+  listening: Promise<void>;
+  done: Promise<DocumentRun>;
+} {
+  let seen = '';
+  let resolveListening: () => void = () => {};
+  const listening = new Promise<void>((resolve) => {
+    resolveListening = resolve;
+  });
+  const done = runCommandDocument({
+    ...options,
+    onStderr: (chunk) => {
+      options.onStderr?.(chunk);
+      seen = (seen + chunk).slice(-4096);
+      if (seen.includes('tapline: tcpdump listening')) resolveListening();
+    },
+  });
+  done.finally(() => resolveListening());
+  return { listening, done };
 }
 
 export interface LoopbackBridge {

@@ -13,16 +13,22 @@ import {
   ListObjectsV2Command,
   PutBucketVersioningCommand,
 } from '@aws-sdk/client-s3';
+import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHostReport } from '../../shared/capture/host-report.ts';
 import { newCaptureId } from '../../shared/capture/ids.ts';
+import { startCapture } from '../../shared/capture/start-capture.ts';
+import { applyHostResult } from '../../shared/capture/track-capture.ts';
+import { readManifest } from '../../shared/evidence/manifest.ts';
 import { type NetnsHost, requireRoot, Topology } from '../../shared/lab/netns.ts';
 import {
   type LoopbackBridge,
   runCommandDocument,
   type SsmCommandDocument,
+  startCommandDocument,
   startLoopbackBridge,
 } from '../../shared/lab/ssm-agent.ts';
+import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients, motoEndpoint, uniqueName } from '../support/aws.ts';
 import { packagedCaptureDocument } from '../support/template.ts';
 
@@ -123,29 +129,33 @@ describe.runIf(canRun)('capture document run for real', () => {
 
   it('captures port-0 traffic on the NAT, uploads hashed SSE-KMS pcaps and reports them', async () => {
     const captureId = newCaptureId();
-    const running = runCommandDocument({
+    const running = startCommandDocument({
       document,
-      parameters: parameters(captureId),
+      // Time rotation every 2 s (-G with -C): several closed files, each hashed and uploaded.
+      parameters: parameters(captureId, { RotateSeconds: '2', DurationSeconds: '10' }),
       host: nat,
       instanceId,
       region: 'us-east-1',
       env: awsEnv,
       timeoutMs: 120_000,
     });
-    await new Promise((r) => setTimeout(r, 2000));
+    await running.listening;
     // Real traffic through the NAT: TCP SYNs and UDP datagrams to port 0, and pings.
     await workload
       .exec('hping3', ['-S', '-p', '0', '-c', '3', '-i', 'u100000', '10.201.2.2'], {
         timeoutMs: 20_000,
       })
       .catch(() => undefined);
+    // Spread over more than one rotation period so -G closes at least one file mid-capture.
+    await new Promise((r) => setTimeout(r, 2500));
     await workload
       .exec('hping3', ['--udp', '-p', '0', '-c', '3', '-i', 'u100000', '10.201.2.2'], {
         timeoutMs: 20_000,
       })
       .catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 2500));
     await workload.exec('ping', ['-c', '2', '-i', '0.2', '10.201.2.2']).catch(() => undefined);
-    const result = await running;
+    const result = await running.done;
     const report = parseHostReport(result.stdout);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(report.status).toBe('success');
@@ -153,7 +163,9 @@ describe.runIf(canRun)('capture document run for real', () => {
     expect(report.errors).toEqual([]);
     expect(report.packetsCaptured).toBeGreaterThanOrEqual(6);
     expect(report.packetsDroppedByKernel).toBe(0);
-    expect(report.files.length).toBeGreaterThanOrEqual(1);
+    expect(report.files.length).toBeGreaterThanOrEqual(2);
+    // Every uploaded file is a complete pcap (at least the 24-byte header), none cut short.
+    expect(report.files.every((f) => f.size >= 24)).toBe(true);
     expect(report.unsent).toEqual([]);
 
     const listed = await s3.send(
@@ -202,7 +214,10 @@ describe.runIf(canRun)('capture document run for real', () => {
         lines.push(...stdout.split('\n').filter(Boolean));
       }
       expect(lines.filter((l) => l.startsWith('6\t0')).length).toBeGreaterThanOrEqual(3);
-      expect(lines.filter((l) => l.startsWith('17\t\t0')).length).toBeGreaterThanOrEqual(3);
+      expect(
+        lines.filter((l) => l.startsWith('17\t\t0')).length,
+        `${lines.join('|')} ${JSON.stringify(report)}`,
+      ).toBeGreaterThanOrEqual(3);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -255,5 +270,68 @@ describe.runIf(canRun)('capture document run for real', () => {
     expect(report.errors[0]).toMatch(/MB free .*MinFreeMegabytes is 9999999/);
     expect(report.packetsCaptured).toBeNull();
     expect(existsSync(join(workDir, 'spool', captureId))).toBe(false);
+  });
+
+  it('runs what startCapture sent through SSM and tracks the real report into the manifest', async () => {
+    const world = await makeCaptureWorld();
+    const topo = await makeTopology(world, 75);
+    const deps = { ...world.deps, hostS3Endpoint: bridge.url, hostWorkDir: workDir };
+    const outcome = await startCapture(
+      {
+        targets: { kind: 'eni', eniId: topo.workload.eniId },
+        durationSeconds: 5,
+        filter: { kind: 'structured', ports: [0], protocols: ['tcp', 'udp'] },
+        reason: 'lab port-0 capture',
+        requestedBy: 'lab',
+      },
+      deps,
+    );
+    expect(outcome.started.map((s) => s.instanceId)).toEqual([topo.nat.instanceId]);
+    const { Commands } = await world.clients.ssm.send(
+      new ListCommandsCommand({ CommandId: outcome.started[0]!.commandId }),
+    );
+    const sent = Commands![0]!;
+    // The agent runs the command it received, with the parameters SSM recorded.
+    const running = startCommandDocument({
+      document,
+      parameters: sent.Parameters!,
+      host: nat,
+      instanceId: topo.nat.instanceId,
+      region: 'us-east-1',
+      env: awsEnv,
+      timeoutMs: 120_000,
+    });
+    await running.listening;
+    await workload
+      .exec('hping3', ['--udp', '-p', '0', '-c', '4', '-i', 'u100000', '10.201.2.2'], {
+        timeoutMs: 20_000,
+      })
+      .catch(() => undefined);
+    const result = await running.done;
+    expect(result.exitCode, result.stderr).toBe(0);
+    const tracked = await applyHostResult(
+      {
+        captureId: outcome.captureId,
+        instanceId: topo.nat.instanceId,
+        commandId: sent.CommandId,
+        ssmStatus: 'Success',
+        stdout: result.stdout,
+      },
+      world.deps,
+    );
+    expect(tracked).toMatchObject({ hostStatus: 'success', state: 'finished', lockReleased: true });
+    const stored = await readManifest(
+      { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
+      outcome.captureId,
+    );
+    const host = stored!.manifest.hosts[topo.nat.instanceId]!;
+    expect(host.status).toBe('success');
+    expect(host.interface).toBe('wan0');
+    expect(host.packetsCaptured).toBeGreaterThanOrEqual(4);
+    expect(host.packetsDroppedByKernel).toBe(0);
+    expect(host.files.length).toBeGreaterThanOrEqual(1);
+    expect(host.files.every((f) => f.verified === true)).toBe(true);
+    expect(host.errors).toEqual([]);
+    expect(stored!.manifest.targets[0]!.why).toContain('0.0.0.0/0');
   });
 });
