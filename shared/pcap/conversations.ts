@@ -87,7 +87,7 @@ export class ConversationTable {
 
   constructor(limit: number) {
     this.limit = limit;
-    this.#grow(1024);
+    this.#grow(64);
   }
 
   #grow(cap: number): void {
