@@ -305,7 +305,7 @@ describe.skipIf(!haveCorpus)('pcap decoder fuzz', () => {
         fc.array(mutation, { minLength: 1, maxLength: 6 }),
         fc.integer({ min: 64, max: 8192 }),
         async (which, mutations, chunk) => {
-          let bytes = Uint8Array.from(small[which]!.bytes);
+          let bytes: Uint8Array = Uint8Array.from(small[which]!.bytes);
           for (const m of mutations) {
             if (bytes.length === 0) break;
             const at = m.at % bytes.length;
