@@ -507,6 +507,18 @@ describe('function roles (least privilege)', () => {
   const bucketObjects = (prefix: string) => (r: string) =>
     r.includes(`tapline-ci-us-east-1-evidence/${prefix}`);
 
+  it('no function may delete anything in the evidence bucket', () => {
+    for (const id of Object.values(FUNCTIONS)) {
+      const actions = allActions(roleStatements(`${id}Role`));
+      expect(
+        actions.filter((a) =>
+          /^s3:Delete|^s3:PutObjectRetention|^s3:PutBucket|^s3:BypassGovernance/.test(a),
+        ),
+        id,
+      ).toEqual([]);
+    }
+  });
+
   it.each(Object.values(FUNCTIONS))(
     '%sRole: no wildcard action, Resource * only where AWS requires it',
     (id) => {
@@ -553,7 +565,6 @@ describe('function roles (least privilege)', () => {
       expect(sendCommand.map((s) => json(s.Resource)).join()).not.toContain('"*"');
       for (const prefix of ['captures/', 'locks/', 'cooldowns/', 'budget/'])
         expect(actionsOn(statements, bucketObjects(prefix)).sort()).toEqual([
-          's3:DeleteObject',
           's3:GetObject',
           's3:PutObject',
         ]);
@@ -610,10 +621,12 @@ describe('function roles (least privilege)', () => {
       's3:PutObject',
     ]);
     expect(actionsOn(statements, bucketObjects('locks/')).sort()).toEqual([
-      's3:DeleteObject',
       's3:GetObject',
       's3:PutObject',
     ]);
+    // the tracker lists the versions the host uploaded for a capture, under pcaps/ only
+    const versions = statements.find((s) => s.Action === 's3:ListBucketVersions');
+    expect(versions?.Condition?.StringLike?.['s3:prefix']).toEqual(['pcaps/*']);
     const pcaps = actionsOn(statements, bucketObjects('pcaps/'));
     expect(pcaps).toEqual(expect.arrayContaining(['s3:GetObject', 's3:GetObjectVersion']));
     expect(pcaps).not.toContain('s3:PutObject');
@@ -633,6 +646,7 @@ describe('function roles (least privilege)', () => {
     ]);
     expect(actionsOn(statements, bucketObjects('captures/'))).toEqual(['s3:GetObject']);
     expect(actionsOn(statements, bucketObjects('results/')).sort()).toEqual([
+      's3:AbortMultipartUpload',
       's3:GetObject',
       's3:PutObject',
     ]);
