@@ -1,5 +1,8 @@
 import { HeadObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
-import { GetCommandInvocationCommand } from '@aws-sdk/client-ssm';
+import {
+  GetCommandInvocationCommand,
+  type GetCommandInvocationCommandOutput,
+} from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { MalformedEventError } from '../errors.ts';
 import { heldLocks, lockKey, releaseLease } from '../evidence/guards.ts';
@@ -290,9 +293,22 @@ export async function trackCommandStatus(event: unknown, deps: CaptureDeps): Pro
   if (!TERMINAL_SSM.has(detail.status)) {
     return { instanceId, ignored: `status ${detail.status} is not final` };
   }
-  const invocation = await deps.clients.ssm.send(
-    new GetCommandInvocationCommand({ CommandId: detail['command-id'], InstanceId: instanceId }),
-  );
+  let invocation: GetCommandInvocationCommandOutput;
+  try {
+    invocation = await deps.clients.ssm.send(
+      new GetCommandInvocationCommand({ CommandId: detail['command-id'], InstanceId: instanceId }),
+    );
+  } catch (error) {
+    const name = (error as { name?: string }).name;
+    if (name === 'InvocationDoesNotExist' || name === 'InvalidCommandId') {
+      deps.logger.warn('status change for an invocation SSM does not know', { detail });
+      return {
+        instanceId,
+        ignored: `SSM has no invocation ${detail['command-id']} on ${instanceId}`,
+      };
+    }
+    throw error;
+  }
   const stdout = invocation.StandardOutputContent ?? '';
   const fromComment = /\b(cap-\d{8}T\d{6}Z-[0-9a-f]{8})\b/.exec(invocation.Comment ?? '')?.[1];
   let fromReport: string | undefined;

@@ -1,0 +1,136 @@
+import { readFile } from 'node:fs/promises';
+import type { Context } from 'aws-lambda';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { makeHandler as makeRollingHandler } from '../../functions/rolling-capture.ts';
+import { makeHandler as makeStartHandler } from '../../functions/start-capture.ts';
+import { makeHandler as makeTrackHandler } from '../../functions/track-capture.ts';
+import { rollingOverlapSeconds } from '../../shared/capture/rolling-capture.ts';
+import { readManifest } from '../../shared/evidence/manifest.ts';
+import {
+  type CaptureWorld,
+  makeCaptureWorld,
+  makeTopology,
+  runInstance,
+} from '../fixtures/capture/world.ts';
+
+const context = {
+  functionName: 'tapline-test-startCapture',
+  functionVersion: '$LATEST',
+  invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:tapline-test-startCapture',
+  memoryLimitInBytes: '512',
+  awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e8deadbeef',
+  logGroupName: '/aws/lambda/tapline-test-startCapture',
+  logStreamName: 'test',
+  callbackWaitsForEmptyEventLoop: true,
+  getRemainingTimeInMillis: () => 60_000,
+  done() {},
+  fail() {},
+  succeed() {},
+} as unknown as Context;
+
+async function sampleEvent(path: string): Promise<any> {
+  return JSON.parse(await readFile(new URL(`../../events/${path}`, import.meta.url), 'utf8'));
+}
+
+describe('capture handlers', () => {
+  let world: CaptureWorld;
+
+  beforeAll(async () => {
+    world = await makeCaptureWorld({ ROLLING_INTERVAL_SECONDS: '600' });
+  });
+
+  it('start-capture answers the sample manual event with a structured refusal, not a crash', async () => {
+    const handler = makeStartHandler(() => world.deps);
+    const result = await handler(await sampleEvent('manual/instance.json'), context);
+    // The sample names an instance that does not exist here: nothing can be captured, and it says so.
+    expect(result.ok).toBe(false);
+    expect(result.state).toBe('refused');
+    expect(result.refused).toEqual([expect.objectContaining({ reason: 'no-target' })]);
+    const stored = await readManifest(
+      { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
+      result.captureId!,
+    );
+    expect(stored?.manifest.invokedBy).toContain(context.awsRequestId);
+  });
+
+  it('start-capture returns validation errors with the field, token and position', async () => {
+    const handler = (event: unknown, ctx: Context) =>
+      makeStartHandler(() => world.deps)(event as any, ctx);
+    const badFilter = await handler(
+      {
+        targets: { kind: 'instances', instanceIds: ['i-0123456789abcdef0'] },
+        reason: 'IR-9',
+        filter: { kind: 'bpf', expression: 'port 0 `id`' },
+      },
+      context,
+    );
+    expect(badFilter).toMatchObject({
+      ok: false,
+      error: {
+        code: 'FILTER_INVALID',
+        details: { token: '`', position: 7, field: 'filter.expression' },
+      },
+    });
+    const badField = await handler(
+      { targets: { kind: 'instances', instanceIds: ['i-x'] }, reason: 'IR-9' },
+      context,
+    );
+    expect(badField.error?.code).toBe('CAPTURE_REQUEST_INVALID');
+    expect(JSON.stringify(badField.error?.details)).toContain('targets.instanceIds.0');
+    const notObject = await handler('start a capture please' as any, context);
+    expect(notObject.error?.code).toBe('EVENT_MALFORMED');
+  });
+
+  it('start-capture does not let a caller claim to be the schedule', async () => {
+    const topo = await makeTopology(world, 76);
+    const handler = (event: unknown, ctx: Context) =>
+      makeStartHandler(() => world.deps)(event as any, ctx);
+    const result = await handler(
+      {
+        targets: { kind: 'instances', instanceIds: [topo.nat.instanceId] },
+        reason: 'IR-10',
+        source: 'schedule',
+      },
+      context,
+    );
+    expect(result.ok).toBe(true);
+    const stored = await readManifest(
+      { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
+      result.captureId!,
+    );
+    expect(stored?.manifest.source).toBe('manual');
+  });
+
+  it('rolling-capture starts on every ROLLING_TAG host for the interval plus overlap', async () => {
+    const topo = await makeTopology(world, 77);
+    const a = await runInstance(world.clients.ec2, topo.publicSubnetId, [world.tags.rolling]);
+    const b = await runInstance(world.clients.ec2, topo.privateSubnetId, [world.tags.rolling]);
+    const handler = makeRollingHandler(() => world.deps);
+    const outcome = await handler(await sampleEvent('schedule/hourly.json'), context);
+    expect(outcome.capture.started.map((s) => s.instanceId).sort()).toEqual(
+      [a.instanceId, b.instanceId].sort(),
+    );
+    expect(outcome.overlapSeconds).toBe(rollingOverlapSeconds(600));
+    expect(outcome.capture.durationSeconds).toBe(600 + 30);
+    // The next run, while these still run, is refused per host (not in its overlap window yet).
+    const again = await handler(await sampleEvent('schedule/hourly.json'), context);
+    expect(again.capture.refused.map((r) => r.reason)).toEqual(['host-busy', 'host-busy']);
+    // In the last seconds of the previous capture the next one takes over its hosts.
+    const later = new Date(Date.now() + 610_000);
+    const takeover = await makeRollingHandler(() => ({ ...world.deps, now: () => later }))(
+      await sampleEvent('schedule/hourly.json'),
+      context,
+    );
+    expect(takeover.capture.started).toHaveLength(2);
+  });
+
+  it('track-capture ignores a status event for a command SSM does not know (the sample event)', async () => {
+    const handler = makeTrackHandler(() => ({
+      ...world.deps,
+      config: { ...world.config, CAPTURE_DOCUMENT_NAME: 'tapline-dev-capture' },
+    }));
+    const result = await handler(await sampleEvent('ssm/command-status-success.json'), context);
+    expect(result.tracked?.ignored).toMatch(/SSM has no invocation/);
+    expect(result.timedOut).toEqual([]);
+  });
+});
