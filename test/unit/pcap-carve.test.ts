@@ -1,0 +1,147 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  analyzePcap,
+  boundedConcurrencySink,
+  type CarveChunk,
+  directoryCarveSink,
+  PCAP_HEADER_BYTES,
+} from '../../shared/pcap/index.ts';
+import { ACK, chunks, FIN, PSH, pcap, SYN, tcp4, udp4 } from './pcap-frames.ts';
+
+/** n interleaved TCP streams of `per` data packets each, closed with FINs. */
+function capture(n: number, per: number, payload = 600): Uint8Array {
+  const frames: Uint8Array[] = [];
+  const data = new Uint8Array(payload).fill(0x61);
+  for (let i = 0; i < n; i++) frames.push(tcp4(`10.0.0.${i + 1}`, '10.9.9.9', 20000 + i, 443, SYN));
+  for (let k = 0; k < per; k++) {
+    for (let i = 0; i < n; i++)
+      frames.push(
+        tcp4('10.9.9.9', `10.0.0.${i + 1}`, 443, 20000 + i, PSH | ACK, data, 1 + k * payload),
+      );
+  }
+  for (let i = 0; i < n; i++) {
+    frames.push(tcp4(`10.0.0.${i + 1}`, '10.9.9.9', 20000 + i, 443, FIN | ACK));
+    frames.push(tcp4('10.9.9.9', `10.0.0.${i + 1}`, 443, 20000 + i, FIN | ACK));
+  }
+  frames.push(udp4('10.0.0.1', '10.0.0.2', 1, 2, new Uint8Array(10))); // not carved
+  return pcap(frames.map((d, i) => ({ data: d, ts: 1_700_000_000 + i * 0.001 })));
+}
+
+function joinParts(parts: CarveChunk[]): Uint8Array {
+  const sorted = [...parts].sort((a, b) => a.part - b.part);
+  return Buffer.concat(
+    sorted.map((p, i) => (i === 0 ? p.pcap : p.pcap.subarray(PCAP_HEADER_BYTES))),
+  );
+}
+
+describe('per-TCP-stream carving, one pass', () => {
+  it('every stream becomes a standalone pcap holding exactly its packets', async () => {
+    const got: CarveChunk[] = [];
+    const r = await analyzePcap(chunks(capture(5, 4), 999), {
+      carve: { mode: 'all', sink: { write: (c) => void got.push(c) } },
+    });
+    expect(r.carve).toMatchObject({ streamsCarved: 5, piecesWritten: 5 });
+    expect(got.every((c) => c.part === 0 && c.final)).toBe(true);
+    for (const c of got) {
+      const sub = await analyzePcap(chunks(c.pcap));
+      expect(sub.packets).toBe(c.packets);
+      expect(sub.packets).toBe(1 + 4 + 2);
+      expect(sub.conversations).toHaveLength(1);
+      expect(sub.conversations[0]!.communityId).toBe(c.stream.communityId);
+      expect(c.fileName).toBe(`tcp-stream-${String(c.stream.index).padStart(6, '0')}.pcap`);
+    }
+  });
+
+  it('under a small memory budget streams arrive in ordered parts that join to the same packets', async () => {
+    const got: CarveChunk[] = [];
+    await analyzePcap(chunks(capture(30, 60, 1400)), {
+      carve: {
+        mode: 'all',
+        maxBufferedBytes: 1 << 20,
+        partBytes: 64 * 1024,
+        sink: { write: (c) => void got.push(c) },
+      },
+    });
+    const byStream = Map.groupBy(got, (c) => c.stream.index);
+    expect(byStream.size).toBe(30);
+    expect(got.some((c) => c.part > 0)).toBe(true);
+    for (const parts of byStream.values()) {
+      expect(parts.map((p) => p.part)).toEqual(parts.map((_, i) => i));
+      expect(parts.at(-1)!.final).toBe(true);
+      const joined = await analyzePcap(chunks(joinParts(parts)));
+      expect(joined.packets).toBe(1 + 60 + 2);
+    }
+  });
+
+  it("mode 'streams' carves only what the filter accepts", async () => {
+    const got: CarveChunk[] = [];
+    await analyzePcap(chunks(capture(6, 2)), {
+      carve: {
+        mode: 'streams',
+        streams: (s) => s.a.addr === '10.0.0.3' || s.b.addr === '10.0.0.3',
+        sink: { write: (c) => void got.push(c) },
+      },
+    });
+    expect(got.map((c) => c.stream.a.addr)).toEqual(['10.0.0.3']);
+  });
+
+  it('boundedConcurrencySink keeps at most N uploads in flight and surfaces a failure', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    const uploaded: string[] = [];
+    const sink = boundedConcurrencySink(async (c) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      await new Promise((r) => setTimeout(r, 2));
+      uploaded.push(c.fileName);
+      inFlight--;
+    }, 3);
+    await analyzePcap(chunks(capture(12, 1)), { carve: { mode: 'all', sink } });
+    expect(uploaded).toHaveLength(12);
+    expect(peak).toBeLessThanOrEqual(3);
+
+    const failing = boundedConcurrencySink(async () => {
+      throw new Error('S3 said no');
+    }, 2);
+    await expect(
+      analyzePcap(chunks(capture(4, 1)), { carve: { mode: 'all', sink: failing } }),
+    ).rejects.toThrow('S3 said no');
+  });
+
+  it('directoryCarveSink writes one file per stream that tshark reads as that stream', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tapline-carve-'));
+    try {
+      await analyzePcap(chunks(capture(3, 5, 1400)), {
+        carve: {
+          mode: 'all',
+          maxBufferedBytes: 1 << 20,
+          partBytes: 64 * 1024,
+          sink: directoryCarveSink(dir),
+        },
+      });
+      const files = readdirSync(dir).sort();
+      expect(files).toEqual([
+        'tcp-stream-000000.pcap',
+        'tcp-stream-000001.pcap',
+        'tcp-stream-000002.pcap',
+      ]);
+      const mine = await analyzePcap(chunks(new Uint8Array(readFileSync(join(dir, files[1]!)))));
+      expect(mine.packets).toBe(1 + 5 + 2);
+      const frames = execFileSync(
+        'tshark',
+        ['-r', join(dir, files[1]!), '-T', 'fields', '-e', 'tcp.stream'],
+        {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      );
+      expect(frames.trim().split('\n')).toEqual(Array(8).fill('0'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
