@@ -32,7 +32,10 @@ export interface SourceObjectInfo {
 const MAX_ATTRIBUTE_PAGES = 20;
 
 function s3ErrorName(error: unknown): string {
-  return error && typeof error === 'object' && 'name' in error ? String(error.name) : '';
+  const name = error && typeof error === 'object' && 'name' in error ? String(error.name) : '';
+  const status = (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  if (status === undefined) return name;
+  return `${name && name !== 'Unknown' ? `${name}, ` : ''}HTTP ${status}`;
 }
 
 /** HeadObject (with the checksum) on the version, and the part layout for multipart objects. */

@@ -188,7 +188,27 @@ async function runJob(
 }
 
 beforeAll(async () => {
-  const { template } = await packagedTemplate();
+  // Packaging (a child process) runs while the jobs run against moto.
+  const packaging = packagedTemplate();
+  packaging.catch(() => undefined);
+  stack = await createProcessingStack(motoClients());
+  await runJob('dns.pcap', await corpusFile('dns_packets.pcap'), { manifest: true });
+  await runJob('tls.pcap', await corpusFile('tls_handshake.pcap'));
+  await runJob('http.pcapng', await corpusFile('http_ip4and6.pcapng'));
+  await runJob('port-zero.pcap', await fixtureFile('port-zero.pcap'), {
+    hostHash: null,
+    carve: true,
+  });
+  // Two parts (5 MiB + rest): S3 stores a COMPOSITE checksum with a part count.
+  await runJob(
+    'big.pcap',
+    repeatedPcap(await corpusFile('tls_handshake.pcap'), 5.5 * 1024 * 1024),
+    {
+      multipart: true,
+    },
+  );
+  await runJob('not-a-pcap.pcap', Buffer.from('this is not a capture file at all\n'));
+  const { template } = await packaging;
   glue = new Map();
   for (const resource of Object.values(template.Resources)) {
     if (resource.Type !== 'AWS::Glue::Table') continue;
@@ -201,18 +221,6 @@ beforeAll(async () => {
     );
     glue.set(input.Name, { columns, input });
   }
-  stack = await createProcessingStack(motoClients());
-  await runJob('dns.pcap', await corpusFile('dns_packets.pcap'), { manifest: true });
-  await runJob('tls.pcap', await corpusFile('tls_handshake.pcap'));
-  await runJob('http.pcapng', await corpusFile('http_ip4and6.pcapng'));
-  await runJob('port-zero.pcap', await fixtureFile('port-zero.pcap'), {
-    hostHash: null,
-    carve: true,
-  });
-  await runJob('big.pcap', repeatedPcap(await corpusFile('tls_handshake.pcap'), 6 * 1024 * 1024), {
-    multipart: true,
-  });
-  await runJob('not-a-pcap.pcap', Buffer.from('this is not a capture file at all\n'));
 }, 240_000);
 
 describe('Glue tables match the files the processing job writes', () => {
