@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { parseHostReport } from '../../shared/capture/host-report.ts';
+import { MalformedEventError } from '../../shared/errors.ts';
+
+const good = {
+  tapline: 'capture-result',
+  version: 1,
+  captureId: 'cap-20261123T084000Z-1a2b3c4d',
+  instanceId: 'i-0123456789abcdef0',
+  status: 'success',
+  interface: 'ens5',
+  started: 1795423200,
+  ended: 1795423260,
+  files: [
+    {
+      key: 'pcaps/cap-20261123T084000Z-1a2b3c4d/i-0123456789abcdef0/00001-20261123T084000Z.pcap',
+      versionId: 'v1',
+      size: 24,
+      sha256: 'a'.repeat(64),
+      s3ChecksumSha256: `${'q'.repeat(43)}=`,
+      lookback: false,
+      start: 1795423200.5,
+      end: 1795423259.25,
+    },
+  ],
+  fileCount: 1,
+  bytes: 24,
+  packetsCaptured: 0,
+  packetsReceivedByFilter: 0,
+  packetsDroppedByKernel: null,
+  unsent: [],
+  errors: [],
+};
+
+describe('parseHostReport', () => {
+  it('takes the last JSON line of the output, ignoring anything before it', () => {
+    const report = parseHostReport(`noise\n{"not":"it"}\n${JSON.stringify(good)}\n\n`);
+    expect(report.files[0]!.size).toBe(24);
+    expect(report.packetsDroppedByKernel).toBeNull();
+  });
+
+  it('refuses missing, truncated and hostile reports with a typed error', () => {
+    const line = JSON.stringify(good);
+    for (const stdout of [
+      '',
+      'tapline: killed',
+      line.slice(0, line.length - 10),
+      JSON.stringify({ ...good, status: 'ok' }),
+      JSON.stringify({ ...good, files: [{ ...good.files[0], key: '../../locks/i-1.json' }] }),
+      JSON.stringify({ ...good, files: [{ ...good.files[0], sha256: 'zz' }] }),
+      JSON.stringify({ ...good, packetsCaptured: -1 }),
+    ]) {
+      expect(() => parseHostReport(stdout), stdout.slice(0, 60)).toThrow(MalformedEventError);
+    }
+  });
+});
