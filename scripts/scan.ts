@@ -5,6 +5,7 @@
 //
 //   node scripts/scan.ts                      package, then scan it and resources/replica-stack.yml
 //   node scripts/scan.ts --template FILE      scan an existing stack template (no packaging)
+//   node scripts/scan.ts --replica FILE       scan a replica-stack template (no packaging)
 //   node scripts/scan.ts --json               machine-readable report on stdout
 //
 // Exit codes: 0 clean (every finding allowlisted), 1 findings or stale allowlist entries,
@@ -242,14 +243,25 @@ function printReport(report: ScanReport): void {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { template: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+    options: {
+      template: { type: 'string', multiple: true },
+      replica: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
+    },
   });
   let cleanup = async () => {};
-  let targets: ScanTarget[] = (values.template ?? []).map((template) => ({
-    template,
-    kind: 'stack',
-    rules: stackRules,
-  }));
+  let targets: ScanTarget[] = [
+    ...(values.template ?? []).map((template) => ({
+      template,
+      kind: 'stack' as const,
+      rules: stackRules,
+    })),
+    ...(values.replica ?? []).map((template) => ({
+      template,
+      kind: 'replica' as const,
+      rules: replicaRules,
+    })),
+  ];
   try {
     if (targets.length === 0) {
       const packaged = await packageTemplate();

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { type PackagedTemplate, packagedTemplate } from '../support/template.ts';
 
 const run = promisify(execFile);
@@ -19,9 +20,9 @@ interface ScanOutcome {
   };
 }
 
-async function runScan(templatePath: string): Promise<ScanOutcome> {
+async function runScan(templatePath: string, kind = '--template'): Promise<ScanOutcome> {
   try {
-    const { stdout } = await run(node, ['scripts/scan.ts', '--json', '--template', templatePath], {
+    const { stdout } = await run(node, ['scripts/scan.ts', '--json', kind, templatePath], {
       cwd: repoRoot,
       maxBuffer: 32 * 1024 * 1024,
       timeout: 300_000,
@@ -99,6 +100,34 @@ describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rule
         'TAPLINE.S3.5 EvidenceBucketPolicy',
         'TAPLINE.IAM.1 ProcessPcapRole',
         'TAPLINE.IAM.2 ProcessPcapRole',
+      ]),
+    );
+  });
+
+  it('fails a weakened copy of the replica template (no Object Lock, no encryption, no TLS 1.2 deny)', async () => {
+    const replica = parse(
+      await readFile(new URL('../../resources/replica-stack.yml', import.meta.url), 'utf8'),
+    );
+    const bucket = replica.Resources.ReplicaBucket.Properties;
+    delete bucket.ObjectLockEnabled;
+    delete bucket.ObjectLockConfiguration;
+    delete bucket.BucketEncryption;
+    const policy = replica.Resources.ReplicaBucketPolicy.Properties.PolicyDocument;
+    policy.Statement = policy.Statement.filter((s: { Sid: string }) => s.Sid !== 'DenyTlsBelow12');
+    const dir = await mkdtemp(join(tmpdir(), 'tapline-weakened-'));
+    const path = join(dir, 'weakened-replica.json');
+    await writeFile(path, JSON.stringify(replica, null, 1));
+
+    const { code, report } = await runScan(path, '--replica');
+
+    expect(code).toBe(1);
+    expect(report.open.map((f) => `${f.rule} ${f.resource}`)).toEqual(
+      expect.arrayContaining([
+        'CT.S3.PR.9 ReplicaBucket',
+        'CT.S3.PR.10 ReplicaBucket',
+        'TAPLINE.REPLICA.1 ReplicaBucket',
+        'TAPLINE.REPLICA.2 ReplicaBucket',
+        'TAPLINE.S3.4 ReplicaBucketPolicy',
       ]),
     );
   });
