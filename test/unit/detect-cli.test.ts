@@ -107,6 +107,48 @@ describe('tapline detect', () => {
     expect(stdout).not.toContain('\x1b[');
   });
 
+  it('reads a Parquet flow log (AWS column names, GZIP pages)', async () => {
+    const { parquetWriteBuffer } = await import('hyparquet-writer');
+    const [header, ...records] = (await readFile(join(fixtures, 'lab-real-v5.log'), 'utf8'))
+      .trim()
+      .split('\n');
+    const fields = header!.split(' ');
+    const numeric = new Set([
+      'version',
+      'srcport',
+      'dstport',
+      'protocol',
+      'packets',
+      'bytes',
+      'start',
+      'end',
+      'tcp-flags',
+      'traffic-path',
+    ]);
+    const rows = records.map((r) => r.split(' '));
+    const columnData = fields.map((f, i) => ({
+      name: f.replaceAll('-', '_'),
+      type: numeric.has(f) ? ('INT64' as const) : ('STRING' as const),
+      data: rows.map((r) => (r[i] === '-' ? null : numeric.has(f) ? BigInt(r[i]!) : r[i]!)),
+    }));
+    const dir = await mkdtemp(join(tmpdir(), 'tldet-cli-'));
+    const file = join(dir, 'flows.log.parquet');
+    await writeFile(
+      file,
+      Buffer.from(
+        parquetWriteBuffer({
+          columnData,
+          codec: 'GZIP',
+          compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
+        }),
+      ),
+    );
+    const { code, stdout, stderr } = await tapline(['detect', file, '--json']);
+    expect(stderr).toMatch(/155 records, 0 NODATA, 0 SKIPDATA, 0 malformed, 6 findings/);
+    expect(code).toBe(1);
+    expect(stdout.trim().split('\n')).toHaveLength(6);
+  });
+
   it('exits 2 on usage and input errors', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tldet-cli-'));
     const bad = join(dir, 'bad.json');
