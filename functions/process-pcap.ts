@@ -1,16 +1,35 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { awsSettingsFromEnv, makeAwsClients } from '../shared/aws/clients.ts';
 import { resolveKeyArn, resolveTopicArn } from '../shared/aws/resolve.ts';
 import { getConfig } from '../shared/config.ts';
 import { TaplineError } from '../shared/errors.ts';
-import { makeLogger } from '../shared/observability.ts';
-import type { ProcessDeps } from '../shared/processing/index.ts';
+import { makeLogger, makeMetrics } from '../shared/observability.ts';
+import type { ProcessDeps, RecordResult } from '../shared/processing/index.ts';
 import { processSqsRecord } from '../shared/processing/index.ts';
 
 const logger = makeLogger('process-pcap');
+const metrics = makeMetrics('process-pcap');
+
+/** CloudWatch metrics (EMF) per record: what an alarm on integrity failures needs. */
+function countOutcomes(result: RecordResult): void {
+  for (const outcome of result.outcomes) {
+    if (outcome.status !== 'processed') {
+      metrics.addMetric('DuplicateDeliveries', MetricUnit.Count, 1);
+      continue;
+    }
+    metrics.addMetric('PcapsProcessed', MetricUnit.Count, 1);
+    metrics.addMetric('PcapBytesProcessed', MetricUnit.Bytes, outcome.bytesRead ?? 0);
+    if (outcome.integrity !== 'verified')
+      metrics.addMetric('PcapIntegrityFailures', MetricUnit.Count, 1);
+    if (outcome.decodeStatus === 'unreadable')
+      metrics.addMetric('PcapsUnreadable', MetricUnit.Count, 1);
+  }
+}
 
 /** A record is not started with less time than this left (its retry comes back via SQS). */
 const MIN_REMAINING_MS = 45_000;
@@ -63,8 +82,11 @@ export function makeHandler(makeDeps: () => Promise<ProcessDeps>) {
             details: { remainingMs: context.getRemainingTimeInMillis() },
           });
         }
-        return await processSqsRecord(record, ready);
+        const result = await processSqsRecord(record, ready);
+        countOutcomes(result);
+        return result;
       } catch (error) {
+        metrics.addMetric('RecordsFailed', MetricUnit.Count, 1);
         logger.error('processing record failed; it will be retried (then dead-lettered)', {
           messageId: record.messageId,
           receiveCount: record.attributes?.ApproximateReceiveCount,
@@ -80,7 +102,9 @@ export function makeHandler(makeDeps: () => Promise<ProcessDeps>) {
       processInParallel: false,
       throwOnFullBatchFailure: false,
     });
-  }).use(injectLambdaContext(logger, { resetKeys: true }));
+  })
+    .use(injectLambdaContext(logger, { resetKeys: true }))
+    .use(logMetrics(metrics, { throwOnEmptyMetrics: false }));
 }
 
 export const handler = makeHandler(productionDeps);

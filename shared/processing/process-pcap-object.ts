@@ -67,6 +67,8 @@ export interface ProcessOutcome {
   integrity?: IntegrityResult['verdict'];
   decodeStatus?: string;
   packets?: number;
+  /** Bytes of the pcap object read and hashed. */
+  bytesRead?: number;
   tables?: Partial<Record<ResultTable, WrittenObject & { records?: number }>>;
   carve?: CarveTally & { mode: CarveMode };
   notifications?: { processed: PublishResult; integrityFailed?: PublishResult };
@@ -341,6 +343,7 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     integrity: integrity.verdict,
     decodeStatus: String(summary.decode_status),
     packets: Number(summary.packets),
+    bytesRead: integrity.bytesRead,
     tables,
     carve: { mode: carveMode, ...tally },
     notifications,

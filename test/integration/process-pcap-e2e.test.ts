@@ -51,6 +51,7 @@ beforeAll(async () => {
     CAPTURE_DOCUMENT_NAME: 'TaplineCapture-test',
     NOTIFICATION_TOPIC: stack.topicName,
     CARVE_MODE: 'off',
+    POWERTOOLS_METRICS_DISABLED: 'true',
   });
   ({ handler } = (await import('../../functions/process-pcap.ts')) as any);
 });
