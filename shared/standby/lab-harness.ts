@@ -64,6 +64,7 @@ export function lookbackStepDocument(
     'set -euo pipefail',
     'umask 077',
     step,
+    'if tl_lb_requested; then tl_lb_run "$(printenv AWS_SSM_INSTANCE_ID || true)" ""; fi',
     `printf '{"tapline":"lookback-step","lookback":%s,"files":[%s],"unsent":[%s],"fileCount":%s,"bytes":%s}\\n' "$LOOKBACK_JSON" "$LOOKBACK_FILES_JSON" "$LOOKBACK_UNSENT_JSON" "$LOOKBACK_FILE_COUNT" "$LOOKBACK_BYTES"`,
   ].join('\n');
   return {

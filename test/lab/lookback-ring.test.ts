@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -121,6 +121,7 @@ describe.runIf(canRun)('look-back from a standby ring, for real', () => {
       result,
       report: parseLookbackReport(line.lookback),
       files: parseLookbackFiles(line.files),
+      unsent: line.unsent as { path: string; key: string; size: number; sha256: string }[],
     };
   }
 
@@ -312,6 +313,32 @@ while time.time() < end:
     expect(sampled.maxBytes).toBeLessThanOrEqual(capBytes);
     // Nothing left in the staging directory.
     expect(existsSync(join(ring, 'lookback'))).toBe(false);
+  });
+
+  it('keeps the look-back files it cannot upload on disk, hashed, and says so', {
+    timeout: 90_000,
+  }, async () => {
+    const captureId = newCaptureId();
+    // A loopback port nothing listens on inside the namespace: every upload fails.
+    const { report, files, unsent } = await lookback(captureId, {
+      LookbackSeconds: '3',
+      EndpointUrl: 'http://127.0.0.1:19',
+      UploadAttempts: '1',
+    });
+    expect(report.status).toBe('failed');
+    expect(report.ring).toBe('running');
+    expect(files).toEqual([]);
+    expect(unsent.length).toBeGreaterThanOrEqual(1);
+    for (const file of unsent) {
+      expect(file.path.startsWith(join(workDir, 'unsent', captureId))).toBe(true);
+      const bytes = await readFile(file.path);
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(file.sha256);
+      expect(bytes.length).toBe(file.size);
+    }
+    expect(report.errors.join('\n')).toMatch(
+      /upload of pcaps\/.*lookback-.* failed after 1 attempts/,
+    );
+    expect(existsSync(join(ring, 'lookback', captureId))).toBe(false);
   });
 
   it('says so and uploads nothing when the host keeps no ring', async () => {
