@@ -127,6 +127,14 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
 
   const info = await inspectSourceObject(s3, ref, logger);
   const layout = resultLayout(keyParts, info.versionId);
+  if (!ref.versionId && ref.size !== undefined && ref.size !== info.size) {
+    logger.warn('event names no version and its size differs: a newer upload replaced it', {
+      key: ref.key,
+      eventSize: ref.size,
+      size: info.size,
+      versionId: info.versionId ?? null,
+    });
+  }
   if (!ref.versionId && (await completionExists(s3, ref.bucket, layout.completion))) {
     logger.info('pcap already processed; duplicate delivery ignored', {
       key: ref.key,

@@ -3,7 +3,7 @@
  * moto) → the exported Lambda handler → results in the bucket and notifications on the topic.
  */
 
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   CreateQueueCommand,
   GetQueueAttributesCommand,
@@ -126,6 +126,14 @@ describe('process-pcap on moto, end to end', () => {
     const day = `${cap.slice(4, 8)}-${cap.slice(8, 10)}-${cap.slice(10, 12)}`;
     const partition = `dt=${day}/capture=${cap}/instance=${INSTANCE}/file=${file}/version=${upload.versionId}/`;
     expect(record.tables.dns.key).toBe(`results/tables/dns/${partition}dns.jsonl.gz`);
+    for (const table of Object.values<any>(record.tables)) {
+      const head = await stack.clients.s3.send(
+        new HeadObjectCommand({ Bucket: stack.bucket, Key: table.key, VersionId: table.versionId }),
+      );
+      // SSE-KMS with the evidence key, resolved from its alias (EVIDENCE_KEY_ID).
+      expect(head.ServerSideEncryption).toBe('aws:kms');
+      expect(head.SSEKMSKeyId).toBe(stack.keyArn);
+    }
     const summaryLine = await getJson(stack, record.tables.summary.key);
     expect(summaryLine).toEqual(record.summary);
     const dns = await getJsonLines(stack, record.tables.dns.key);
