@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { KMSClient } from '@aws-sdk/client-kms';
@@ -565,9 +564,4 @@ export async function startCapture(
     deadline: started.length > 0 ? deadline.toISOString() : undefined,
     ssmAvailabilityUnknown: online.unknownBecause,
   };
-}
-
-/** Stable short digest, e.g. for a fingerprint in logs. */
-export function shortDigest(value: string): string {
-  return createHash('sha256').update(value).digest('hex').slice(0, 12);
 }

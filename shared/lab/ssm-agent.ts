@@ -3,6 +3,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type Command, ListCommandsCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import type { NetnsHost } from './netns.ts';
 
 /**
@@ -251,4 +252,87 @@ process.stdin.resume();
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface AgentInvocation {
+  commandId: string;
+  instanceId: string;
+  documentName: string;
+  parameters: Record<string, string[]>;
+  run: DocumentRun;
+  /** What a real agent would report to SSM: Success only when the script exited 0. */
+  ssmStatus: 'Success' | 'Failed' | 'TimedOut';
+}
+
+export interface SsmAgentOptions {
+  ssm: SSMClient;
+  documentName: string;
+  document: SsmCommandDocument;
+  /** The instances this agent plays, and the namespace each one is. */
+  hosts: Record<string, NetnsHost | undefined>;
+  region: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  onStderr?: (instanceId: string, chunk: string) => void;
+}
+
+/**
+ * A polling agent for the lab: lists the commands SSM (moto) holds for the capture document,
+ * runs each one not yet run on each instance it plays, and returns the invocations. moto adds
+ * every EC2 instance to a command sent without Targets, so an instance counts only when the
+ * command was meant for it: the command lists it and the agent plays it.
+ */
+export class SsmAgent {
+  private readonly options: SsmAgentOptions;
+  private readonly done = new Set<string>();
+
+  constructor(options: SsmAgentOptions) {
+    this.options = options;
+  }
+
+  async pending(): Promise<{ command: Command; instanceId: string }[]> {
+    const out: { command: Command; instanceId: string }[] = [];
+    let NextToken: string | undefined;
+    do {
+      const page = await this.options.ssm.send(new ListCommandsCommand({ NextToken }));
+      for (const command of page.Commands ?? []) {
+        if (command.DocumentName !== this.options.documentName) continue;
+        for (const instanceId of command.InstanceIds ?? []) {
+          if (!(instanceId in this.options.hosts)) continue;
+          if (this.done.has(`${command.CommandId}/${instanceId}`)) continue;
+          out.push({ command, instanceId });
+        }
+      }
+      NextToken = page.NextToken;
+    } while (NextToken);
+    return out;
+  }
+
+  /** Runs every pending invocation (one host at a time per command) and returns them. */
+  async runPending(): Promise<AgentInvocation[]> {
+    const results: AgentInvocation[] = [];
+    for (const { command, instanceId } of await this.pending()) {
+      this.done.add(`${command.CommandId}/${instanceId}`);
+      const parameters = (command.Parameters ?? {}) as Record<string, string[]>;
+      const run = await runCommandDocument({
+        document: this.options.document,
+        parameters,
+        host: this.options.hosts[instanceId],
+        instanceId,
+        region: this.options.region,
+        ...(this.options.env ? { env: this.options.env } : {}),
+        ...(this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {}),
+        onStderr: (chunk) => this.options.onStderr?.(instanceId, chunk),
+      });
+      results.push({
+        commandId: command.CommandId!,
+        instanceId,
+        documentName: command.DocumentName!,
+        parameters,
+        run,
+        ssmStatus: run.exitCode === 0 ? 'Success' : run.signal ? 'TimedOut' : 'Failed',
+      });
+    }
+    return results;
+  }
 }

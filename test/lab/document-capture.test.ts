@@ -13,7 +13,6 @@ import {
   ListObjectsV2Command,
   PutBucketVersioningCommand,
 } from '@aws-sdk/client-s3';
-import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHostReport } from '../../shared/capture/host-report.ts';
 import { newCaptureId } from '../../shared/capture/ids.ts';
@@ -24,6 +23,7 @@ import { type NetnsHost, requireRoot, Topology } from '../../shared/lab/netns.ts
 import {
   type LoopbackBridge,
   runCommandDocument,
+  SsmAgent,
   type SsmCommandDocument,
   startCommandDocument,
   startLoopbackBridge,
@@ -287,35 +287,46 @@ describe.runIf(canRun)('capture document run for real', () => {
       deps,
     );
     expect(outcome.started.map((s) => s.instanceId)).toEqual([topo.nat.instanceId]);
-    const { Commands } = await world.clients.ssm.send(
-      new ListCommandsCommand({ CommandId: outcome.started[0]!.commandId }),
-    );
-    const sent = Commands![0]!;
-    // The agent runs the command it received, with the parameters SSM recorded.
-    const running = startCommandDocument({
+    // The agent picks the command up from SSM and runs it with the parameters SSM recorded.
+    let heard: () => void = () => {};
+    const listening = new Promise<void>((resolve) => {
+      heard = resolve;
+    });
+    const agent = new SsmAgent({
+      ssm: world.clients.ssm,
+      documentName: world.config.CAPTURE_DOCUMENT_NAME,
       document,
-      parameters: sent.Parameters!,
-      host: nat,
-      instanceId: topo.nat.instanceId,
+      hosts: { [topo.nat.instanceId]: nat },
       region: 'us-east-1',
       env: awsEnv,
       timeoutMs: 120_000,
+      onStderr: (_, chunk) => {
+        if (chunk.includes('tapline: tcpdump listening')) heard();
+      },
     });
-    await running.listening;
+    const runs = agent.runPending();
+    runs.finally(() => heard());
+    await listening;
     await workload
       .exec('hping3', ['--udp', '-p', '0', '-c', '4', '-i', 'u100000', '10.201.2.2'], {
         timeoutMs: 20_000,
       })
       .catch(() => undefined);
-    const result = await running.done;
-    expect(result.exitCode, result.stderr).toBe(0);
+    const invocations = await runs;
+    expect(invocations.map((i) => [i.commandId, i.instanceId])).toEqual([
+      [outcome.started[0]!.commandId, topo.nat.instanceId],
+    ]);
+    const [invocation] = invocations;
+    expect(invocation!.run.exitCode, invocation!.run.stderr).toBe(0);
+    expect(invocation!.parameters.CaptureId).toEqual([outcome.captureId]);
+    expect(await agent.runPending()).toEqual([]);
     const tracked = await applyHostResult(
       {
         captureId: outcome.captureId,
         instanceId: topo.nat.instanceId,
-        commandId: sent.CommandId,
-        ssmStatus: 'Success',
-        stdout: result.stdout,
+        commandId: invocation!.commandId,
+        ssmStatus: invocation!.ssmStatus,
+        stdout: invocation!.run.stdout,
       },
       world.deps,
     );
