@@ -130,57 +130,80 @@ export function batchesFromEvent(event: unknown, s3?: S3Client): FlowBatch[] {
   );
 }
 
-/** Publishes each finding and hands auto-capture findings to the capture core. */
+/** Runs `work` over items with at most `limit` in flight; results keep the input order. */
+async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/**
+ * Publishes each finding and hands auto-capture findings to the capture core, a few at a time
+ * (the capture core's per-host lock and cooldown make concurrent requests for one host safe).
+ */
 export async function actOnFindings(
   findings: Finding[],
   deps: DetectDeps,
+  concurrency = 8,
 ): Promise<Pick<DetectReport, 'published' | 'captures'>> {
-  const published: DetectReport['published'] = [];
-  const captures: CaptureResult[] = [];
-  for (const finding of findings) {
+  const outcomes = await mapLimit(findings, concurrency, async (finding) => {
+    let published: DetectReport['published'][number] | undefined;
     if (deps.notify) {
       const result = await publishEvent(deps.notify, 'Flow Anomaly Detected', {
         ...finding,
         evidence: finding.evidence.slice(0, 10),
       });
-      published.push({ fingerprint: finding.fingerprint, ...result });
+      published = { fingerprint: finding.fingerprint, ...result };
     }
-    if (!finding.autoCapture || !deps.startCapture) continue;
-    let request: CaptureRequest;
-    try {
-      request = parseCaptureRequest(finding.capture.request);
-    } catch (error) {
-      deps.logger.error('finding produced an invalid capture request', {
-        fingerprint: finding.fingerprint,
-        error: errorInfo(error),
-      });
-      captures.push({
-        fingerprint: finding.fingerprint,
-        status: 'invalid',
-        error: errorInfo(error),
-      });
-      continue;
-    }
-    try {
-      const outcome = await deps.startCapture(request);
-      // the capture core returns refusals (cooldown, lock, budget…) instead of throwing
-      const started = (outcome as { started?: unknown[] } | undefined)?.started;
-      const status = Array.isArray(started) && started.length === 0 ? 'refused' : 'started';
-      captures.push({ fingerprint: finding.fingerprint, status, outcome });
-    } catch (error) {
-      const refused = isTaplineError(error) && error.code.startsWith('CAPTURE_REFUSED');
-      (refused ? deps.logger.info : deps.logger.error).call(deps.logger, 'capture not started', {
-        fingerprint: finding.fingerprint,
-        error: errorInfo(error),
-      });
-      captures.push({
-        fingerprint: finding.fingerprint,
-        status: refused ? 'refused' : 'failed',
-        error: errorInfo(error),
-      });
-    }
+    if (!finding.autoCapture || !deps.startCapture) return { published };
+    return { published, capture: await requestCapture(finding, deps) };
+  });
+  return {
+    published: outcomes.flatMap((o) => (o.published ? [o.published] : [])),
+    captures: outcomes.flatMap((o) => (o.capture ? [o.capture] : [])),
+  };
+}
+
+async function requestCapture(finding: Finding, deps: DetectDeps): Promise<CaptureResult> {
+  let request: CaptureRequest;
+  try {
+    request = parseCaptureRequest(finding.capture.request);
+  } catch (error) {
+    deps.logger.error('finding produced an invalid capture request', {
+      fingerprint: finding.fingerprint,
+      error: errorInfo(error),
+    });
+    return { fingerprint: finding.fingerprint, status: 'invalid', error: errorInfo(error) };
   }
-  return { published, captures };
+  try {
+    const outcome = await deps.startCapture!(request);
+    // the capture core returns refusals (cooldown, lock, budget…) instead of throwing
+    const started = (outcome as { started?: unknown[] } | undefined)?.started;
+    const status = Array.isArray(started) && started.length === 0 ? 'refused' : 'started';
+    return { fingerprint: finding.fingerprint, status, outcome };
+  } catch (error) {
+    const refused = isTaplineError(error) && error.code.startsWith('CAPTURE_REFUSED');
+    (refused ? deps.logger.info : deps.logger.error).call(deps.logger, 'capture not started', {
+      fingerprint: finding.fingerprint,
+      error: errorInfo(error),
+    });
+    return {
+      fingerprint: finding.fingerprint,
+      status: refused ? 'refused' : 'failed',
+      error: errorInfo(error),
+    };
+  }
 }
 
 /** A whole Lambda event: every batch, then findings out. One bad batch does not stop others. */

@@ -533,10 +533,6 @@ export class RuleEngine implements FlowSink {
       }
       return;
     }
-    if (this.found.size >= this.config.limits.maxFindings) {
-      this.stats.suppressedFindings += 1;
-      return;
-    }
     this.found.set(f.fingerprint, {
       ...f,
       records: a.records,
@@ -581,8 +577,40 @@ export class RuleEngine implements FlowSink {
     }
     this.sources.clear();
     const order = Object.keys(this.config.rules);
-    return [...this.found.values()].sort(
+    return capFairly([...this.found.values()], this.config.limits.maxFindings, this.stats).sort(
       (a, b) => order.indexOf(a.rule) - order.indexOf(b.rule) || a.start - b.start,
     );
   }
+}
+
+/**
+ * At most `max` findings, shared fairly between rules: a flood of one kind (spoofed port-0
+ * probes from many sources) cannot crowd out a port scan. Within a rule the biggest first.
+ */
+function capFairly(findings: RawFinding[], max: number, stats: EngineStats): RawFinding[] {
+  if (findings.length <= max) return findings;
+  const byRule = new Map<string, RawFinding[]>();
+  for (const f of findings) {
+    let list = byRule.get(f.rule);
+    if (!list) {
+      list = [];
+      byRule.set(f.rule, list);
+    }
+    list.push(f);
+  }
+  for (const list of byRule.values())
+    list.sort((a, b) => b.records - a.records || b.bytes - a.bytes);
+  const kept: RawFinding[] = [];
+  for (let rank = 0; kept.length < max; rank++) {
+    let any = false;
+    for (const list of byRule.values()) {
+      if (rank < list.length && kept.length < max) {
+        kept.push(list[rank]!);
+        any = true;
+      }
+    }
+    if (!any) break;
+  }
+  stats.suppressedFindings += findings.length - kept.length;
+  return kept;
 }

@@ -218,6 +218,20 @@ describe('limits and configuration', () => {
     expect(engine.stats.suppressedFindings).toBeGreaterThan(0);
   });
 
+  it('a flood of one rule does not crowd out the others', () => {
+    const r = rules({ limits: { maxFindings: 5 } });
+    const flood = Array.from({ length: 300 }, (_, i) =>
+      rec({ src: `198.51.100.${(i % 250) + 1}`, dst: `10.0.${Math.floor(i / 250)}.1`, dp: 0 }),
+    );
+    const scan = Array.from({ length: 25 }, (_, i) =>
+      rec({ src: '203.0.113.5', dst: '10.0.0.7', sp: 51000, dp: 1 + i }),
+    );
+    const { findings, engine } = run([...flood, ...scan], r);
+    expect(findings).toHaveLength(5);
+    expect(findings.map((f) => f.rule)).toContain('port-scan');
+    expect(engine.stats.suppressedFindings).toBe(300 + 1 - 5);
+  });
+
   it('disabled rules do not fire', () => {
     const r = rules({ rules: { 'port-zero': { enabled: false } } });
     expect(run([rec({ src: '10.0.0.1', dst: '10.0.0.2', dp: 0 })], r).findings).toEqual([]);
