@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -147,6 +147,34 @@ describe('packaged standby document', () => {
     const tooSmall = runScript({ SSM_Action: 'plan', SSM_CapMegabytes: '2' });
     expect(tooSmall.code).toBe(3);
     expect(parseStandbyReport(tooSmall.stdout).error).toMatch(/at least 3/);
+  });
+
+  it('writes a systemd unit that runs the same supervisor, hardened', async () => {
+    const unit = /<<UNITFILE\n([\s\S]*?)\nUNITFILE/.exec(script)?.[1];
+    expect(unit).toBeDefined();
+    const text = unit!.replaceAll('$RING', join(dir, 'ring'));
+    expect(text).toMatch(/^ExecStart=\/bin\/bash \S+\/supervisor\.sh \S+$/m);
+    expect(text).toMatch(/^Restart=on-failure$/m);
+    expect(text).toMatch(/^ProtectSystem=strict$/m);
+    expect(text).toMatch(/^ReadWritePaths=\S+\/ring$/m);
+    expect(text).toMatch(/^WantedBy=multi-user\.target$/m);
+    // A private /tmp would hide a ring under /tmp from the look-back step.
+    expect(text).not.toMatch(/PrivateTmp/);
+    const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
+    if (analyze.status === 0) {
+      await mkdir(join(dir, 'ring'), { recursive: true });
+      await writeFile(join(dir, 'ring', 'supervisor.sh'), '#!/bin/bash\n', { mode: 0o700 });
+      await writeFile(join(dir, 'tapline-standby.service'), `${text}\n`);
+      const verify = spawnSync(
+        'systemd-analyze',
+        ['verify', join(dir, 'tapline-standby.service')],
+        {
+          encoding: 'utf8',
+        },
+      );
+      expect(verify.status, verify.stderr).toBe(0);
+      expect(verify.stderr.trim(), verify.stderr).toBe('');
+    }
   });
 
   it('carries no Serverless variable syntax in the look-back step it shares with the capture document', async () => {
