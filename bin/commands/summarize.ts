@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { TaplineError } from '../../shared/errors.ts';
-import type { AnalyzeOptions, PcapAnalysis } from '../../shared/pcap/index.ts';
+import type { AnalyzeOptions, Conversation, PcapAnalysis } from '../../shared/pcap/index.ts';
 import { analyzePcap, directoryCarveSink, readFileChunks } from '../../shared/pcap/index.ts';
 
 /**
@@ -18,16 +18,25 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document')
     .option('--carve <dir>', 'write every TCP stream as its own pcap into DIR')
     .action(async (file: string, opts: { json?: boolean; carve?: string }) => {
-      const result = await summarizeFile(file, opts);
-      process.stdout.write(
-        opts.json ? `${JSON.stringify(toJsonDocument(file, result))}\n` : render(file, result),
-      );
+      // a closed pipe (| head) ends the output quietly
+      process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EPIPE') process.exit(0);
+      });
+      if (opts.json) {
+        await summarizeJson(file, opts, process.stdout);
+      } else {
+        process.stdout.write(render(file, await summarizeFile(file, opts)));
+      }
     });
 }
 
 export async function summarizeFile(
   file: string,
-  opts: { carve?: string; progress?: boolean } = {},
+  opts: {
+    carve?: string;
+    progress?: boolean;
+    onConversations?: AnalyzeOptions['onConversations'];
+  } = {},
 ): Promise<PcapAnalysis> {
   let size: number;
   try {
@@ -42,6 +51,7 @@ export async function summarizeFile(
   }
   const tty = opts.progress ?? process.stderr.isTTY === true;
   const options: AnalyzeOptions = {};
+  if (opts.onConversations) options.onConversations = opts.onConversations;
   if (opts.carve) options.carve = { mode: 'all', sink: directoryCarveSink(opts.carve) };
   if (tty) options.onProgress = (n) => drawProgress(n, size);
   try {
@@ -61,30 +71,56 @@ function drawProgress(done: number, total: number): void {
 }
 
 /**
- * Writes the `--json` document piecewise (conversations in batches), so a capture with
- * 100,000s of conversations never becomes one giant string in memory.
+ * `--json`: the document is written as the decoder streams conversations out, so memory stays
+ * flat however many flows the capture holds (no array of them, no giant string).
  */
-export async function writeJsonDocument(
+export async function summarizeJson(
   file: string,
-  r: PcapAnalysis,
+  opts: { carve?: string; progress?: boolean },
   out: NodeJS.WritableStream,
-): Promise<void> {
-  const doc = toJsonDocument(file, r);
-  const convs = doc.conversations as unknown[];
-  doc.conversations = [];
-  const whole = JSON.stringify(doc);
-  const marker = '"conversations":[]';
-  const at = whole.indexOf(marker);
+): Promise<PcapAnalysis> {
   const write = (text: string) =>
     out.write(text)
       ? Promise.resolve()
       : new Promise<void>((res) => out.once('drain', () => res()));
-  await write(`${whole.slice(0, at)}"conversations":[`);
-  for (let i = 0; i < convs.length; i += 2000) {
-    const batch = convs.slice(i, i + 2000).map((c) => JSON.stringify(c));
-    await write((i > 0 ? ',' : '') + batch.join(','));
-  }
-  await write(`]${whole.slice(at + marker.length)}\n`);
+  let tail = '';
+  let first = true;
+  const head = async (summary: PcapAnalysis) => {
+    const whole = JSON.stringify(toJsonDocument(file, { ...summary, conversations: [] }));
+    const marker = '"conversations":[]';
+    const at = whole.indexOf(marker);
+    tail = `]${whole.slice(at + marker.length)}\n`;
+    await write(`${whole.slice(0, at)}"conversations":[`);
+  };
+  const result = await summarizeFile(file, {
+    ...opts,
+    onConversations: async (batch, summary) => {
+      if (first) await head(summary);
+      await write(
+        (first ? '' : ',') + batch.map((c) => JSON.stringify(conversationJson(c))).join(','),
+      );
+      first = false;
+    },
+  });
+  if (first) await head(result); // no conversations: the callback never ran
+  await write(tail);
+  return result;
+}
+
+/** One conversation in the `--json` document: exactly the issue's keys. */
+export function conversationJson(c: Conversation): Record<string, unknown> {
+  return {
+    protocol: c.protocol,
+    a: c.a,
+    b: c.b,
+    packetsAtoB: c.packetsAtoB,
+    bytesAtoB: c.bytesAtoB,
+    packetsBtoA: c.packetsBtoA,
+    bytesBtoA: c.bytesBtoA,
+    start: c.start,
+    end: c.end,
+    communityId: c.communityId,
+  };
 }
 
 /** The `--json` document, exactly the keys the issue specifies. */
@@ -97,18 +133,7 @@ export function toJsonDocument(file: string, r: PcapAnalysis): Record<string, un
     bytes: r.bytes,
     firstTs: r.firstTs,
     lastTs: r.lastTs,
-    conversations: r.conversations.map((c) => ({
-      protocol: c.protocol,
-      a: c.a,
-      b: c.b,
-      packetsAtoB: c.packetsAtoB,
-      bytesAtoB: c.bytesAtoB,
-      packetsBtoA: c.packetsBtoA,
-      bytesBtoA: c.bytesBtoA,
-      start: c.start,
-      end: c.end,
-      communityId: c.communityId,
-    })),
+    conversations: r.conversations.map(conversationJson),
     dns: r.dns,
     tls: r.tls,
     http: r.http,

@@ -21,13 +21,17 @@ const node = process.execPath;
 
 if (process.argv[2] === '--child') {
   // measured child: the CLI's own code path, in a process of its own for a clean peak RSS
-  const { summarizeFile, writeJsonDocument } = await import('../../bin/commands/summarize.ts');
+  const { summarizeFile, summarizeJson } = await import('../../bin/commands/summarize.ts');
   const [, , , file, carveDir] = process.argv;
-  const r = await summarizeFile(file!, { carve: carveDir || undefined, progress: false });
   if (carveDir) {
+    const r = await summarizeFile(file!, {
+      carve: carveDir,
+      progress: false,
+      onConversations: () => {},
+    });
     process.stdout.write(`${JSON.stringify({ streams: r.streams, carve: r.carve })}\n`);
   } else {
-    await writeJsonDocument(file!, r, process.stdout);
+    await summarizeJson(file!, { progress: false }, process.stdout); // = tapline summarize FILE --json
   }
   process.exit(0);
 }

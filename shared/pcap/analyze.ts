@@ -909,7 +909,12 @@ export class PcapAnalyzer implements RecordSink {
     this.#pendingBytes = 0;
   }
 
-  result(format: PcapAnalysis['format'], truncated: boolean, topTalkers: number): PcapAnalysis {
+  result(
+    format: PcapAnalysis['format'],
+    truncated: boolean,
+    topTalkers: number,
+    listConversations = true,
+  ): PcapAnalysis {
     const conv = this.conversations;
     const out: PcapAnalysis = {
       format,
@@ -920,7 +925,8 @@ export class PcapAnalyzer implements RecordSink {
       lastTs: Number.isNaN(this.lastTs) ? null : this.lastTs,
       protocols: this.protocols.toRecord(),
       topTalkers: conv.topTalkers(topTalkers),
-      conversations: conv.all(),
+      conversations: listConversations ? conv.all() : [],
+      conversationCount: conv.count,
       dns: this.dns,
       tls: this.tls,
       http: this.http,
@@ -1006,6 +1012,7 @@ export async function analyzePcap(
     input = z;
   }
   let failure: { error: unknown } | undefined;
+  let streamed: PcapAnalysis | undefined;
   try {
     try {
       for await (const chunk of input) {
@@ -1034,6 +1041,21 @@ export async function analyzePcap(
       analyzer.carver.finish();
       await drain(analyzer.carver.ready, sink);
     }
+    if (options.onConversations) {
+      const table = analyzer.conversations;
+      streamed = analyzer.result(
+        finalFormat(gz, analyzer.reader.format),
+        gzError !== undefined,
+        options.limits?.topTalkers ?? 20,
+        false,
+      );
+      for (let i = 0; i < table.count; i += 1000) {
+        const batch = [];
+        for (let k = i; k < Math.min(table.count, i + 1000); k++)
+          batch.push(table.toConversation(k));
+        await options.onConversations(batch, streamed);
+      }
+    }
   } catch (error) {
     failure = { error };
   }
@@ -1046,12 +1068,19 @@ export async function analyzePcap(
   }
   if (failure !== undefined) throw failure.error;
   progress?.(bytesRead);
-  const format = analyzer.reader.format ?? 'pcap';
-  return analyzer.result(
-    gz ? (format === 'pcap' ? 'pcap-gzip' : 'pcapng-gzip') : format,
-    gzError !== undefined,
-    options.limits?.topTalkers ?? 20,
+  return (
+    streamed ??
+    analyzer.result(
+      finalFormat(gz, analyzer.reader.format),
+      gzError !== undefined,
+      options.limits?.topTalkers ?? 20,
+    )
   );
+}
+
+function finalFormat(gz: boolean, format: 'pcap' | 'pcapng' | undefined): PcapAnalysis['format'] {
+  const f = format ?? 'pcap';
+  return gz ? (f === 'pcap' ? 'pcap-gzip' : 'pcapng-gzip') : f;
 }
 
 async function drain(ready: CarveChunk[], sink: CarveSink): Promise<void> {

@@ -1,4 +1,4 @@
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CarveChunk, CarveSink } from './types.ts';
 
@@ -44,26 +44,40 @@ export function boundedConcurrencySink(
 }
 
 /**
- * Writes each carved stream as one file in `dir` (created if missing): pieces of the same
- * stream are appended to `tcp-stream-<index>.pcap` (the repeated pcap header dropped).
- * Pieces of one stream arrive in order, and one at a time, so appends never interleave.
+ * Writes each carved stream as one file in `dir` (created if missing), `concurrency` files at
+ * a time: pieces of the same stream are appended to `tcp-stream-<index>.pcap` in order (the
+ * repeated pcap header dropped), different streams are written in parallel.
  */
-export function directoryCarveSink(dir: string): CarveSink {
-  let made = false;
-  return {
-    async write(chunk) {
-      if (!made) {
-        await mkdir(dir, { recursive: true });
-        made = true;
-      }
-      const name = `tcp-stream-${String(chunk.stream.index).padStart(6, '0')}.pcap`;
-      const file = await open(join(dir, name), chunk.part === 0 ? 'w' : 'a');
+export function directoryCarveSink(dir: string, concurrency = 16): CarveSink {
+  let made: Promise<unknown> | undefined;
+  /** Last write of each stream still in flight, so its next piece appends after it. */
+  const tails = new Map<number, Promise<void>>();
+  const writeOne = async (chunk: CarveChunk): Promise<void> => {
+    made ??= mkdir(dir, { recursive: true });
+    await made;
+    const name = `tcp-stream-${String(chunk.stream.index).padStart(6, '0')}.pcap`;
+    const bytes = chunk.part === 0 ? chunk.pcap : chunk.pcap.subarray(PCAP_HEADER_BYTES);
+    if (chunk.part === 0) {
+      await writeFile(join(dir, name), bytes);
+    } else {
+      const file = await open(join(dir, name), 'a');
       try {
-        const bytes = chunk.part === 0 ? chunk.pcap : chunk.pcap.subarray(PCAP_HEADER_BYTES);
         await file.write(bytes);
       } finally {
         await file.close();
       }
-    },
+    }
   };
+  const pool = boundedConcurrencySink(async (chunk) => {
+    const key = chunk.stream.index;
+    const before = tails.get(key);
+    const mine = (before ?? Promise.resolve()).then(() => writeOne(chunk));
+    tails.set(key, mine);
+    try {
+      await mine;
+    } finally {
+      if (tails.get(key) === mine) tails.delete(key);
+    }
+  }, concurrency);
+  return pool;
 }

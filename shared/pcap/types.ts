@@ -179,7 +179,10 @@ export interface PcapAnalysis {
   protocols: Record<string, number>;
   /** Top 20 addresses by bytes. */
   topTalkers: TopTalker[];
+  /** Every conversation, unless `AnalyzeOptions.onConversations` took them (then []). */
   conversations: Conversation[];
+  /** How many conversations there were (whether listed here or streamed). */
+  conversationCount: number;
   dns: DnsRecord[];
   tls: TlsRecord[];
   http: HttpRecord[];
@@ -277,6 +280,14 @@ export interface AnalyzeLimits {
 
 export interface AnalyzeOptions {
   carve?: CarveOptions;
+  /**
+   * Stream conversations instead of returning them: called at the end of the capture with
+   * batches of up to 1,000 (in stream order), each awaited; `PcapAnalysis.conversations` is
+   * then []. Keeps memory flat for captures with 100,000s of flows (write them to a gzip
+   * JSONL stream as they come). `summary` is the finished analysis (all other fields final,
+   * `conversations` []), the same object `analyzePcap` then resolves with.
+   */
+  onConversations?(batch: Conversation[], summary: PcapAnalysis): void | Promise<void>;
   limits?: AnalyzeLimits;
   /** Called now and then (about every 4 MiB and at the end) with the bytes read from
    *  `source` so far (compressed bytes for a gzip input, so it compares to the file size). */
