@@ -63,6 +63,11 @@ class SourceState {
   rejects: Agg | null = null;
   /** egress-volume: external destination → bytes. */
   egress: Map<number | string, Agg> | null = null;
+  // the last pair and service seen from this source (runs of one conversation)
+  lastDst: number | string | undefined;
+  lastPair: Agg | undefined;
+  lastService = -1;
+  lastSweep: Agg | undefined;
 }
 
 const W_SCAN = 0;
@@ -181,6 +186,8 @@ export class RuleEngine implements FlowSink {
     Agg & { rule: RuleName; fp: string; listed?: string }
   >();
   private readonly found = new Map<string, RawFinding>();
+  private lastSrcKey: number | string | undefined;
+  private lastSource: SourceState | undefined;
   /** Epoch seconds subtracted from record times while aggregating. */
   private base = -1;
 
@@ -249,11 +256,14 @@ export class RuleEngine implements FlowSink {
     if (!reject && !probe && !egress) return;
 
     const srcKey = c.srcKey();
-    let source = this.sources.get(srcKey);
+    // flow logs come in per-interface runs: the same source many records in a row
+    let source = srcKey === this.lastSrcKey ? this.lastSource : this.sources.get(srcKey);
     if (source === undefined) {
       source = new SourceState();
       this.sources.set(srcKey, source);
     }
+    this.lastSrcKey = srcKey;
+    this.lastSource = source;
     if (reject) this.reject(source, srcKey, c);
     if (probe) {
       if (this.onScan && portful && c.dstport >= 0) this.portScan(source, srcKey, c);
@@ -375,7 +385,7 @@ export class RuleEngine implements FlowSink {
       source.pairs = pairs;
     }
     const dstKey = c.dstKey();
-    let agg = pairs.get(dstKey);
+    let agg = dstKey === source.lastDst ? source.lastPair : pairs.get(dstKey);
     if (agg === undefined) {
       if (!this.canTrack()) return;
       agg = new Agg();
@@ -383,6 +393,8 @@ export class RuleEngine implements FlowSink {
       agg.dst = dstKey;
       pairs.set(dstKey, agg);
     }
+    source.lastDst = dstKey;
+    source.lastPair = agg;
     this.touch(agg, c, W_SCAN, this.windows.scan);
     if (agg.addDistinct(c.protocol * 65536 + c.dstport)) this.evidence(agg, c);
   }
@@ -400,7 +412,7 @@ export class RuleEngine implements FlowSink {
     }
     const port = portful ? Math.max(c.dstport, 0) : 0;
     const service = c.protocol * 65536 + port;
-    let agg = services.get(service);
+    let agg = service === source.lastService ? source.lastSweep : services.get(service);
     if (agg === undefined) {
       if (!this.canTrack()) return;
       agg = new Agg();
@@ -409,6 +421,8 @@ export class RuleEngine implements FlowSink {
       agg.port = portful ? port : -1;
       services.set(service, agg);
     }
+    source.lastService = service;
+    source.lastSweep = agg;
     this.touch(agg, c, W_SWEEP, this.windows.sweep);
     if (agg.addDistinct(c.dstKey())) this.evidence(agg, c);
   }
@@ -576,6 +590,8 @@ export class RuleEngine implements FlowSink {
       if (source.egress) for (const a of source.egress.values()) this.closeEgress(a);
     }
     this.sources.clear();
+    this.lastSrcKey = undefined;
+    this.lastSource = undefined;
     const order = Object.keys(this.config.rules);
     return capFairly([...this.found.values()], this.config.limits.maxFindings, this.stats).sort(
       (a, b) => order.indexOf(a.rule) - order.indexOf(b.rule) || a.start - b.start,
