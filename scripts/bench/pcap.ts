@@ -38,6 +38,8 @@ if (process.argv[2] === '--child') {
 
 interface Run {
   seconds: number;
+  /** user + system CPU seconds (less sensitive than wall time to other load on the box) */
+  cpu: number;
   rssMb: number;
   stdout: string;
 }
@@ -45,15 +47,20 @@ interface Run {
 /** Wall time from our clock, peak RSS from GNU time (%M, KiB) of the command itself. */
 function measure(cmd: string, args: string[], stdoutTo?: string): Run {
   const timeFile = join(tmpdir(), `tapline-bench-time-${process.pid}`);
-  const shell = `/usr/bin/time -f '%M' -o '${timeFile}' ${[cmd, ...args].map((a) => `'${a}'`).join(' ')}${
+  const shell = `/usr/bin/time -f '%M %U %S' -o '${timeFile}' ${[cmd, ...args].map((a) => `'${a}'`).join(' ')}${
     stdoutTo ? ` > '${stdoutTo}'` : ''
   } 2>/dev/null`;
   const t0 = process.hrtime.bigint();
   const r = spawnSync('bash', ['-c', shell], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} failed (${r.status}): ${r.stderr}`);
-  const kb = Number(readFileSync(timeFile, 'utf8').trim().split('\n').pop());
-  return { seconds, rssMb: kb / 1024, stdout: r.stdout };
+  const [kb, user, sys] = readFileSync(timeFile, 'utf8')
+    .trim()
+    .split('\n')
+    .pop()!
+    .split(' ')
+    .map(Number);
+  return { seconds, cpu: user! + sys!, rssMb: kb! / 1024, stdout: r.stdout };
 }
 
 function best(n: number, f: () => Run): Run {
@@ -147,8 +154,13 @@ line(
 );
 line('  summary peak RSS', `${ours.rssMb.toFixed(0)} MB`, 'goal ≤ 256 MB');
 line(
+  '  CPU seconds (user+sys)',
+  `cat ${cat.cpu.toFixed(2)}, ours ${ours.cpu.toFixed(2)}, tshark ${tshark.cpu.toFixed(1)}`,
+  `tshark/ours ${(tshark.cpu / ours.cpu).toFixed(1)}×`,
+);
+line(
   'carve all streams (one pass)',
-  `${carve.seconds.toFixed(2)} s  ${carveInfo.carve.streamsCarved} streams, ${carvedFiles} files  RSS ${carve.rssMb.toFixed(0)} MB`,
+  `${carve.seconds.toFixed(2)} s (CPU ${carve.cpu.toFixed(1)})  ${carveInfo.carve.streamsCarved} streams, ${carvedFiles} files  RSS ${carve.rssMb.toFixed(0)} MB`,
 );
 line(
   `tshark -Y tcp.stream==N -w (×${samples})`,
