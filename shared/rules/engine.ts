@@ -82,7 +82,8 @@ class Agg {
   first = Number.POSITIVE_INFINITY;
   last = Number.NEGATIVE_INFINITY;
   windowStart = -1;
-  evidence: string[] = [];
+  /** Raw lines, allocated on the first piece of evidence. */
+  evidence: string[] | null = null;
   /** Distinct values: the first one inline, a Set from the second on. */
   one: number | string | null = null;
   many: Set<number | string> | null = null;
@@ -100,7 +101,7 @@ class Agg {
     this.first = Number.POSITIVE_INFINITY;
     this.last = Number.NEGATIVE_INFINITY;
     this.windowStart = -1;
-    this.evidence = [];
+    this.evidence = null;
     this.one = null;
     this.many = null;
     this.distinct = 0;
@@ -181,6 +182,7 @@ export class RuleEngine implements FlowSink {
   private readonly onSweep: boolean;
   private readonly onEgress: boolean;
   private readonly egressIgnoreAws: boolean;
+  private readonly egressEvidenceBytes: number;
   private readonly perRecord = new Map<
     string,
     Agg & { rule: RuleName; fp: string; listed?: string }
@@ -219,6 +221,7 @@ export class RuleEngine implements FlowSink {
     this.onSweep = this.on['host-sweep'];
     this.onEgress = this.on['egress-volume'];
     this.egressIgnoreAws = r['egress-volume'].ignoreAwsServices;
+    this.egressEvidenceBytes = r['egress-volume'].minBytes / 4;
     this.windows = {
       scan: r['port-scan'].windowSeconds,
       sweep: r['host-sweep'].windowSeconds,
@@ -317,7 +320,8 @@ export class RuleEngine implements FlowSink {
   }
 
   private evidence(agg: Agg, c: FlowCursor): void {
-    if (agg.evidence.length < this.maxEvidence) agg.evidence.push(c.text());
+    if (agg.evidence === null) agg.evidence = [c.text()];
+    else if (agg.evidence.length < this.maxEvidence) agg.evidence.push(c.text());
   }
 
   // ---- per-record rules (aggregated by fingerprint) -------------------------------------
@@ -396,7 +400,9 @@ export class RuleEngine implements FlowSink {
     source.lastDst = dstKey;
     source.lastPair = agg;
     this.touch(agg, c, W_SCAN, this.windows.scan);
-    if (agg.addDistinct(c.protocol * 65536 + c.dstport)) this.evidence(agg, c);
+    // evidence from the second distinct port on: the one-port pairs of normal traffic
+    // (almost all of them) never allocate any
+    if (agg.addDistinct(c.protocol * 65536 + c.dstport) && agg.distinct > 1) this.evidence(agg, c);
   }
 
   private hostSweep(
@@ -424,7 +430,7 @@ export class RuleEngine implements FlowSink {
     source.lastService = service;
     source.lastSweep = agg;
     this.touch(agg, c, W_SWEEP, this.windows.sweep);
-    if (agg.addDistinct(c.dstKey())) this.evidence(agg, c);
+    if (agg.addDistinct(c.dstKey()) && agg.distinct > 1) this.evidence(agg, c);
   }
 
   private reject(source: SourceState, srcKey: number | string, c: FlowCursor): void {
@@ -436,7 +442,8 @@ export class RuleEngine implements FlowSink {
       source.rejects = agg;
     }
     this.touch(agg, c, W_REJECT, this.windows.reject);
-    this.evidence(agg, c);
+    // single rejects (internet background noise) keep no evidence; a burst keeps from #2 on
+    if (agg.records > 1) this.evidence(agg, c);
   }
 
   private egressVolume(source: SourceState, srcKey: number | string, c: FlowCursor): void {
@@ -455,7 +462,8 @@ export class RuleEngine implements FlowSink {
       egress.set(dstKey, agg);
     }
     this.touch(agg, c, W_EGRESS, this.windows.egress);
-    this.evidence(agg, c);
+    // evidence once the pair has moved a quarter of the threshold
+    if (agg.bytes >= this.egressEvidenceBytes) this.evidence(agg, c);
   }
 
   // ---- closing windows into findings -----------------------------------------------------
@@ -541,7 +549,7 @@ export class RuleEngine implements FlowSink {
       if (first < existing.start) existing.start = first;
       if (last > existing.end) existing.end = last;
       if (f.distinct !== null) existing.distinct = Math.max(existing.distinct ?? 0, f.distinct);
-      for (const line of a.evidence) {
+      for (const line of a.evidence ?? []) {
         if (existing.evidence.length >= this.maxEvidence) break;
         existing.evidence.push(line);
       }
@@ -554,7 +562,7 @@ export class RuleEngine implements FlowSink {
       bytes: a.bytes,
       start: this.epoch(a.first, a.last),
       end: this.epoch(a.last, a.first),
-      evidence: a.evidence,
+      evidence: a.evidence ?? [],
       occurrences: 1,
     });
   }
