@@ -88,6 +88,9 @@ describe('port-scan and host-sweep', () => {
       distinct: 20,
       fingerprint: 'port-scan:203.0.113.5:10.0.0.7',
     });
+    // evidence: the records that added a port, from the second on, bounded
+    expect(findings[0]!.evidence).toHaveLength(19);
+    expect(findings[0]!.evidence[0]).toContain(' 51000 2 6 ');
   });
 
   it('does not count replies: a server answering one busy client on many ports', () => {
