@@ -150,7 +150,7 @@ export async function scanStream(
   }
   await pipeline(
     Readable.from(withHead(head, iterator), { objectMode: false }),
-    createGunzip({ chunkSize: 1 << 18 }),
+    createGunzip({ chunkSize: 1 << 20 }),
     async (source: AsyncIterable<Buffer>) => {
       for await (const chunk of source) scanner.push(chunk);
     },
