@@ -28,6 +28,8 @@ export const hostReportSchema = z.object({
   instanceId: z.string().max(32),
   status: z.enum(['success', 'partial', 'failed', 'refused']),
   interface: z.string().max(32),
+  /** The tools that made the evidence ("aws-cli/2.15.0", "tcpdump version 4.99.4"). */
+  tools: z.object({ aws: z.string().max(64), tcpdump: z.string().max(64) }).optional(),
   started: z.number(),
   ended: z.number(),
   files: z.array(hostReportFileSchema).max(10_000),

@@ -210,6 +210,7 @@ export async function applyHostResult(
     host.endedAt = now().toISOString();
     host.files = files;
     host.interface = report?.interface;
+    host.tools = report?.tools;
     host.bytes = files.reduce((sum, f) => sum + f.size, 0);
     host.packetsCaptured = report?.packetsCaptured ?? null;
     host.packetsReceivedByFilter = report?.packetsReceivedByFilter ?? null;

@@ -49,6 +49,8 @@ export interface ManifestHost {
   ssmStatus?: string | undefined;
   ssmAvailability?: 'online' | 'offline' | 'unknown' | undefined;
   interface?: string | undefined;
+  /** Tool versions the host reported (custody: what produced the files). */
+  tools?: { aws: string; tcpdump: string } | undefined;
   startedAt?: string | undefined;
   endedAt?: string | undefined;
   deadline?: string | undefined;

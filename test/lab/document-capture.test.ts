@@ -160,6 +160,9 @@ describe.runIf(canRun)('capture document run for real', () => {
     expect(result.exitCode, result.stderr).toBe(0);
     expect(report.status).toBe('success');
     expect(report.interface).toBe('wan0');
+    // Debian's AWS CLI v2.9 at /usr/bin/aws did the uploads (the v1 earlier on PATH was skipped).
+    expect(report.tools?.aws).toMatch(/^aws-cli\/2\./);
+    expect(report.tools?.tcpdump).toMatch(/^tcpdump version 4\./);
     expect(report.errors).toEqual([]);
     expect(report.packetsCaptured).toBeGreaterThanOrEqual(6);
     expect(report.packetsDroppedByKernel).toBe(0);
@@ -338,6 +341,7 @@ describe.runIf(canRun)('capture document run for real', () => {
     const host = stored!.manifest.hosts[topo.nat.instanceId]!;
     expect(host.status).toBe('success');
     expect(host.interface).toBe('wan0');
+    expect(host.tools?.aws).toMatch(/^aws-cli\/2\./);
     expect(host.packetsCaptured).toBeGreaterThanOrEqual(4);
     expect(host.packetsDroppedByKernel).toBe(0);
     expect(host.files.length).toBeGreaterThanOrEqual(1);
