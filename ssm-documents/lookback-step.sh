@@ -53,10 +53,8 @@ TL_LB_KMS=""
 TL_LB_REGION=""
 TL_LB_ENDPOINT=""
 TL_LB_ATTEMPTS=5
-TL_LB_COV_START=""
-TL_LB_COV_END=""
-TL_LB_PREV_END=""
-TL_LB_GAPS=""
+TL_LB_SPANS=""
+TL_LB_SILENT=0
 
 tl_lb_esc() { printf '%s' "$1" | tr -cd '\040-\176' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
 tl_lb_err() {
@@ -179,12 +177,23 @@ tl_lb_freeze() {
     TL_LB_STATUS=no-ring
     return 0
   fi
-  # Select: [start, end] overlaps [from, now]. Header-only files hold no packets.
+  # Select: [start, end] overlaps [from, now]. A file of just its 24-byte header was closed
+  # cleanly with no packets: it is not sent, but its span counts as covered (the ring was
+  # recording and saw nothing). A shorter file lost its data (tcpdump was killed): a gap.
   while read -r epoch suffix name; do
     [ -n "$name" ] || continue
     if [[ $closed_before =~ ^[0-9]+$ ]] && [ "$epoch" -ge "$closed_before" ]; then continue; fi
     size=$(stat -c %s -- "$files/$name" 2>/dev/null || echo 0)
-    if [ "$size" -le 24 ]; then continue; fi
+    if [ "$size" -lt 24 ]; then continue; fi
+    if [ "$size" -eq 24 ]; then
+      end=$(date -r "$files/$name" +%s.%6N 2>/dev/null || echo 0)
+      if [ "$epoch" -le "$TL_LB_NOW" ] && [ $(($(printf '%s' "$end" | cut -d . -f 1) + 1)) -ge "$TL_LB_FROM" ]; then
+        TL_LB_SPANS="$TL_LB_SPANS$epoch $end
+"
+        TL_LB_SILENT=$((TL_LB_SILENT + 1))
+      fi
+      continue
+    fi
     # Start: the earlier of the name's epoch (when tcpdump opened the file) and the first
     # packet's timestamp. tcpdump names a file when it writes the first packet after a rotation,
     # and the kernel hands packets over in blocks (up to its 1 s buffer timeout), so a file can
@@ -197,6 +206,10 @@ tl_lb_freeze() {
 "
     fi
   done <<<"$list"
+  if [ -z "$selected" ] && [ "$TL_LB_SILENT" -gt 0 ]; then
+    TL_LB_STATUS=ok
+    return 0
+  fi
   if [ -z "$selected" ]; then
     tl_lb_err "no ring file covers the window (the ring's oldest file starts at $(printf '%s\n' "$list" | head -n 1 | cut -d ' ' -f 1))"
     TL_LB_STATUS=empty
@@ -283,13 +296,8 @@ tl_lb_upload_pending() {
       LOOKBACK_FILES_JSON="$LOOKBACK_FILES_JSON{\"key\":\"$key\",\"versionId\":\"$(tl_lb_esc "$out")\",\"size\":$size,\"sha256\":\"$hex\",\"s3ChecksumSha256\":\"$b64\",\"lookback\":true,\"start\":$start,\"end\":$end}"
       LOOKBACK_FILE_COUNT=$((LOOKBACK_FILE_COUNT + 1))
       LOOKBACK_BYTES=$((LOOKBACK_BYTES + size))
-      if [ -z "$TL_LB_COV_START" ]; then TL_LB_COV_START=$start; fi
-      if [ -n "$TL_LB_PREV_END" ] && awk -v a="$TL_LB_PREV_END" -v b="$start" 'BEGIN { exit !(b - a > 2) }'; then
-        if [ -n "$TL_LB_GAPS" ]; then TL_LB_GAPS="$TL_LB_GAPS,"; fi
-        TL_LB_GAPS="$TL_LB_GAPS[$TL_LB_PREV_END,$start]"
-      fi
-      TL_LB_PREV_END=$end
-      TL_LB_COV_END=$end
+      TL_LB_SPANS="$TL_LB_SPANS$start $end
+"
     else
       LOOKBACK_FAILED=1
       (umask 077 && mkdir -p -- "$TL_LB_UNSENT_DIR") || true
@@ -309,7 +317,7 @@ tl_lb_upload_pending() {
 
 # tl_lb_finish: every staged copy still waiting is kept in WorkDir/unsent; LOOKBACK_JSON is set.
 tl_lb_finish() {
-  local complete=false status
+  local complete=false status cover cov_start=null cov_end=null gaps=""
   [ "$TL_LB_ACTIVE" = 1 ] || return 0
   if [ -n "$TL_LB_PENDING" ]; then
     TL_LB_AWS=""
@@ -319,9 +327,17 @@ tl_lb_finish() {
     rm -f -- "$TL_LB_STAGE/upload.log"
     rmdir -- "$TL_LB_STAGE" "$TL_LB_RING/lookback" 2>/dev/null || true
   fi
-  if [ -n "$TL_LB_COV_START" ] && [ -z "$TL_LB_GAPS" ] &&
-    awk -v a="$TL_LB_COV_START" -v b="$TL_LB_FROM" 'BEGIN { exit !(a <= b) }'; then
-    complete=true
+  # Coverage: the spans of the files sent plus the header-only ones, in time order; a jump of
+  # more than 2 s between one span's end and the next one's start is a gap.
+  if [ -n "$TL_LB_SPANS" ]; then
+    cover=$(printf '%s' "$TL_LB_SPANS" | sort -k1,1g | awk '
+      NR == 1 { first = $1; last = $2; next }
+      { if ($1 - last > 2) gaps = gaps (gaps == "" ? "" : ",") "[" last "," $1 "]"; if ($2 > last) last = $2 }
+      END { print first, last, gaps }')
+    read -r cov_start cov_end gaps <<<"$cover"
+    if [ -z "$gaps" ] && awk -v a="$cov_start" -v b="$TL_LB_FROM" 'BEGIN { exit !(a <= b) }'; then
+      complete=true
+    fi
   fi
   status=$TL_LB_STATUS
   if [ -z "$status" ]; then
@@ -334,12 +350,10 @@ tl_lb_finish() {
     fi
   fi
   if [ "$status" = failed ] || [ "$status" = partial ]; then LOOKBACK_FAILED=1; fi
-  LOOKBACK_JSON=$(printf '{"status":"%s","requestedSeconds":%s,"windowStart":%s,"windowEnd":%s,"ringDirectory":"%s","ring":"%s","rotated":%s,"fileCount":%s,"bytes":%s,"coverageStart":%s,"coverageEnd":%s,"complete":%s,"gaps":[%s],"errors":[%s]}' \
+  LOOKBACK_JSON=$(printf '{"status":"%s","requestedSeconds":%s,"windowStart":%s,"windowEnd":%s,"ringDirectory":"%s","ring":"%s","rotated":%s,"fileCount":%s,"bytes":%s,"silentFiles":%s,"coverageStart":%s,"coverageEnd":%s,"complete":%s,"gaps":[%s],"errors":[%s]}' \
     "$status" "$TL_LB_SECONDS" "$TL_LB_FROM" "$TL_LB_NOW" "$(tl_lb_esc "$TL_LB_RING")" \
-    "$TL_LB_RING_STATE" "$TL_LB_ROTATED" "$LOOKBACK_FILE_COUNT" "$LOOKBACK_BYTES" \
-    "$(if [ -n "$TL_LB_COV_START" ]; then echo "$TL_LB_COV_START"; else echo null; fi)" \
-    "$(if [ -n "$TL_LB_COV_END" ]; then echo "$TL_LB_COV_END"; else echo null; fi)" \
-    "$complete" "$TL_LB_GAPS" "$TL_LB_ERRORS")
+    "$TL_LB_RING_STATE" "$TL_LB_ROTATED" "$LOOKBACK_FILE_COUNT" "$LOOKBACK_BYTES" "$TL_LB_SILENT" \
+    "$cov_start" "$cov_end" "$complete" "$gaps" "$TL_LB_ERRORS")
   TL_LB_ACTIVE=0
   echo "tapline: look-back: $LOOKBACK_JSON" >&2
   return 0

@@ -71,7 +71,7 @@ export const lookbackFileSchema = z.object({
 });
 
 export const lookbackReportSchema = z.object({
-  status: z.enum(['not-requested', 'ok', 'partial', 'failed', 'no-ring', 'empty']),
+  status: z.enum(['not-requested', 'skipped', 'ok', 'partial', 'failed', 'no-ring', 'empty']),
   requestedSeconds: count.optional(),
   windowStart: epoch.optional(),
   windowEnd: epoch.optional(),
@@ -80,6 +80,8 @@ export const lookbackReportSchema = z.object({
   rotated: z.boolean().optional(),
   fileCount: count.optional(),
   bytes: count.optional(),
+  /** Header-only ring files in the window: not sent, but their span counts as covered. */
+  silentFiles: count.optional(),
   coverageStart: epoch.nullable().optional(),
   coverageEnd: epoch.nullable().optional(),
   complete: z.boolean().optional(),

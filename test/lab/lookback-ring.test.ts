@@ -184,22 +184,21 @@ describe.runIf(canRun)('look-back from a standby ring, for real', () => {
     expect(capBytes).toBe(4_000_000);
     sampler = sampleRing(ring, 50);
 
-    // Bulk UDP (about 0.55 MB/s for 6 s, 3.3 MB) so the ring has to prune to stay in its cap.
+    // Bulk UDP: 3,000 × 1,400 bytes (4.2 MB, more than the ring may keep) at about 0.5 MB/s,
+    // so the ring has to prune to stay within its cap.
     await peer.exec(
       'python3',
       [
         '-c',
         `import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-end = time.time() + 6
-while time.time() < end:
+for _ in range(75):
     for _ in range(40):
         s.sendto(b'x' * 1400, ('${HOST}', 9))
-    time.sleep(0.1)`,
+    time.sleep(0.11)`,
       ],
-      { timeoutMs: 30_000 },
+      { timeoutMs: 60_000 },
     );
-
     // Quiet for longer than a rotation, so the first probe opens a new ring file.
     await sleep(2500);
     // The probes: TCP SYN and UDP to port 0, before anyone asks for a capture.
