@@ -131,9 +131,17 @@ export async function spendBudget(
   if (limit <= 0) return undefined;
   const prefix = `budget/${budgetHour(now)}/`;
   const taken = new Set(await listKeys(store, prefix));
+  const free: number[] = [];
   for (let n = 0; n < limit; n++) {
+    if (!taken.has(`${prefix}${String(n).padStart(6, '0')}.json`)) free.push(n);
+  }
+  // Try the free slots in random order: concurrent spenders rarely collide on the same slot.
+  for (let i = free.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [free[i], free[j]] = [free[j]!, free[i]!];
+  }
+  for (const n of free) {
     const key = `${prefix}${String(n).padStart(6, '0')}.json`;
-    if (taken.has(key)) continue;
     if (await putJson(store, key, slot, { ifNoneMatch: true })) return n;
   }
   return undefined;

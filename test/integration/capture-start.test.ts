@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { GetObjectCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -405,6 +406,46 @@ describe('startCapture against moto', () => {
       world.deps,
     );
     expect(again.started).toHaveLength(1);
+  });
+  it('sends one SendCommand per 50 instances', async () => {
+    const big = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '100' });
+    const topo = await makeTopology(big, 78);
+    const tag = big.tags.capture;
+    const at = tag.lastIndexOf('=');
+    const run = await big.clients.ec2.send(
+      new RunInstancesCommand({
+        ImageId: 'ami-12c6146b',
+        MinCount: 51,
+        MaxCount: 51,
+        SubnetId: topo.privateSubnetId,
+        TagSpecifications: [
+          { ResourceType: 'instance', Tags: [{ Key: tag.slice(0, at), Value: tag.slice(at + 1) }] },
+        ],
+      }),
+    );
+    expect(run.Instances).toHaveLength(51);
+    const batches: number[] = [];
+    const ssm = motoClients().ssm;
+    ssm.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'SendCommandCommand') {
+          batches.push((args.input as { InstanceIds?: string[] }).InstanceIds?.length ?? 0);
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'countSendCommand' },
+    );
+    const outcome = await startCapture(
+      { targets: { kind: 'tag' }, reason: 'fleet-wide capture' },
+      { ...big.deps, clients: { ...big.deps.clients, ssm } },
+    );
+    expect(outcome.refused).toEqual([]);
+    expect(outcome.started).toHaveLength(51);
+    expect(batches.sort((a, b) => b - a)).toEqual([50, 1]);
+    expect(new Set(outcome.started.map((s) => s.commandId)).size).toBe(2);
+    const manifest = await manifestOf(big, outcome.captureId);
+    expect(manifest.ssm.commandIds).toHaveLength(2);
+    expect(Object.keys(manifest.hosts)).toHaveLength(51);
   });
 });
 
