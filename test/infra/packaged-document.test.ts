@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { packagedCaptureDocument } from '../support/template.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { packagedCaptureDocument, packagedTemplate } from '../support/template.ts';
 
 describe('packaged capture document', () => {
+  // Packaging waits for the tree-wide packaging lock: do it in a hook with a generous timeout.
+  beforeAll(() => packagedTemplate(), 600_000);
+
   it('is schema 2.2 and every String parameter has an allowedPattern and ENV_VAR interpolation', async () => {
     const doc = await packagedCaptureDocument();
     expect(doc.schemaVersion).toBe('2.2');
