@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import type { SsmCommandDocument } from '../../shared/lab/ssm-agent.ts';
 import { lookbackStepScript, packagedStandbyDocument } from '../../shared/standby/document.ts';
 import { parseStandbyReport } from '../../shared/standby/reports.ts';
@@ -84,6 +85,22 @@ describe('packaged standby document', () => {
     const tcpdumpArgs = /local args="(.*)"/.exec(script)?.[1] ?? '';
     expect(tcpdumpArgs).toMatch(/-Z .* -G .* -C .* -w /);
     expect(tcpdumpArgs).not.toMatch(/-z/);
+  });
+
+  it('deploys exactly the repository file, with patterns that mean the same in Java and JS', async () => {
+    const source = parseYaml(
+      await readFile(new URL('../../ssm-documents/tapline-standby.yml', import.meta.url), 'utf8'),
+    ) as SsmCommandDocument;
+    expect(document.mainSteps).toEqual(source.mainSteps);
+    expect(document.parameters).toEqual(source.parameters);
+    for (const [name, p] of Object.entries(document.parameters ?? {})) {
+      const pattern = p.allowedPattern!;
+      expect(pattern, `${name}: no lookaround / inline flags`).not.toMatch(/\(\?/);
+      expect(pattern, `${name}: no Unicode classes`).not.toMatch(/\\[pPXRhHvV]/);
+      expect(pattern, `${name}: no && (Java class intersection)`).not.toMatch(/&&/);
+      expect(pattern, `${name}: no nested classes`).not.toMatch(/\[[^\]]*(?<!\\)\[/);
+      expect(() => new RegExp(pattern, 'u'), name).not.toThrow();
+    }
   });
 
   it('rejects the whole injection corpus by allowedPattern', () => {
