@@ -10,7 +10,8 @@ import { diff, runOurs, runTshark } from './pcap-tshark-oracle.ts';
  * Differential test: every capture in the shared corpus (../shared/corpus, see MANIFEST.tsv)
  * through our decoder and through tshark. Conversations (TCP/UDP, packets and bytes each way,
  * exact original frame lengths aggregated from tshark's per-frame fields and cross-checked
- * against its `-z conv` tables), DNS query names and TLS SNI must agree exactly, except for
+ * against its `-z conv` tables), DNS query names, TLS SNI and HTTP request hosts must agree
+ * exactly, except for
  * the differences listed below, each explained and each asserted verbatim (a new or a vanished
  * difference fails the test).
  */
@@ -61,6 +62,14 @@ const EXPLAINED: Record<string, Explained> = {
   'pcapng_multi_shb_mixed_endian.pcapng': {
     why: 'Same as pcapng_be_all_blocks: three Custom Blocks that tshark counts as frames.',
     diffs: ['totals: ours 8 packets/2304 bytes, tshark 11/2420'],
+  },
+  'tcp_unidir_missing_pkt.pcap': {
+    why:
+      'TCP reassembly. The first POST (frame 3) spans segments and the segment after it was not ' +
+      'captured ("previous segment not captured"), so tshark never completes that HTTP request ' +
+      'and reports only the second POST. We read request heads from the segment that starts ' +
+      'them, so both POSTs (same Host) are listed: a responder sees the attempt that was cut.',
+    diffs: ['http host "service.zap.co.il": ours 2 tshark 1'],
   },
   'unknown_linktype_281.pcap': {
     why:

@@ -27,6 +27,8 @@ export interface Oracle {
   tableFrames: Map<string, number>;
   dnsNames: string[];
   sni: string[];
+  /** Host header of each HTTP request tshark reports */
+  httpHosts: string[];
   frames: number;
   bytes: number;
 }
@@ -46,6 +48,8 @@ const FIELDS = [
   'dns.qry.name',
   'tls.handshake.extensions_server_name',
   'tls.handshake.type',
+  'http.request',
+  'http.host',
 ];
 
 function ep(addr: string, port: string | number): string {
@@ -97,6 +101,7 @@ export function runTshark(file: string): Oracle {
   const order: string[] = [];
   const dnsNames: string[] = [];
   const sni: string[] = [];
+  const httpHosts: string[] = [];
   const tableFrames = new Map<string, number>();
   let inTable = '';
   let frames = 0;
@@ -151,6 +156,7 @@ export function runTshark(file: string): Oracle {
       string,
       string,
     ];
+    const [httpRequest, httpHost] = [f[14] ?? '', f[15] ?? ''];
     const src = last(ip6Src) || last(ipSrc);
     const dst = last(ip6Dst) || last(ipDst);
     const add = (proto: string, stream: string, sport: string, dport: string) => {
@@ -183,6 +189,7 @@ export function runTshark(file: string): Oracle {
     add('udp', udpStream, udpSport, udpDport);
     if (qname) dnsNames.push(qname.split(',')[0]!);
     if (hsType.split(',').includes('1')) sni.push(sniField.split(',')[0] ?? '');
+    if (httpRequest) httpHosts.push(httpHost.split(',')[0] ?? '');
   }
   return {
     ok,
@@ -194,6 +201,7 @@ export function runTshark(file: string): Oracle {
     tableFrames,
     dnsNames,
     sni,
+    httpHosts,
     frames,
     bytes,
   };
@@ -272,6 +280,11 @@ export function diff(ours: PcapAnalysis, theirs: Oracle): string[] {
     'dns',
     ours.dns.filter((d) => d.qname !== '').map((d) => d.qname),
     theirs.dnsNames,
+  );
+  multiset(
+    'http host',
+    ours.http.map((h) => h.host),
+    theirs.httpHosts,
   );
   multiset(
     'sni',
