@@ -197,12 +197,16 @@ async function detectFile(): Promise<{ records: number; findings: number; lines:
   return { records: stats.records, findings: findings.length, lines: stats.lines };
 }
 
-function zcatWc(): { lines: number; seconds: number } {
+/** `zcat FILE | wc -l`: wall seconds, and CPU seconds of both processes (bash `time`). */
+function zcatWc(): { lines: number; seconds: number; cpu: number } {
   const t = process.hrtime.bigint();
-  const res = spawnSync('sh', ['-c', `zcat '${file}' | wc -l`], { encoding: 'utf8' });
+  const res = spawnSync('bash', ['-c', `TIMEFORMAT='%U %S'; time (zcat '${file}' | wc -l)`], {
+    encoding: 'utf8',
+  });
   const seconds = Number(process.hrtime.bigint() - t) / 1e9;
   if (res.status !== 0) throw new Error(`zcat | wc -l failed: ${res.stderr}`);
-  return { lines: Number(res.stdout.trim()), seconds };
+  const [user = 0, sys = 0] = res.stderr.trim().split(/\s+/).slice(-2).map(Number);
+  return { lines: Number(res.stdout.trim()), seconds, cpu: user + sys };
 }
 
 if (!existsSync(file)) {
@@ -216,13 +220,20 @@ console.log(`input: ${file} (${(size / 1048576).toFixed(1)} MiB gzip)`);
 const runs = Number(process.env.FLOWLOG_BENCH_RUNS ?? 3);
 const ours: number[] = [];
 const zcat: number[] = [];
+const oursCpu: number[] = [];
+const zcatCpu: number[] = [];
 let result = { records: 0, findings: 0, lines: 0 };
 let zLines = 0;
 for (let i = 0; i < runs; i++) {
   const z = zcatWc();
   zcat.push(z.seconds);
+  zcatCpu.push(z.cpu);
   zLines = z.lines;
+  // CPU of this process: the main thread and zlib's thread-pool work
+  const cpu0 = process.cpuUsage();
   const [res, s] = await time(detectFile);
+  const cpu = process.cpuUsage(cpu0);
+  oursCpu.push((cpu.user + cpu.system) / 1e6);
   ours.push(s);
   result = res;
 }
@@ -241,4 +252,10 @@ console.log(
   `zcat FILE | wc -l:              ${(zcatRate / 1e6).toFixed(2)} M records/s (${zcatS.toFixed(3)} s, median of ${runs})`,
 );
 console.log(`ratio tapline / zcat:           ${(oursRate / zcatRate).toFixed(2)}`);
+// The box may be shared: CPU seconds are less disturbed by other load than wall time.
+const oursC = median(oursCpu);
+const zcatC = median(zcatCpu);
+console.log(
+  `CPU seconds: tapline ${oursC.toFixed(2)} s, zcat+wc ${zcatC.toFixed(2)} s; records per CPU-second ratio ${(result.lines / oursC / (zLines / zcatC)).toFixed(2)}`,
+);
 console.log(`peak RSS: ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
