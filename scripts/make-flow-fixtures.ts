@@ -16,15 +16,7 @@ import { promisify } from 'node:util';
 import { Topology } from '../shared/lab/netns.ts';
 
 const run = promisify(execFile);
-export const LAB_TOOLS = [
-  'tcpdump',
-  'softflowd',
-  'nfcapd',
-  'nfdump',
-  'hping3',
-  'nmap',
-  'curl',
-] as const;
+export const LAB_TOOLS = ['tcpdump', 'softflowd', 'nfcapd', 'nfdump', 'hping3', 'nmap'] as const;
 
 export const LAB = {
   prefix: 'tldet',
@@ -132,6 +124,11 @@ export function toFlowLogs(flows: NfdumpFlow[]): { v2: string[]; v5: string[]; v
   return { v2, v5, v5Format };
 }
 
+/** A plain HTTP GET with the system Python (no curl needed on CI). */
+function httpGet(url: string, timeout = 5): string {
+  return `import urllib.request; urllib.request.urlopen(${JSON.stringify(url)}, timeout=${timeout}).read()`;
+}
+
 async function waitFor(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
@@ -195,7 +192,7 @@ export async function captureRealFlows(): Promise<{
     await waitFor(
       async () => {
         try {
-          await a.exec('curl', ['-s', '-o', '/dev/null', '-m', '1', `http://${LAB.server}:8080/`]);
+          await a.exec('/usr/bin/python3', ['-c', httpGet(`http://${LAB.server}:8080/`, 1)]);
           return true;
         } catch {
           return false;
@@ -214,8 +211,8 @@ export async function captureRealFlows(): Promise<{
 
     // normal traffic
     for (let i = 0; i < 3; i++)
-      await a.exec('curl', ['-s', '-o', '/dev/null', `http://${LAB.server}:8080/`]);
-    await a.exec('curl', ['-s', '-o', '/dev/null', '-g', `http://[${LAB.server6}]:8080/`]);
+      await a.exec('/usr/bin/python3', ['-c', httpGet(`http://${LAB.server}:8080/`)]);
+    await a.exec('/usr/bin/python3', ['-c', httpGet(`http://[${LAB.server6}]:8080/`)]);
     await a.exec('/usr/bin/python3', [
       '-c',
       [
