@@ -317,6 +317,16 @@ for _ in range(75):
   it('keeps the look-back files it cannot upload on disk, hashed, and says so', {
     timeout: 90_000,
   }, async () => {
+    // Something for the ring to hold in the window.
+    await peer.exec(
+      'python3',
+      [
+        '-c',
+        `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(20): s.sendto(b'y' * 200, ('${HOST}', 9))`,
+      ],
+      { timeoutMs: 20_000 },
+    );
+    await sleep(500);
     const captureId = newCaptureId();
     // A loopback port nothing listens on inside the namespace: every upload fails.
     const { report, files, unsent } = await lookback(captureId, {
