@@ -1,0 +1,272 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CreateKeyCommand } from '@aws-sdk/client-kms';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutBucketVersioningCommand,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseHostReport } from '../../shared/capture/host-report.ts';
+import { newCaptureId } from '../../shared/capture/ids.ts';
+import { type NetnsHost, Topology } from '../../shared/lab/netns.ts';
+import {
+  type LoopbackBridge,
+  runCommandDocument,
+  type SsmCommandDocument,
+  startLoopbackBridge,
+} from '../../shared/lab/ssm-agent.ts';
+import { packagedStandbyDocument } from '../../shared/standby/document.ts';
+import { runStandby } from '../../shared/standby/lab-harness.ts';
+import { parseLookbackReport } from '../../shared/standby/reports.ts';
+import { motoClients, motoEndpoint, uniqueName } from '../support/aws.ts';
+import { packagedCaptureDocument } from '../support/template.ts';
+
+const run = promisify(execFile);
+const TOOLS = ['tcpdump', 'tshark', 'hping3', '/usr/bin/aws', 'ip'];
+const missing = TOOLS.filter(
+  (t) => !existsSync(t) && !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`),
+);
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const canRun = isRoot && missing.length === 0;
+if (process.env.CI && !canRun) {
+  throw new Error(
+    `look-back capture lab test needs root and ${TOOLS.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
+  );
+}
+
+const HOST = '10.204.3.1';
+const PEER = '10.204.3.2';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The capture document itself with LookbackSeconds: the standby ring runs on the host, probes to
+ * port 0 go out, and a few seconds later the capture document runs (as the SSM agent would) with
+ * LookbackSeconds. Its final report must carry the look-back files (lookback:true, their time
+ * ranges) next to the forward capture's, and its "lookback" object must say what happened.
+ */
+describe.runIf(canRun)('capture document with look-back, for real', () => {
+  const topology = new Topology('tlring');
+  const s3 = motoClients().s3;
+  const kms = motoClients().kms;
+  const instanceId = 'i-0d1e2f3a4b5c60718';
+  const root = `/tmp/tapline-lbcap-${randomBytes(4).toString('hex')}`;
+  const ring = `${root}/ring`;
+  const awsEnv = {
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+    AWS_CONFIG_FILE: '/nonexistent/tapline-config',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/tapline-credentials',
+  };
+  let host: NetnsHost;
+  let peer: NetnsHost;
+  let bridge: LoopbackBridge;
+  let capture: SsmCommandDocument;
+  let standby: SsmCommandDocument;
+  let bucket: string;
+  let keyArn: string;
+  let workDir: string;
+
+  const ringParameters = (overrides: Record<string, string>) => ({
+    RingDirectory: ring,
+    Interface: 'cap0',
+    RotateSeconds: '2',
+    RetentionMinutes: '1',
+    ExpectedMbps: '1',
+    CapMegabytes: '8',
+    MinFreeMegabytes: '1',
+    ...overrides,
+  });
+
+  function runCapture(captureId: string, overrides: Record<string, string> = {}) {
+    return runCommandDocument({
+      document: capture,
+      parameters: {
+        CaptureId: captureId,
+        Bucket: bucket,
+        KmsKeyId: keyArn,
+        Region: 'us-east-1',
+        Interface: 'cap0',
+        DurationSeconds: '4',
+        RotateSeconds: '0',
+        RotateMegabytes: '1',
+        FileCount: '10',
+        MaxMegabytes: '64',
+        Filter: '(tcp or udp) and port 0',
+        MinFreeMegabytes: '1',
+        WorkDir: workDir,
+        EndpointUrl: bridge.url,
+        UploadAttempts: '2',
+        RingDirectory: ring,
+        ...overrides,
+      },
+      host,
+      instanceId,
+      region: 'us-east-1',
+      env: awsEnv,
+      timeoutMs: 120_000,
+    });
+  }
+
+  async function probe() {
+    await peer
+      .exec('hping3', ['-S', '-p', '0', '-c', '2', '-i', 'u100000', HOST], { timeoutMs: 20_000 })
+      .catch(() => undefined);
+    await peer
+      .exec('hping3', ['--udp', '-p', '0', '-c', '2', '-i', 'u100000', HOST], {
+        timeoutMs: 20_000,
+      })
+      .catch(() => undefined);
+  }
+
+  beforeAll(async () => {
+    capture = (await packagedCaptureDocument()) as SsmCommandDocument;
+    standby = await packagedStandbyDocument();
+    host = await topology.addHost('lch');
+    peer = await topology.addHost('lcp');
+    await topology.link({
+      a: { ns: host.name, ifname: 'cap0', address: `${HOST}/24` },
+      b: { ns: peer.name, ifname: 'eth0', address: `${PEER}/24` },
+    });
+    bridge = await startLoopbackBridge(host, Number(new URL(motoEndpoint()).port));
+    bucket = uniqueName('tlring-lbc');
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(
+      new PutBucketVersioningCommand({
+        Bucket: bucket,
+        VersioningConfiguration: { Status: 'Enabled' },
+      }),
+    );
+    keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    workDir = await mkdtemp(join(tmpdir(), 'tapline-lbcap-'));
+  });
+
+  afterAll(async () => {
+    if (standby && host) {
+      await runStandby({
+        document: standby,
+        host,
+        instanceId,
+        parameters: ringParameters({ Action: 'stop', KeepFiles: 'false' }),
+      }).catch(() => undefined);
+    }
+    await bridge?.close();
+    await topology.destroy();
+    await rm(root, { recursive: true, force: true });
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  });
+
+  it('captures forward only and says so when the host keeps no ring', {
+    timeout: 120_000,
+  }, async () => {
+    const captureId = newCaptureId();
+    const result = await runCapture(captureId, { LookbackSeconds: '30' });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const report = parseHostReport(result.stdout);
+    expect(report.status).toBe('success');
+    expect(report.errors).toEqual([]);
+    const lookback = parseLookbackReport(JSON.parse(result.finalLine!).lookback);
+    expect(lookback.status).toBe('no-ring');
+    expect(lookback.ring).toBe('absent');
+    expect(report.files.every((f) => !f.lookback)).toBe(true);
+  });
+
+  it('uploads the ring files with the probes sent before the request, then captures forward', {
+    timeout: 150_000,
+  }, async () => {
+    const started = await runStandby({
+      document: standby,
+      host,
+      instanceId,
+      parameters: ringParameters({ Action: 'start' }),
+    });
+    expect(started.report.status, started.run.stderr).toBe('started');
+    await sleep(1000);
+    const probesFrom = Date.now() / 1000;
+    await probe();
+    const probesTo = Date.now() / 1000;
+    await sleep(3000);
+
+    const captureId = newCaptureId();
+    const running = runCapture(captureId, { LookbackSeconds: '6' });
+    // Probes during the forward capture land in the forward files, not the look-back ones.
+    await sleep(2500);
+    await probe();
+    const result = await running;
+    expect(result.exitCode, result.stderr).toBe(0);
+    const report = parseHostReport(result.stdout);
+    expect(report.status, report.errors.join('; ')).toBe('success');
+    const lookback = parseLookbackReport(JSON.parse(result.finalLine!).lookback);
+    expect(lookback.status, lookback.errors.join('; ')).toBe('ok');
+    expect(lookback.rotated).toBe(true);
+    expect(lookback.ring).toBe('running');
+    expect(lookback.windowEnd! - lookback.windowStart!).toBe(6);
+    expect(lookback.coverageStart!).toBeLessThanOrEqual(probesFrom);
+    expect(lookback.coverageEnd!).toBeGreaterThanOrEqual(probesTo);
+
+    const back = report.files.filter((f) => f.lookback);
+    const forward = report.files.filter((f) => !f.lookback);
+    expect(back.length).toBe(lookback.fileCount);
+    expect(forward.length).toBeGreaterThanOrEqual(1);
+    expect(report.fileCount).toBe(report.files.length);
+    expect(report.bytes).toBe(report.files.reduce((n, f) => n + f.size, 0));
+
+    const dir = await mkdtemp(join(tmpdir(), 'tlring-lbc-'));
+    try {
+      const probeTimes = async (files: typeof report.files) => {
+        const times: number[] = [];
+        for (const file of files) {
+          const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: file.key }));
+          expect(head.Metadata?.lookback).toBe(String(file.lookback));
+          expect(head.ServerSideEncryption).toBe('aws:kms');
+          expect(Number(head.Metadata?.['time-start'])).toBe(file.start);
+          expect(Number(head.Metadata?.['time-end'])).toBe(file.end);
+          const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: file.key }));
+          const local = join(dir, file.key.split('/').at(-1)!);
+          await writeFile(local, Buffer.from(await body.Body!.transformToByteArray()));
+          const { stdout } = await run('tshark', [
+            '-n',
+            '-r',
+            local,
+            '-Y',
+            `ip.src == ${PEER} && !icmp && (tcp.dstport == 0 || udp.dstport == 0)`,
+            '-T',
+            'fields',
+            '-e',
+            'frame.time_epoch',
+          ]);
+          for (const t of stdout.split('\n').filter(Boolean)) {
+            const time = Number(t);
+            expect(time).toBeGreaterThanOrEqual(file.start);
+            expect(time).toBeLessThanOrEqual(file.end);
+            times.push(time);
+          }
+        }
+        return times;
+      };
+      const before = await probeTimes(back);
+      // The four probes sent before the request are in the look-back files.
+      expect(before.filter((t) => t >= probesFrom - 1 && t <= probesTo + 1).length).toBe(4);
+      const after = await probeTimes(forward);
+      expect(after.length).toBe(4);
+      expect(Math.min(...after)).toBeGreaterThan(probesTo);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // The ring ran on through the capture.
+    const status = await runStandby({
+      document: standby,
+      host,
+      instanceId,
+      parameters: ringParameters({ Action: 'status' }),
+    });
+    expect(status.report.running).toBe(true);
+    expect(status.report.rotations).toBe(1);
+  });
+});
