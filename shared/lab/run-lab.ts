@@ -164,9 +164,13 @@ async function startTcpdump(
   iface: string,
   file: string,
 ): Promise<() => Promise<void>> {
-  const child = host.spawn('tcpdump', ['-i', iface, '-n', '-U', '-w', file, 'not arp'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = host.spawn(
+    'tcpdump',
+    ['--immediate-mode', '-i', iface, '-n', '-U', '-w', file, 'not arp'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error('tcpdump did not start listening within 10 s')),
@@ -254,6 +258,8 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     cleanups.push(() => rm(work, { recursive: true, force: true }));
     Object.assign(process.env, stack.functionEnvironment, credentials, {
       POWERTOOLS_LOG_LEVEL: process.env.TAPLINE_LAB_LOG_LEVEL ?? 'SILENT',
+      // The handlers' EMF metric lines would mix with the report on stdout.
+      POWERTOOLS_METRICS_DISABLED: 'true',
       RULES_OVERRIDE: JSON.stringify({
         rules: {
           'port-zero': { capture: { durationSeconds: captureSeconds, lookbackMarginSeconds: 60 } },
@@ -377,21 +383,27 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
         outcome?: { captureId?: string; started?: { instanceId: string; why: string }[] };
       }[];
     };
-    const portZero = detected.findings.find((f) => f.rule === 'port-zero');
-    if (!portZero)
+    const portZeroFindings = detected.findings.filter((f) => f.rule === 'port-zero');
+    if (portZeroFindings.length === 0) {
       throw new LabStepError(
         'detect-flow-anomalies',
         `no port-zero finding (got ${detected.findings.map((f) => f.rule).join(', ') || 'none'})`,
       );
-    report.finding = portZero;
+    }
+    // TCP and UDP probes are separate findings; one capture per host wins the NAT's lock and
+    // the other is refused as host-busy, by design.
     const capture = detected.captures.find(
-      (c) => c.fingerprint === portZero.fingerprint && c.status === 'started',
+      (c) =>
+        c.status === 'started' && portZeroFindings.some((f) => f.fingerprint === c.fingerprint),
     );
+    const portZero =
+      portZeroFindings.find((f) => f.fingerprint === capture?.fingerprint) ?? portZeroFindings[0]!;
+    report.finding = portZero;
     const startedOn = capture?.outcome?.started?.[0];
     if (!capture?.outcome?.captureId || !startedOn) {
       throw new LabStepError(
         'detect-flow-anomalies',
-        `the port-zero finding started no capture: ${JSON.stringify(detected.captures).slice(0, 600)}`,
+        `no port-zero finding started a capture: ${JSON.stringify(detected.captures).slice(0, 600)}`,
       );
     }
     if (startedOn.instanceId !== stack.natInstanceId) {
@@ -568,7 +580,14 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
         const out = await clients.s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: key }));
         return Buffer.from(await out.Body!.transformToByteArray());
       };
-      const summary = JSON.parse((await read(layout.completion)).toString('utf8'));
+      // The completion record exists only once every table is written; the summary row is in the
+      // summary table's object.
+      await read(layout.completion);
+      const summaryBytes = await read(layout.tables.summary);
+      const summaryText = (
+        summaryBytes[0] === 0x1f ? gunzipSync(summaryBytes) : summaryBytes
+      ).toString('utf8');
+      const summary = JSON.parse(summaryText.split('\n').find((l) => l.trim()) ?? '{}');
       const zero = Number(summary.port_zero_packets ?? 0);
       portZeroPackets += zero;
       report.files.push({
