@@ -8,6 +8,7 @@ import {
   type CompletedPart,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
   type S3Client,
@@ -27,12 +28,19 @@ import { ResultWriteError } from './errors.ts';
  *   equal → the object is reused (`existing`); different → it is overwritten (`replaced`, a
  *   new version; the completion record pins the version IDs it vouches for), since no
  *   completion record exists yet for this set;
+ * - a stored object that shows no checksum is never taken as "different": it may be one a
+ *   concurrent writer is still completing (moto makes the key visible before it records the
+ *   checksum; treating that as a mismatch made duplicate deliveries write a second version).
+ *   The store asks again with a short back-off and, if the checksum still does not show
+ *   (an object written without one), hashes the stored bytes and compares whole-object SHA-256;
  * - results are produced as streams (JSON lines through gzip) and cut into parts of
  *   PART_BYTES, never built as one string.
  */
 
 export const PART_BYTES = 8 * 1024 * 1024;
 const CONFLICT_RETRIES = 4;
+/** Back-off (ms) between HEADs while a just-created object shows no checksum yet. */
+const CHECKSUM_WAITS_MS = [25, 50, 100, 200, 400];
 
 export interface ResultStore {
   s3: S3Client;
@@ -143,24 +151,72 @@ export async function putResultBytes(
       );
     }
   }
-  return settleExisting(store, key, checksum, body.byteLength, async () => {
+  const digests = { checksum, fullSha256: checksum };
+  return settleExisting(store, key, digests, body.byteLength, async () => {
     const out = await put(false);
     return out.VersionId ?? null;
   });
 }
 
-/** After a 412: reuse an identical object, or replace a different one. */
+/** SHA-256 (base64) of a stored object version, streamed. */
+async function hashStored(
+  store: ResultStore,
+  key: string,
+  versionId: string | null,
+): Promise<string> {
+  const out = await store.s3.send(
+    new GetObjectCommand({
+      Bucket: store.bucket,
+      Key: key,
+      ...(versionId ? { VersionId: versionId } : {}),
+    }),
+  );
+  const hash = createHash('sha256');
+  for await (const chunk of out.Body as AsyncIterable<Uint8Array>) hash.update(chunk);
+  return hash.digest('base64');
+}
+
+/** What a writer knows of its own bytes: the S3-style checksum and the whole-object SHA-256. */
+interface OurDigests {
+  /** Base64 digest, or composite `…-N` for multipart. */
+  checksum: string;
+  /** Base64 SHA-256 of all the bytes (equals `checksum` for a single PUT). */
+  fullSha256: string;
+}
+
+/**
+ * After a 412: reuse an identical object, or replace a different one. "Identical" is decided
+ * on the stored checksum; while none shows (a concurrent writer still completing the object)
+ * the HEAD is repeated, and an object that never shows one is hashed.
+ */
 async function settleExisting(
   store: ResultStore,
   key: string,
-  checksum: string,
+  ours: OurDigests,
   bytes: number,
   overwrite: () => Promise<string | null>,
 ): Promise<WrittenObject> {
+  const { checksum } = ours;
   try {
-    const existing = await storedChecksum(store, key);
-    if (existing.checksum === stripPartSuffix(checksum)) {
-      store.logger.info('result object already written by an earlier attempt; reused', { key });
+    let existing = await storedChecksum(store, key);
+    for (const wait of CHECKSUM_WAITS_MS) {
+      if (existing.checksum !== undefined) break;
+      await sleep(wait);
+      existing = await storedChecksum(store, key);
+    }
+    const same =
+      existing.checksum !== undefined
+        ? existing.checksum === stripPartSuffix(checksum)
+        : (await hashStored(store, key, existing.versionId)) === ours.fullSha256;
+    if (same) {
+      store.logger.info(
+        'result object already written by an earlier or concurrent attempt; reused',
+        {
+          key,
+          versionId: existing.versionId,
+          comparedBy: existing.checksum !== undefined ? 'checksum' : 'content-hash',
+        },
+      );
       return {
         key,
         versionId: existing.versionId,
@@ -199,6 +255,8 @@ class PartUploader {
   private uploadId: string | undefined;
   private readonly parts: CompletedPart[] = [];
   private readonly digests: Buffer[] = [];
+  /** Whole-object SHA-256, to compare with a stored object that shows no checksum. */
+  private readonly whole = createHash('sha256');
   bytes = 0;
 
   constructor(store: ResultStore, key: string, contentType: string) {
@@ -209,6 +267,7 @@ class PartUploader {
 
   async push(chunk: Buffer): Promise<void> {
     this.chunks.push(chunk);
+    this.whole.update(chunk);
     this.buffered += chunk.byteLength;
     this.bytes += chunk.byteLength;
     if (this.buffered >= PART_BYTES) await this.flushPart();
@@ -293,7 +352,8 @@ class PartUploader {
       }
     }
     try {
-      const settled = await settleExisting(this.store, this.key, checksum, this.bytes, async () => {
+      const digests = { checksum, fullSha256: this.whole.digest('base64') };
+      const settled = await settleExisting(this.store, this.key, digests, this.bytes, async () => {
         const out = await complete(false);
         return out.VersionId ?? null;
       });

@@ -2,12 +2,19 @@ import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
   PutBucketVersioningCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../shared/observability.ts';
 import {
@@ -118,5 +125,119 @@ describe('result objects are written once per key', () => {
     expect(await versions(key)).toBe(2);
     const stored = JSON.parse(gunzipSync(await body(key)).toString());
     expect(stored.text.length).toBeGreaterThan(PART_BYTES);
+  });
+});
+
+/**
+ * A store whose S3 client forwards to moto, except that the first `misses` HEADs of `key`
+ * answer without the checksum: what a reader sees of an object another writer is still
+ * completing (moto makes the key visible before it records the checksum algorithm; a
+ * checksum-less object left by another tool looks the same for good).
+ */
+function storeWithChecksumlessHeads(misses: number): ResultStore & { heads: () => number } {
+  const client = new S3Client({ region: 'us-east-1' });
+  const mock = mockClient(client);
+  let heads = 0;
+  mock.onAnyCommand().callsFake(async (input: any) => {
+    throw new Error(`unexpected command ${JSON.stringify(input)}`);
+  });
+  for (const Command of [
+    HeadObjectCommand,
+    GetObjectCommand,
+    PutObjectCommand,
+    CreateMultipartUploadCommand,
+    UploadPartCommand,
+    CompleteMultipartUploadCommand,
+    AbortMultipartUploadCommand,
+  ] as const) {
+    mock.on(Command as any).callsFake(async (input: any) => {
+      const out: any = await clients.s3.send(new (Command as any)(input));
+      if (Command === HeadObjectCommand) {
+        heads += 1;
+        if (heads <= misses) {
+          const { ChecksumSHA256: _dropped, ChecksumType: _type, ...rest } = out;
+          return rest;
+        }
+      }
+      return out;
+    });
+  }
+  return { ...store, s3: client, heads: () => heads };
+}
+
+describe('concurrent duplicate writers', () => {
+  it('gives 10 concurrent writers of identical content one version per object, round after round', async () => {
+    const rows = Array.from({ length: 300 }, (_, i) => ({ i, a: `10.0.0.${i % 250}`, port: i }));
+    for (let round = 0; round < 6; round++) {
+      const prefix = `results/${uniqueName('race')}`;
+      const outcomes = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          Promise.all([
+            putResultBytes(
+              store,
+              `${prefix}/summary.json`,
+              Buffer.from('{"r":1}\n'),
+              'application/json',
+            ),
+            putResultJsonLines(store, `${prefix}/conversations.jsonl.gz`, rows),
+          ]),
+        ),
+      );
+      for (const [index, key] of [
+        `${prefix}/summary.json`,
+        `${prefix}/conversations.jsonl.gz`,
+      ].entries()) {
+        const mine = outcomes.map((o) => o[index]!);
+        expect(await versions(key), key).toBe(1);
+        expect(
+          mine.filter((o) => o.outcome === 'replaced'),
+          key,
+        ).toEqual([]);
+        expect(new Set(mine.map((o) => o.versionId)).size, key).toBe(1);
+      }
+    }
+  });
+
+  it('does not replace an identical object whose checksum is not visible yet', async () => {
+    const key = `results/${uniqueName('t')}/dns.jsonl.gz`;
+    const rows = [{ qname: 'example.com' }];
+    const first = await putResultJsonLines(store, key, rows);
+    const racing = storeWithChecksumlessHeads(2);
+    const second = await putResultJsonLines(racing, key, rows);
+    expect(second).toMatchObject({ outcome: 'existing', versionId: first.versionId });
+    expect(racing.heads()).toBe(3);
+    expect(await versions(key)).toBe(1);
+  });
+
+  it('hashes the stored bytes when an object never shows a checksum: identical is reused, different replaced', async () => {
+    const key = `results/${uniqueName('t')}/summary.json`;
+    const first = await putResultBytes(store, key, Buffer.from('{"a":1}\n'), 'application/json');
+    const same = await putResultBytes(
+      storeWithChecksumlessHeads(1000),
+      key,
+      Buffer.from('{"a":1}\n'),
+      'application/json',
+    );
+    expect(same).toMatchObject({ outcome: 'existing', versionId: first.versionId });
+    expect(await versions(key)).toBe(1);
+    const different = await putResultBytes(
+      storeWithChecksumlessHeads(1000),
+      key,
+      Buffer.from('{"a":2}\n'),
+      'application/json',
+    );
+    expect(different.outcome).toBe('replaced');
+    expect(await versions(key)).toBe(2);
+  });
+
+  it('recognises an identical multipart object by hashing it when its checksum never shows', async () => {
+    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const seed = randomBytes(PART_BYTES + 1024 * 1024).toString('base64');
+    const rows = () => [{ noise: seed }];
+    const first = await putResultJsonLines(store, key, rows());
+    expect(first.checksumSha256).toMatch(/-2$/);
+    const second = await putResultJsonLines(storeWithChecksumlessHeads(1000), key, rows());
+    expect(second).toMatchObject({ outcome: 'existing', versionId: first.versionId });
+    expect(await versions(key)).toBe(1);
   });
 });
