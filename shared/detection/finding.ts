@@ -42,7 +42,11 @@ export interface Finding {
 }
 
 export interface SuggestedCapture {
-  /** Hints for target resolution, from the evidence records. */
+  /**
+   * What the evidence records say about where the traffic was logged. The request's targets
+   * use the interface (else the address); `instanceIds` (v3+ `instance-id`) is informative
+   * only and never bypasses target resolution.
+   */
   where: {
     instanceIds: string[];
     interfaceIds: string[];
@@ -149,14 +153,18 @@ export function toFinding(raw: RawFinding, ctx: FindingContext): Finding {
     addresses,
   };
 
-  // Where: the interface that logged the records sees the traffic. Prefer its instance, then
-  // the ENI, then the internal address for target resolution.
+  // Where: the design's resolution order (the instance when tagged for capture, else the NAT or
+  // appliance its route table sends the peer's traffic through, else a sensor in the VPC) runs
+  // from the interface that logged the records, or from the internal address. A record's
+  // instance-id (v3+ formats) is never a target by itself: naming it would skip the capture
+  // tag, the route and the sensor (an untagged workload would be captured on, or the request
+  // fail instead of reaching the NAT that sees the traffic). It stays in `where` and in the
+  // evidence records, for people; resolution finds the same instance through its ENI when it
+  // is the right host.
   const internalAddr = addresses.find((a) => internal.containsText(a));
   const peer = addresses.find((a) => a !== internalAddr);
   let targets: CaptureRequestInput['targets'];
-  if (where.instanceIds.length > 0) {
-    targets = { kind: 'instances', instanceIds: where.instanceIds };
-  } else if (where.interfaceIds.length > 0) {
+  if (where.interfaceIds.length > 0) {
     targets = {
       kind: 'eni',
       eniId: where.interfaceIds[0]!,

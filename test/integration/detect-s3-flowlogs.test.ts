@@ -139,8 +139,9 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
     ]);
     expect(gets).toEqual([{ key }]);
     expect(captures.map((c) => c.targets)).toContainEqual({
-      kind: 'instances',
-      instanceIds: ['i-0202000000000001a'],
+      kind: 'eni',
+      eniId: 'eni-0202000000000001a',
+      peerAddress: '10.202.1.2',
     });
     expect(response.captures.every((c) => c.status === 'started')).toBe(true);
   });

@@ -146,10 +146,13 @@ describe('CloudWatch Logs subscription payloads', () => {
     const zero = report.findings.find(
       (f) => f.fingerprint === 'port-zero:tcp:10.202.1.1:10.202.1.2',
     )!;
-    // instance-id in the records → the capture targets that instance
+    // instance-id in the records is a hint for people only: the capture goes through target
+    // resolution from the interface that logged the records, as for v2 records.
+    expect(zero.capture.where.instanceIds).toEqual(['i-0202000000000001a']);
     expect(zero.capture.request.targets).toEqual({
-      kind: 'instances',
-      instanceIds: ['i-0202000000000001a'],
+      kind: 'eni',
+      eniId: 'eni-0202000000000001a',
+      peerAddress: '10.202.1.2',
     });
   });
 });

@@ -1,0 +1,96 @@
+/**
+ * Findings from flow records go through the design's target resolution whatever the record
+ * format: a v5 record's instance-id names the workload that logged the traffic, which is not
+ * necessarily a host Tapline may or can capture on (untagged; its traffic is seen by the NAT).
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseCaptureRequest } from '../../shared/capture/request.ts';
+import { detectBatch } from '../../shared/detection/detect.ts';
+import { silentLogger } from '../../shared/observability.ts';
+import { defaultRules } from '../../shared/rules/config.ts';
+import { resolveTargets, type TargetDeps } from '../../shared/targets/resolve.ts';
+import {
+  type CaptureWorld,
+  makeCaptureWorld,
+  makeTopology,
+  runInstance,
+  type Topology,
+} from '../fixtures/capture/world.ts';
+
+const V5 =
+  'version account-id interface-id instance-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status tcp-flags flow-direction';
+const V2 =
+  'version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status';
+const PEER = '192.0.2.7';
+
+/** One port-0 TCP flow from the host to an internet peer, in the given format. */
+function flowLines(
+  host: { instanceId: string; eniId: string; privateIp: string },
+  version: 2 | 5,
+): string {
+  const tail = `${host.privateIp} ${PEER} 40000 0 6 3 120 1795424204 1795424204 ACCEPT OK`;
+  return version === 5
+    ? `${V5}\n5 123456789012 ${host.eniId} ${host.instanceId} ${tail} 2 egress\n`
+    : `${V2}\n2 123456789012 ${host.eniId} ${tail}\n`;
+}
+
+async function findingFor(text: string) {
+  const { findings } = await detectBatch(
+    {
+      source: 'test',
+      header: 'auto',
+      async feed(scanner) {
+        scanner.push(Buffer.from(text));
+      },
+    },
+    { rules: defaultRules(), clock: () => new Date(1_795_424_500_000) },
+  );
+  const finding = findings.find((f) => f.rule === 'port-zero');
+  expect(finding).toBeDefined();
+  return finding!;
+}
+
+describe('finding targets follow the resolution order for every record format', () => {
+  let world: CaptureWorld;
+  let topo: Topology;
+  let deps: TargetDeps;
+
+  beforeAll(async () => {
+    world = await makeCaptureWorld();
+    topo = await makeTopology(world, 79);
+    deps = {
+      ec2: world.clients.ec2,
+      captureTag: world.config.CAPTURE_TAG,
+      sensorTag: world.config.SENSOR_TAG,
+      logger: silentLogger,
+    };
+  });
+
+  it('sends a v5 finding on an untagged workload to the NAT its route table uses, like v2', async () => {
+    const v5 = await findingFor(flowLines(topo.workload, 5));
+    const v2 = await findingFor(flowLines(topo.workload, 2));
+    expect(v5.capture.request.targets).toEqual({
+      kind: 'eni',
+      eniId: topo.workload.eniId,
+      peerAddress: PEER,
+    });
+    expect(v5.capture.request.targets).toEqual(v2.capture.request.targets);
+    // The instance-id stays visible to people, in `where` and the evidence records.
+    expect(v5.capture.where.instanceIds).toEqual([topo.workload.instanceId]);
+    expect(v5.evidence[0]!['instance-id']).toBe(topo.workload.instanceId);
+
+    const request = parseCaptureRequest(v5.capture.request);
+    const { targets } = await resolveTargets(request.targets, deps);
+    expect(targets.map((t) => [t.instanceId, t.via])).toEqual([[topo.nat.instanceId, 'route']]);
+  });
+
+  it('still captures on the instance itself when it is tagged for capture', async () => {
+    const tagged = await runInstance(world.clients.ec2, topo.privateSubnetId, [world.tags.capture]);
+    const finding = await findingFor(flowLines(tagged, 5));
+    const { targets } = await resolveTargets(
+      parseCaptureRequest(finding.capture.request).targets,
+      deps,
+    );
+    expect(targets.map((t) => [t.instanceId, t.via])).toEqual([[tagged.instanceId, 'self']]);
+  });
+});
