@@ -5,6 +5,11 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** An optional string where empty or blank means "not set" (a stage param left at ""). */
+const optionalText = z.preprocess(
+  (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+  z.string().optional(),
+);
 const csv = z.string().transform((v) =>
   v
     .split(',')
@@ -46,10 +51,13 @@ export const configSchema = z.object({
   ROLLING_TAG: z.string().min(1).default('tapline:rolling=true'),
   ROLLING_INTERVAL_SECONDS: int(60, 86_400).default(3600),
   MIN_FREE_MEGABYTES: int(0, 10_000_000).default(1024),
-  /** Flow-log format string for CloudWatch Logs subscriptions (S3 objects carry their header). */
-  FLOW_LOG_FORMAT: z.string().min(1).optional(),
-  /** Inline JSON rule overrides for this stage (merged over rules/default-rules.json). */
-  RULES_OVERRIDE: z.string().optional(),
+  /**
+   * Flow-log format string for CloudWatch Logs subscriptions (S3 objects carry their header).
+   * Unset, empty or blank: the AWS default (v2) format.
+   */
+  FLOW_LOG_FORMAT: optionalText,
+  /** Inline JSON rule overrides for this stage (merged over rules/default-rules.json); empty: none. */
+  RULES_OVERRIDE: optionalText,
   /** Per-TCP-stream carving in process-pcap: off, all, or findings. */
   CARVE_MODE: z.enum(['off', 'all', 'findings']).default('off'),
   ALLOWED_REQUESTERS: csv.optional(),

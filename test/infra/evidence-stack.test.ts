@@ -1,5 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the expected values are CloudFormation Fn::Sub strings
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../shared/config.ts';
+import { loadRules } from '../../shared/rules/config.ts';
 import { type PackagedTemplate, packagedTemplate } from '../support/template.ts';
 
 // Every property the stack promises, asserted on the template `serverless package` writes (what
@@ -18,6 +20,7 @@ type Statement = {
 let pkg: PackagedTemplate;
 let resources: Record<string, Resource>;
 
+const RULES_OVERRIDE = '{"rules":{"port-scan":{"distinctPorts":50}}}';
 /** One more packaging with every tunable this file checks, so the params are shown to flow. */
 const TUNED = {
   objectLockMode: 'COMPLIANCE',
@@ -25,6 +28,7 @@ const TUNED = {
   processorTimeoutSeconds: '600',
   processingVisibilityTimeoutSeconds: '3600',
   requireCaptureHostTag: 'true',
+  rulesOverride: RULES_OVERRIDE,
 };
 let tuned: PackagedTemplate;
 const tunedTemplate = async () => tuned;
@@ -468,6 +472,24 @@ describe('functions', () => {
     expect(props('DetectFlowAnomaliesLambdaFunction').Environment.Variables.FLOW_LOG_FORMAT).toBe(
       'version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status',
     );
+    // No stage rule override by default: the repository's rules.
+    expect(props('DetectFlowAnomaliesLambdaFunction').Environment.Variables.RULES_OVERRIDE).toBe(
+      '',
+    );
+  });
+
+  it('the rulesOverride param reaches the detector as RULES_OVERRIDE, and the rules load from it', async () => {
+    const tunedEnv = (await tunedTemplate()).template.Resources.DetectFlowAnomaliesLambdaFunction!
+      .Properties!.Environment.Variables;
+    expect(tunedEnv.RULES_OVERRIDE).toBe(RULES_OVERRIDE);
+    const config = parseConfig({ ...tunedEnv, AWS_REGION: 'us-east-1' });
+    expect(loadRules(config.RULES_OVERRIDE).rules['port-scan'].distinctPorts).toBe(50);
+    const defaults = parseConfig({
+      ...props('DetectFlowAnomaliesLambdaFunction').Environment.Variables,
+      AWS_REGION: 'us-east-1',
+    });
+    expect(defaults.RULES_OVERRIDE).toBeUndefined();
+    expect(loadRules(defaults.RULES_OVERRIDE).rules['port-scan'].distinctPorts).toBe(20);
   });
 
   it('asynchronous invocations retry a bounded number of times before the DLQ', () => {
@@ -730,7 +752,8 @@ describe('VPC Flow Logs input', () => {
       'detail-type': ['Object Created'],
       detail: {
         bucket: { name: [{ Ref: 'FlowLogBucketName' }] },
-        object: { key: [{ suffix: '.log.gz' }] },
+        // Text delivery (.log.gz) and Parquet delivery (.log.parquet).
+        object: { key: [{ suffix: '.log.gz' }, { suffix: '.log.parquet' }] },
       },
     });
     const target = rule.Properties?.Targets[0];

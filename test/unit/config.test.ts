@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../shared/config.ts';
 import { ConfigError, TaplineError } from '../../shared/errors.ts';
+import { resolveFlowLogFormat } from '../../shared/flowlogs/format.ts';
 
 const minimal = {
   STAGE: 'dev',
@@ -44,5 +45,20 @@ describe('parseConfig', () => {
 
   it('turns the kill switch off only on an explicit false', () => {
     expect(parseConfig({ ...minimal, CAPTURES_ENABLED: 'false' }).CAPTURES_ENABLED).toBe(false);
+  });
+
+  it('takes an empty or blank FLOW_LOG_FORMAT / RULES_OVERRIDE (a stage param left "") as unset', () => {
+    for (const blank of ['', '   ']) {
+      const config = parseConfig({ ...minimal, FLOW_LOG_FORMAT: blank, RULES_OVERRIDE: blank });
+      expect(config.FLOW_LOG_FORMAT).toBeUndefined();
+      expect(config.RULES_OVERRIDE).toBeUndefined();
+      // ... which the detector reads as the AWS default format.
+      expect(resolveFlowLogFormat(config.FLOW_LOG_FORMAT).fields).toEqual(
+        resolveFlowLogFormat(undefined).fields,
+      );
+    }
+    const custom = 'version interface-id srcaddr dstaddr';
+    expect(parseConfig({ ...minimal, FLOW_LOG_FORMAT: custom }).FLOW_LOG_FORMAT).toBe(custom);
+    expect(parseConfig({ ...minimal, RULES_OVERRIDE: '{"a":1}' }).RULES_OVERRIDE).toBe('{"a":1}');
   });
 });
