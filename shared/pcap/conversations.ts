@@ -1,5 +1,5 @@
 import { ipv4ToString, ipv6ToString } from './address.ts';
-import { communityId } from './community-id.ts';
+import { communityIdFromWords } from './community-id.ts';
 import type { Conversation, TopTalker } from './types.ts';
 
 /**
@@ -34,10 +34,6 @@ const ST_FIN_B = 2;
 const ST_RST = 4;
 const ST_SYN_SEQ = 8;
 
-const SCRATCH4A = new Uint8Array(4);
-const SCRATCH4B = new Uint8Array(4);
-const SCRATCH16A = new Uint8Array(16);
-const SCRATCH16B = new Uint8Array(16);
 /** tcpFlags arrays shared per flag combination (read-only by convention). */
 const FLAG_LISTS: string[][] = Array.from({ length: 256 }, (_, bits) =>
   FLAG_NAMES.filter(([bit]) => bits & bit).map(([, n]) => n),
@@ -308,14 +304,15 @@ export class ConversationTable {
   communityId(i: number): string {
     const proto = this.proto[i]!;
     const icmp = proto === 1 || proto === 58;
-    const v6 = this.v6[i] === 1;
-    return communityId({
-      src: this.addrBytes(i, 0, v6 ? SCRATCH16A : SCRATCH4A),
-      dst: this.addrBytes(i, 1, v6 ? SCRATCH16B : SCRATCH4B),
+    return communityIdFromWords(
       proto,
-      sport: icmp ? this.icmpType[i]! : this.aPort[i]!,
-      dport: icmp ? this.icmpCode[i]! : this.bPort[i]!,
-    });
+      this.v6[i] === 1,
+      this.addr,
+      i * 8,
+      i * 8 + 4,
+      icmp ? this.icmpType[i]! : this.aPort[i]!,
+      icmp ? this.icmpCode[i]! : this.bPort[i]!,
+    );
   }
 
   toConversation(i: number): Conversation {
@@ -344,49 +341,86 @@ export class ConversationTable {
     return out;
   }
 
+  /**
+   * The `n` addresses with the most bytes (then packets) over all conversations. IPv4
+   * addresses are totalled in an open-addressing table of 32-bit keys (no object per
+   * address), IPv6 by text; ties beyond the cut go to the address seen first (IPv4 before
+   * IPv6), and the winners are ordered by bytes, packets, then address text.
+   */
   topTalkers(n: number): TopTalker[] {
-    // IPv4 keyed by number, IPv6 by text: strings only for the winners
-    const v4 = new Map<number, { packets: number; bytes: number }>();
-    const v6 = new Map<string, { packets: number; bytes: number }>();
+    if (n <= 0 || this.count === 0) return [];
     const a = this.addr;
+    let slots = 16;
+    while (slots < this.count * 4) slots *= 2;
+    const mask = slots - 1;
+    const slotOf = new Int32Array(slots).fill(-1);
+    const keys = new Uint32Array(this.count * 2);
+    const packets4 = new Float64Array(this.count * 2);
+    const bytes4 = new Float64Array(this.count * 2);
+    let n4 = 0;
+    const v6 = new Map<string, { packets: number; bytes: number }>();
     for (let i = 0; i < this.count; i++) {
       const packets = this.pAB[i]! + this.pBA[i]!;
       const bytes = this.bAB[i]! + this.bBA[i]!;
       for (let side = 0; side < 2; side++) {
-        let t: { packets: number; bytes: number } | undefined;
         if (this.v6[i]) {
           const key = this.addrString(i, side as 0 | 1);
-          t = v6.get(key);
+          let t = v6.get(key);
           if (!t) {
             t = { packets: 0, bytes: 0 };
             v6.set(key, t);
           }
-        } else {
-          const key = a[i * 8 + side * 4 + 3]!;
-          t = v4.get(key);
-          if (!t) {
-            t = { packets: 0, bytes: 0 };
-            v4.set(key, t);
-          }
+          t.packets += packets;
+          t.bytes += bytes;
+          continue;
         }
-        t.packets += packets;
-        t.bytes += bytes;
+        const key = a[i * 8 + side * 4 + 3]!;
+        let h = Math.imul(key, 0x9e3779b1) >>> 0;
+        let e: number;
+        for (;;) {
+          e = slotOf[h & mask]!;
+          if (e < 0 || keys[e] === key) break;
+          h++;
+        }
+        if (e < 0) {
+          e = n4++;
+          slotOf[h & mask] = e;
+          keys[e] = key;
+        }
+        packets4[e]! += packets;
+        bytes4[e]! += bytes;
       }
     }
-    const all: TopTalker[] = [];
-    for (const [k, t] of v4) all.push({ addr: '', key4: k, ...t } as TopTalker & { key4: number });
-    for (const [k, t] of v6) all.push({ addr: k, ...t });
-    const top = all
-      .sort((x, y) => y.bytes - x.bytes || y.packets - x.packets)
-      .slice(0, n)
-      .map((t) => {
-        const k = (t as TopTalker & { key4?: number }).key4;
-        return {
-          addr: k === undefined ? t.addr : ipv4ToString(k),
-          packets: t.packets,
-          bytes: t.bytes,
-        };
-      });
+    // candidates ranked by bytes, packets, then first seen (IPv4 entries before IPv6 ones)
+    const six = [...v6];
+    const total = n4 + six.length;
+    const bytesOf = (r: number) => (r < n4 ? bytes4[r]! : six[r - n4]![1].bytes);
+    const packetsOf = (r: number) => (r < n4 ? packets4[r]! : six[r - n4]![1].packets);
+    const before = (x: number, y: number) => {
+      const bx = bytesOf(x);
+      const by = bytesOf(y);
+      if (bx !== by) return bx > by;
+      const px = packetsOf(x);
+      const py = packetsOf(y);
+      if (px !== py) return px > py;
+      return x < y;
+    };
+    const best: number[] = [];
+    for (let r = 0; r < total; r++) {
+      if (best.length === n && !before(r, best[n - 1]!)) continue;
+      let k = best.length < n ? best.length : n - 1;
+      best[k] = r;
+      while (k > 0 && before(r, best[k - 1]!)) {
+        best[k] = best[k - 1]!;
+        best[k - 1] = r;
+        k--;
+      }
+    }
+    const top = best.map((r) => ({
+      addr: r < n4 ? ipv4ToString(keys[r]!) : six[r - n4]![0],
+      packets: packetsOf(r),
+      bytes: bytesOf(r),
+    }));
     return top.sort(
       (x, y) => y.bytes - x.bytes || y.packets - x.packets || (x.addr < y.addr ? -1 : 1),
     );

@@ -1,0 +1,148 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { conversationJson, conversationJsonText } from '../../bin/commands/summarize.ts';
+import { ipv4ToString } from '../../shared/pcap/address.ts';
+import { PcapAnalyzer } from '../../shared/pcap/analyze.ts';
+import { communityId, communityIdFromWords } from '../../shared/pcap/community-id.ts';
+import { ConversationTable } from '../../shared/pcap/conversations.ts';
+import { analyzePcap, readFileChunks } from '../../shared/pcap/index.ts';
+import type { TopTalker } from '../../shared/pcap/types.ts';
+
+// The fast output paths (conversation JSON text, Community ID from address words, the
+// typed top-talker table) against the straightforward code they replace, on every corpus file
+// and on random tables.
+
+const CORPUS = join(import.meta.dirname, '../../../shared/corpus');
+const files = readdirSync(CORPUS).filter((f) => /\.(pcap|pcapng)$/.test(f));
+
+/** The obvious top talkers: one object per address in a Map, a stable sort, a slice. */
+function referenceTopTalkers(t: ConversationTable, n: number): TopTalker[] {
+  const v4 = new Map<number, { packets: number; bytes: number }>();
+  const v6 = new Map<string, { packets: number; bytes: number }>();
+  for (let i = 0; i < t.count; i++) {
+    const packets = t.pAB[i]! + t.pBA[i]!;
+    const bytes = t.bAB[i]! + t.bBA[i]!;
+    for (const side of [0, 1] as const) {
+      const map = t.v6[i] ? v6 : v4;
+      const key = t.v6[i] ? t.addrString(i, side) : t.addr[i * 8 + side * 4 + 3]!;
+      const e = (map as Map<unknown, { packets: number; bytes: number }>).get(key) ?? {
+        packets: 0,
+        bytes: 0,
+      };
+      e.packets += packets;
+      e.bytes += bytes;
+      (map as Map<unknown, { packets: number; bytes: number }>).set(key, e);
+    }
+  }
+  const all = [
+    ...[...v4].map(([k, e]) => ({ addr: ipv4ToString(k), ...e })),
+    ...[...v6].map(([k, e]) => ({ addr: k, ...e })),
+  ];
+  return all
+    .sort((x, y) => y.bytes - x.bytes || y.packets - x.packets)
+    .slice(0, n)
+    .sort((x, y) => y.bytes - x.bytes || y.packets - x.packets || (x.addr < y.addr ? -1 : 1));
+}
+
+describe('conversation output fast paths on the corpus', () => {
+  it.each(files)('%s', async (file) => {
+    const conversations: ReturnType<ConversationTable['toConversation']>[] = [];
+    let analyzer: PcapAnalyzer | undefined;
+    try {
+      const r = await analyzePcap(readFileChunks(join(CORPUS, file)), {
+        onConversations: (batch) => {
+          conversations.push(...batch);
+        },
+      });
+      expect(conversations).toHaveLength(r.conversationCount);
+    } catch {
+      return; // unreadable files (bad magic) have no conversations: covered elsewhere
+    }
+    for (const c of conversations) {
+      expect(conversationJsonText(c)).toBe(JSON.stringify(conversationJson(c)));
+    }
+    // the table itself: feed the same bytes to an analyzer we keep
+    analyzer = new PcapAnalyzer({});
+    for await (const chunk of readFileChunks(join(CORPUS, file))) analyzer.reader.push(chunk);
+    analyzer.reader.end();
+    const table = analyzer.conversations;
+    for (const n of [1, 3, 20, 1000]) {
+      expect(table.topTalkers(n)).toEqual(referenceTopTalkers(table, n));
+    }
+  });
+});
+
+describe('top talkers', () => {
+  it('equal the reference for random tables (ties, IPv4 and IPv6 mixed)', () => {
+    const word = fc.integer({ min: 0, max: 7 }); // few distinct addresses: many ties
+    const conv = fc.record({
+      v6: fc.boolean(),
+      a: word,
+      b: word,
+      packets: fc.integer({ min: 1, max: 3 }),
+      bytes: fc.constantFrom(60, 100, 1500),
+    });
+    fc.assert(
+      fc.property(fc.array(conv, { maxLength: 60 }), fc.integer({ min: 1, max: 25 }), (cs, n) => {
+        const t = new ConversationTable(1000);
+        const x = new Uint32Array(9);
+        cs.forEach((c, k) => {
+          x.fill(0);
+          x[3] = c.a;
+          x[7] = c.b;
+          if (c.v6) {
+            x[0] = 0x20010db8;
+            x[4] = 0x20010db8;
+          }
+          const i = t.lookup(17, c.v6 ? 1 : 0, x, 0, 1000 + k, 53, 0);
+          for (let p = 0; p < c.packets; p++) t.count1(i, t.reversed, c.bytes, 0);
+        });
+        expect(t.topTalkers(n)).toEqual(referenceTopTalkers(t, n));
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('Community ID from address words', () => {
+  it('equals communityId on the same tuple as bytes', () => {
+    const bytesOf = (x: Uint32Array, at: number, v6: boolean) => {
+      const out = new Uint8Array(v6 ? 16 : 4);
+      const first = v6 ? 0 : 3;
+      for (let k = first; k < 4; k++) {
+        const w = x[at + k]!;
+        out.set([w >>> 24, (w >>> 16) & 255, (w >>> 8) & 255, w & 255], (k - first) * 4);
+      }
+      return out;
+    };
+    const w32 = fc.integer({ min: 0, max: 0xffffffff });
+    fc.assert(
+      fc.property(
+        fc.boolean(),
+        fc.array(w32, { minLength: 8, maxLength: 8 }),
+        fc.boolean(),
+        fc.constantFrom(6, 17, 1, 58, 132, 47),
+        fc.integer({ min: 0, max: 65535 }),
+        fc.integer({ min: 0, max: 65535 }),
+        (v6, words, sameAddr, proto, p1, p2) => {
+          const x = Uint32Array.from(words);
+          if (sameAddr) x.copyWithin(4, 0, 4);
+          const icmp = proto === 1 || proto === 58;
+          const sport = icmp ? p1 & 255 : p1;
+          const dport = icmp ? p2 & 255 : p2;
+          const expected = communityId({
+            proto,
+            src: bytesOf(x, 0, v6),
+            dst: bytesOf(x, 4, v6),
+            sport,
+            dport,
+          });
+          expect(communityIdFromWords(proto, v6, x, 0, 4, sport, dport)).toBe(expected);
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+});
