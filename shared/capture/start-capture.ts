@@ -24,7 +24,7 @@ import {
   overallState,
   updateManifest,
 } from '../evidence/manifest.ts';
-import type { EvidenceStore } from '../evidence/store.ts';
+import { type EvidenceStore, getJson } from '../evidence/store.ts';
 import { publishEvent, type TaplineEventType } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
 import { checkSsmOnline } from '../targets/online.ts';
@@ -67,6 +67,14 @@ export interface CaptureOutcome {
   deadline?: string | undefined;
   /** Set when the SSM online status could not be determined (reported, not fatal). */
   ssmAvailabilityUnknown?: string | undefined;
+  /**
+   * false: a repeated cooldown refusal that was not written or published, because the first
+   * refusal of this fingerprint on these hosts in the current cooldown window already was
+   * (`manifestKey` then names no object). Absent or true: recorded as usual.
+   */
+  recorded?: boolean | undefined;
+  /** Set with recorded: false: the capture IDs whose refusals reported this window. */
+  reportedBy?: string[] | undefined;
 }
 
 export interface CaptureClients {
@@ -146,6 +154,77 @@ function fingerprintOf(request: CaptureRequest): string | undefined {
   return request.fingerprint ?? request.finding?.fingerprint;
 }
 
+/** The refusal-notice marker of a cooldown: one recorded refusal per window and host. */
+export function refusalNoticeKey(fingerprint: string, instanceId: string): string {
+  return cooldownKey(fingerprint, instanceId).replace(/\.json$/, '.refusal-notice.json');
+}
+
+/** A live cooldown of `fingerprint` on a host, read without writing anything. */
+async function liveCooldown(
+  store: EvidenceStore,
+  fingerprint: string,
+  instanceId: string,
+  at: Date,
+): Promise<Lease | undefined> {
+  const lease = (await getJson<Lease>(store, cooldownKey(fingerprint, instanceId)))?.value;
+  const live = lease?.state === 'held' && Date.parse(lease.expiresAt) > at.getTime();
+  return live ? lease : undefined;
+}
+
+function cooldownRefusal(fingerprint: string, instanceId: string, holder: Lease | undefined) {
+  return {
+    instanceId,
+    reason: 'cooldown' as const,
+    message: `${fingerprint} already started a capture on ${instanceId} (${holder?.captureId ?? '?'}); next allowed after ${holder?.expiresAt ?? '?'}`,
+    details: { holder: holder?.captureId, until: holder?.expiresAt },
+  };
+}
+
+/**
+ * Rate limit for refusal floods (a detector re-reporting one anomaly while its host cools
+ * down): when every refusal is a cooldown refusal, only the first per fingerprint, host and
+ * cooldown window is recorded (manifest) and published. Each host's first refusal creates a
+ * notice marker next to the cooldown (IfNoneMatch, expiring with the cooldown); a request whose
+ * hosts all have a notice already is not recorded. Returns the capture IDs that reported, or
+ * undefined when this refusal is to be recorded.
+ */
+async function alreadyReported(
+  store: EvidenceStore,
+  fingerprint: string | undefined,
+  refused: Refusal[],
+  captureId: string,
+  at: Date,
+): Promise<string[] | undefined> {
+  if (!fingerprint || refused.length === 0) return undefined;
+  if (!refused.every((r) => r.reason === 'cooldown' && r.instanceId)) return undefined;
+  const reporters: string[] = [];
+  let first = false;
+  await Promise.all(
+    refused.map(async (r) => {
+      const until = (r.details?.until as string | undefined) ?? at.toISOString();
+      const notice = {
+        kind: 'cooldown',
+        state: 'held',
+        captureId,
+        instanceId: r.instanceId!,
+        fingerprint,
+        createdAt: at.toISOString(),
+        expiresAt: until,
+        purpose: 'refusal-notice',
+      } as Lease;
+      const got = await acquireLease(
+        store,
+        refusalNoticeKey(fingerprint, r.instanceId!),
+        notice,
+        at,
+      );
+      if (got.acquired) first = true;
+      else if (got.holder) reporters.push(got.holder.captureId);
+    }),
+  );
+  return first ? undefined : [...new Set(reporters)];
+}
+
 function redactRequest(request: CaptureRequest): Record<string, unknown> {
   return JSON.parse(JSON.stringify(request)) as Record<string, unknown>;
 }
@@ -154,7 +233,9 @@ function redactRequest(request: CaptureRequest): Record<string, unknown> {
  * The capture core: validate, resolve targets, apply guards, write the manifest, send the SSM
  * command (≤ 50 instances per call), publish. Invalid requests throw (InvalidCaptureRequestError,
  * InvalidFilterError) and start nothing; every refusal (kill switch, limits, no target, host
- * offline, lock, cooldown, budget) is logged, returned, written to the manifest and published.
+ * offline, lock, cooldown, budget) is logged, returned, written to the manifest and published,
+ * except repeated cooldown refusals: the first per fingerprint, host and cooldown window is
+ * recorded, later ones are logged and returned with `recorded: false` (see alreadyReported).
  */
 export async function startCapture(
   input: CaptureRequest | CaptureRequestInput,
@@ -312,6 +393,16 @@ export async function startCapture(
   const guarded = await Promise.all(
     available.map(async (target): Promise<ResolvedTarget | undefined> => {
       const id = target.instanceId;
+      // A fingerprint still cooling down on this host is refused before the lock is touched:
+      // a flood of identical findings then costs reads only (the lock/cooldown writes below
+      // stay the atomic decision for requests that pass this check).
+      if (fingerprint && config.COOLDOWN_SECONDS > 0) {
+        const cooling = await liveCooldown(store, fingerprint, id, startedAt);
+        if (cooling) {
+          refused.push(cooldownRefusal(fingerprint, id, cooling));
+          return undefined;
+        }
+      }
       const lock: Lease = {
         kind: 'lock',
         state: 'held',
@@ -356,12 +447,7 @@ export async function startCapture(
         const cooled = await acquireLease(store, cooldownKey(fingerprint, id), cooldown, startedAt);
         if (!cooled.acquired) {
           await releaseLease(store, lockKey(id), captureId, now(), 'cooldown refused the capture');
-          refused.push({
-            instanceId: id,
-            reason: 'cooldown',
-            message: `${fingerprint} already started a capture on ${id} (${cooled.holder?.captureId ?? '?'}); next allowed after ${cooled.holder?.expiresAt ?? '?'}`,
-            details: { holder: cooled.holder?.captureId },
-          });
+          refused.push(cooldownRefusal(fingerprint, id, cooled.holder));
           return undefined;
         }
       }
@@ -389,6 +475,33 @@ export async function startCapture(
     }),
   );
   const cleared = guarded.filter((t): t is ResolvedTarget => t !== undefined);
+  const reportedBy =
+    cleared.length === 0
+      ? await alreadyReported(store, fingerprint, refused, captureId, startedAt)
+      : undefined;
+  if (reportedBy) {
+    logger.info(
+      'capture refused (cooldown); already reported for this window, not recorded again',
+      {
+        captureId,
+        fingerprint,
+        hosts: refused.map((r) => r.instanceId),
+        reportedBy,
+        suppressedRefusals: 1,
+      },
+    );
+    return {
+      captureId,
+      state: 'refused',
+      started: [],
+      refused,
+      manifestKey: manifestKey(captureId),
+      durationSeconds,
+      ssmAvailabilityUnknown: online.unknownBecause,
+      recorded: false,
+      reportedBy,
+    };
+  }
   for (const r of refused) logger.warn('capture refused for a host', { captureId, ...r });
 
   for (const target of targets) {

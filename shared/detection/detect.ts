@@ -50,6 +50,8 @@ export interface FlowBatch {
 export interface CaptureResult {
   fingerprint: string;
   status: 'started' | 'refused' | 'invalid' | 'failed';
+  /** false: a repeated cooldown refusal the capture core did not record or publish again. */
+  recorded?: false;
   outcome?: unknown;
   error?: { name: string; code?: string; message: string };
 }
@@ -191,7 +193,13 @@ async function requestCapture(finding: Finding, deps: DetectDeps): Promise<Captu
     // the capture core returns refusals (cooldown, lock, budget…) instead of throwing
     const started = (outcome as { started?: unknown[] } | undefined)?.started;
     const status = Array.isArray(started) && started.length === 0 ? 'refused' : 'started';
-    return { fingerprint: finding.fingerprint, status, outcome };
+    const recorded = (outcome as { recorded?: boolean } | undefined)?.recorded;
+    return {
+      fingerprint: finding.fingerprint,
+      status,
+      ...(recorded === false ? { recorded: false as const } : {}),
+      outcome,
+    };
   } catch (error) {
     const refused = isTaplineError(error) && error.code.startsWith('CAPTURE_REFUSED');
     (refused ? deps.logger.info : deps.logger.error).call(deps.logger, 'capture not started', {
