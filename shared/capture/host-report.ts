@@ -21,6 +21,55 @@ export const hostReportFileSchema = z.object({
   end: z.number().nonnegative(),
 });
 
+const epoch = z.number().nonnegative().nullable();
+
+/**
+ * The look-back step's report (docs/lookback.md, "The report"): whether the standby ring's files
+ * covering the finding's time range were uploaded, and how completely they cover it.
+ */
+export const lookbackReportSchema = z.object({
+  status: z.enum(['ok', 'partial', 'failed', 'no-ring', 'empty', 'skipped', 'not-requested']),
+  requestedSeconds: z.number().int().min(0).optional(),
+  windowStart: epoch.optional(),
+  windowEnd: epoch.optional(),
+  ringDirectory: z.string().max(1024).optional(),
+  ring: z.string().max(32).optional(),
+  rotated: z.boolean().optional(),
+  fileCount: z.number().int().min(0).optional(),
+  bytes: z.number().int().min(0).optional(),
+  silentFiles: z.number().int().min(0).optional(),
+  coverageStart: epoch.optional(),
+  coverageEnd: epoch.optional(),
+  complete: z.boolean().optional(),
+  gaps: z
+    .array(z.tuple([z.number(), z.number()]))
+    .max(10_000)
+    .optional(),
+  errors: z.array(z.string().max(4096)).max(1000).default([]),
+});
+
+export type LookbackReport = z.infer<typeof lookbackReportSchema>;
+
+/**
+ * A look-back report that does not validate does not cost the capture its files: it is kept
+ * as `unreadable` with the problems found (the rest of the report is checked as strictly).
+ */
+const lookbackField = z
+  .unknown()
+  .transform((value): LookbackReport | { status: 'unreadable'; errors: string[] } | undefined => {
+    if (value === undefined) return undefined;
+    const parsed = lookbackReportSchema.safeParse(value);
+    if (parsed.success) return parsed.data;
+    return {
+      status: 'unreadable',
+      errors: parsed.error.issues
+        .slice(0, 10)
+        .map((i) =>
+          `look-back report: ${i.path.join('.') || '(root)'}: ${i.message}`.slice(0, 300),
+        ),
+    };
+  });
+
 export const hostReportSchema = z.object({
   tapline: z.literal('capture-result'),
   version: z.literal(1),
@@ -39,6 +88,8 @@ export const hostReportSchema = z.object({
   packetsCaptured: count,
   packetsReceivedByFilter: count,
   packetsDroppedByKernel: count,
+  /** Absent from documents without the look-back step. */
+  lookback: lookbackField.optional(),
   unsent: z
     .array(
       z.object({

@@ -216,6 +216,9 @@ export async function applyHostResult(
     host.packetsReceivedByFilter = report?.packetsReceivedByFilter ?? null;
     host.packetsDroppedByKernel = report?.packetsDroppedByKernel ?? null;
     host.unsent = report?.unsent ?? [];
+    // The look-back report (which ring files covered the finding's time range, how completely):
+    // kept per host. ManifestHost has no typed field for it yet; readers tolerate its absence.
+    if (report?.lookback) Object.assign(host, { lookback: report.lookback });
     host.errors = [...host.errors, ...(report?.errors ?? []), ...errors];
     m.history.push({
       at: now().toISOString(),

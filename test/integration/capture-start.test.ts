@@ -126,10 +126,30 @@ function reportLine(
     packetsCaptured: 42,
     packetsReceivedByFilter: 42,
     packetsDroppedByKernel: 0,
+    lookback: LOOKBACK,
     unsent: [],
     errors: [],
   })}\n`;
 }
+
+/** The look-back step's report as the capture document prints it (docs/lookback.md). */
+const LOOKBACK = {
+  status: 'ok',
+  requestedSeconds: 600,
+  windowStart: 1795422600,
+  windowEnd: 1795423200,
+  ringDirectory: '/var/lib/tapline/ring',
+  ring: 'running',
+  rotated: true,
+  fileCount: 0,
+  bytes: 0,
+  silentFiles: 10,
+  coverageStart: 1795422590.5,
+  coverageEnd: 1795423200.25,
+  complete: true,
+  gaps: [],
+  errors: [],
+};
 
 describe('startCapture against moto', () => {
   let world: CaptureWorld;
@@ -296,6 +316,8 @@ describe('startCapture against moto', () => {
           verified: true,
         },
       ],
+      // The look-back report stays in the manifest, per host.
+      lookback: LOOKBACK,
       errors: [],
     });
     // A duplicate delivery changes nothing.

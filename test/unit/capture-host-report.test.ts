@@ -53,4 +53,40 @@ describe('parseHostReport', () => {
       expect(() => parseHostReport(stdout), stdout.slice(0, 60)).toThrow(MalformedEventError);
     }
   });
+
+  it('keeps the look-back report, and keeps the files when the look-back part is broken', () => {
+    const lookback = {
+      status: 'partial',
+      requestedSeconds: 900,
+      windowStart: 1795422300,
+      windowEnd: 1795423200,
+      ringDirectory: '/var/lib/tapline/ring',
+      ring: 'running',
+      rotated: true,
+      fileCount: 3,
+      bytes: 4096,
+      silentFiles: 1,
+      coverageStart: 1795422310,
+      coverageEnd: 1795423199.5,
+      complete: false,
+      gaps: [[1795422500, 1795422560]],
+      errors: ['look-back: upload of lookback-1.pcap failed'],
+    };
+    expect(parseHostReport(JSON.stringify({ ...good, lookback })).lookback).toEqual(lookback);
+    // Older documents print none; a not-requested one says so.
+    expect(parseHostReport(JSON.stringify(good)).lookback).toBeUndefined();
+    expect(
+      parseHostReport(JSON.stringify({ ...good, lookback: { status: 'not-requested' } })).lookback,
+    ).toEqual({ status: 'not-requested', errors: [] });
+    for (const broken of [
+      { ...lookback, status: 'rm -rf' },
+      { ...lookback, gaps: 'everything' },
+      'ok',
+    ]) {
+      const report = parseHostReport(JSON.stringify({ ...good, lookback: broken }));
+      expect(report.files).toHaveLength(1);
+      expect(report.lookback).toMatchObject({ status: 'unreadable' });
+      expect(report.lookback!.errors[0]).toMatch(/^look-back report: /);
+    }
+  });
 });
