@@ -1,4 +1,18 @@
-import { isIPv6 } from 'node:net';
+import {
+  ACTION_NONE,
+  INT_FIELDS,
+  K_ACTION,
+  K_DST,
+  K_DSTSVC,
+  K_SRC,
+  K_STATUS,
+  parseFields,
+  REASONS,
+  resetFields,
+  STATUS_NODATA,
+  STATUS_NONE,
+  STATUS_SKIPDATA,
+} from './field-parser.ts';
 import {
   DEFAULT_FORMAT,
   type FlowLogFormat,
@@ -14,13 +28,15 @@ import {
  * only for records that end up as evidence.
  */
 
-export const ACTION_NONE = 0;
-export const ACTION_ACCEPT = 1;
-export const ACTION_REJECT = 2;
-export const STATUS_OK = 0;
-export const STATUS_NODATA = 1;
-export const STATUS_SKIPDATA = 2;
-export const STATUS_NONE = 3;
+export {
+  ACTION_ACCEPT,
+  ACTION_NONE,
+  ACTION_REJECT,
+  STATUS_NODATA,
+  STATUS_NONE,
+  STATUS_OK,
+  STATUS_SKIPDATA,
+} from './field-parser.ts';
 
 /** One record, as seen by the rules. Valid only during the sink's `observe` call. */
 export class FlowCursor {
@@ -50,6 +66,8 @@ export class FlowCursor {
   status = STATUS_NONE;
   /** pkt-dst-aws-service is present and names a service (S3, DynamoDB, …). */
   dstIsAwsService = false;
+  /** Scratch for the field parser (where it stopped). */
+  parsedTo = 0;
 
   /** The record's text (allocates: call it only for evidence). */
   text(): string {
@@ -118,68 +136,33 @@ export interface ScannerOptions {
   maxLineBytes?: number;
 }
 
-const SPACE = 0x20;
 const CR = 0x0d;
 const LF = 0x0a;
-const DASH = 0x2d;
 const DOT = 0x2e;
 const ZERO = 0x30;
 const NINE = 0x39;
-
-// What the single pass does with each field of a line.
-const K_SKIP = 0;
-const K_INT = 1;
-const K_SRC = 2;
-const K_DST = 3;
-const K_ACTION = 4;
-const K_STATUS = 5;
-const K_DSTSVC = 6;
-// Integer slots.
-const I_SRCPORT = 0;
-const I_DSTPORT = 1;
-const I_PROTOCOL = 2;
-const I_PACKETS = 3;
-const I_BYTES = 4;
-const I_START = 5;
-const I_END = 6;
-const I_FLAGS = 7;
-const INT_FIELDS: Array<[string, number, number]> = [
-  ['srcport', I_SRCPORT, 65535],
-  ['dstport', I_DSTPORT, 65535],
-  ['protocol', I_PROTOCOL, 255],
-  ['packets', I_PACKETS, Number.MAX_SAFE_INTEGER],
-  ['bytes', I_BYTES, Number.MAX_SAFE_INTEGER],
-  ['start', I_START, Number.MAX_SAFE_INTEGER],
-  ['end', I_END, Number.MAX_SAFE_INTEGER],
-  ['tcp-flags', I_FLAGS, 255],
-];
 
 /** Layout: for each position of the format, what to decode (only what the rules read). */
 interface Layout {
   format: FlowLogFormat;
   count: number;
   kinds: Uint8Array;
-  slots: Uint8Array;
 }
 
 function layoutOf(format: FlowLogFormat): Layout {
   const count = format.fields.length;
   const kinds = new Uint8Array(count);
-  const slots = new Uint8Array(count);
-  const set = (name: string, kind: number, slot = 0) => {
+  const set = (name: string, kind: number) => {
     const i = format.indexOf(name);
-    if (i >= 0) {
-      kinds[i] = kind;
-      slots[i] = slot;
-    }
+    if (i >= 0) kinds[i] = kind;
   };
-  for (const [name, slot] of INT_FIELDS) set(name, K_INT, slot);
+  for (const [name, kind] of INT_FIELDS) set(name, kind);
   set('srcaddr', K_SRC);
   set('dstaddr', K_DST);
   set('action', K_ACTION);
   set('log-status', K_STATUS);
   set('pkt-dst-aws-service', K_DSTSVC);
-  return { format, count, kinds, slots };
+  return { format, count, kinds };
 }
 
 export class FlowScanner {
@@ -189,7 +172,6 @@ export class FlowScanner {
   private readonly maxSample: number;
   private readonly maxLineBytes: number;
   private readonly cursor = new FlowCursor();
-  private readonly ints = new Float64Array(8).fill(-1);
   private pending: Buffer | null = null;
   private skippingLongLine = false;
   private firstLine = true;
@@ -223,7 +205,7 @@ export class FlowScanner {
   /** Switches the record format (Parquet columns); no header line is expected after this. */
   useFormat(format: FlowLogFormat): void {
     this.layout = layoutOf(format);
-    this.ints.fill(-1);
+    resetFields(this.cursor);
     this.firstLine = false;
     this.stats.format = [...format.fields];
     this.stats.unknownFields = [...format.unknownFields];
@@ -245,9 +227,14 @@ export class FlowScanner {
         }
         return;
       }
-      const line = Buffer.concat([this.pending, chunk.subarray(0, nl)]);
+      const pending = this.pending;
       this.pending = null;
-      this.line(line, 0, line.length);
+      if (pending.length + nl > this.maxLineBytes) {
+        this.tooLong();
+      } else {
+        const line = Buffer.concat([pending, chunk.subarray(0, nl)]);
+        this.line(line, 0, line.length);
+      }
       pos = nl + 1;
     } else if (this.skippingLongLine) {
       const nl = chunk.indexOf(LF);
@@ -256,20 +243,36 @@ export class FlowScanner {
       pos = nl + 1;
     }
     const len = buf.length;
+    const c = this.cursor;
     while (pos < len) {
-      const nl = buf.indexOf(LF, pos);
-      if (nl < 0) {
-        if (len - pos > this.maxLineBytes) {
-          this.tooLong();
-          this.skippingLongLine = true;
-        } else {
-          this.pending = Buffer.from(buf.subarray(pos));
-        }
-        return;
+      if (this.firstLine) {
+        // the first line may be a header: found with indexOf, looked at as text
+        const nl = buf.indexOf(LF, pos);
+        if (nl < 0) break;
+        if (nl - pos > this.maxLineBytes) this.tooLong();
+        else this.line(buf, pos, nl);
+        pos = nl + 1;
+        continue;
       }
-      if (nl - pos > this.maxLineBytes) this.tooLong();
-      else this.line(buf, pos, nl);
+      // finding the line's end and decoding its fields is one pass over its bytes
+      const parsed = parseFields(this.layout.kinds, buf, pos, len, c, LF);
+      const nl = c.parsedTo;
+      if (nl >= len) break; // no newline: the line continues in the next chunk
+      if (nl - pos > this.maxLineBytes) {
+        this.tooLong();
+      } else {
+        this.stats.lines += 1;
+        this.settle(buf, pos, nl, parsed);
+      }
       pos = nl + 1;
+    }
+    if (pos < len) {
+      if (len - pos > this.maxLineBytes) {
+        this.tooLong();
+        this.skippingLongLine = true;
+      } else {
+        this.pending = Buffer.from(buf.subarray(pos));
+      }
     }
   }
 
@@ -323,123 +326,29 @@ export class FlowScanner {
       if (this.header === 'auto' && this.headerLine(buf, lineStart, lineEnd)) return;
     }
 
-    // One pass over the bytes: find each field, decode the ones the rules read.
-    const L = this.layout;
-    const kinds = L.kinds;
-    const slots = L.slots;
-    const count = L.count;
-    const ints = this.ints; // slots of absent fields stay -1 (set once, never written)
+    this.settle(
+      buf,
+      lineStart,
+      lineEndRaw,
+      parseFields(this.layout.kinds, buf, lineStart, lineEndRaw, this.cursor, -1),
+    );
+  }
+
+  /**
+   * The verdict on one parsed line: blank, malformed (with the first problem), NODATA/SKIPDATA,
+   * or a record for the sink. Fields were decoded straight into the cursor; every field of the
+   * format is written on a well-formed line (a field the format lacks keeps -1), so nothing is
+   * reset per line; a malformed line may leave the cursor half-written but never reaches the
+   * sink.
+   */
+  private settle(buf: Buffer, lineStart: number, lineEndRaw: number, parsed: number): void {
+    const stats = this.stats;
+    let lineEnd = lineEndRaw;
+    if (lineEnd > lineStart && buf[lineEnd - 1] === CR) lineEnd -= 1;
+    const count = this.layout.count;
     const c = this.cursor;
-    c.srcV4 = false;
-    c.dstV4 = false;
-    c.srcText = null;
-    c.dstText = null;
-    c.action = ACTION_NONE;
-    c.status = STATUS_NONE;
-    c.dstIsAwsService = false;
-    let bad = 0; // 0 ok; else index into REASONS
-    let f = 0;
-    let i = lineStart;
-    while (i < lineEnd) {
-      let b = buf[i]!;
-      // spaces separate fields (tabs and other control characters too: one test per byte)
-      if (b <= SPACE) {
-        i += 1;
-        continue;
-      }
-      if (f >= count) {
-        f += 1;
-        break;
-      }
-      const kind = kinds[f]!;
-      const s = i;
-      if (kind === K_INT) {
-        let v = 0;
-        let ok = true;
-        while (i < lineEnd) {
-          b = buf[i]!;
-          if (b <= SPACE) break;
-          const d = b - ZERO;
-          if (d < 0 || d > 9) ok = false;
-          v = v * 10 + d;
-          i += 1;
-        }
-        if (ok && i - s <= 16) {
-          ints[slots[f]!] = v;
-        } else {
-          ints[slots[f]!] = -1;
-          if (!(i - s === 1 && buf[s] === DASH) && bad === 0) bad = R_NUMBER + slots[f]!;
-        }
-      } else if (kind === K_SRC || kind === K_DST) {
-        // IPv4 decoded while finding the field's end; anything else goes the IPv6 way
-        let value = 0;
-        let octet = 0;
-        let digits = 0;
-        let dots = 0;
-        let v4 = true;
-        while (i < lineEnd) {
-          b = buf[i]!;
-          if (b <= SPACE) break;
-          if (b >= ZERO && b <= NINE) {
-            if (digits === 3 || (digits === 1 && octet === 0)) v4 = false;
-            octet = octet * 10 + (b - ZERO);
-            digits += 1;
-          } else if (b === DOT) {
-            if (digits === 0 || octet > 255 || dots === 3) v4 = false;
-            value = value * 256 + octet;
-            octet = 0;
-            digits = 0;
-            dots += 1;
-          } else {
-            v4 = false;
-          }
-          i += 1;
-        }
-        if (v4 && dots === 3 && digits > 0 && octet <= 255) {
-          if (kind === K_SRC) {
-            c.src = (value * 256 + octet) | 0;
-            c.srcV4 = true;
-          } else {
-            c.dst = (value * 256 + octet) | 0;
-            c.dstV4 = true;
-          }
-        } else if (!(i - s === 1 && buf[s] === DASH)) {
-          const t = i - s <= 45 ? buf.toString('latin1', s, i) : '';
-          if (t !== '' && isIPv6(t)) {
-            if (kind === K_SRC) c.srcText = t.toLowerCase();
-            else c.dstText = t.toLowerCase();
-          } else if (bad === 0) bad = kind === K_SRC ? R_SRCADDR : R_DSTADDR;
-        }
-      } else {
-        while (i < lineEnd) {
-          b = buf[i]!;
-          if (b <= SPACE) break;
-          i += 1;
-        }
-        if (kind !== K_SKIP) {
-          const dash = i - s === 1 && buf[s] === DASH;
-          if (kind === K_ACTION) {
-            const first = buf[s];
-            if (i - s === 6 && first === 0x41 && isWord(buf, s, ACCEPT)) c.action = ACTION_ACCEPT;
-            else if (i - s === 6 && first === 0x52 && isWord(buf, s, REJECT))
-              c.action = ACTION_REJECT;
-            else if (!dash && bad === 0) bad = R_ACTION;
-          } else if (kind === K_STATUS) {
-            const len = i - s;
-            const first = buf[s];
-            if (len === 2 && first === 0x4f && buf[s + 1] === 0x4b) c.status = STATUS_OK;
-            else if (len === 6 && first === 0x4e && buf.toString('latin1', s, i) === 'NODATA')
-              c.status = STATUS_NODATA;
-            else if (len === 8 && first === 0x53 && buf.toString('latin1', s, i) === 'SKIPDATA')
-              c.status = STATUS_SKIPDATA;
-            else if (!dash && bad === 0) bad = R_STATUS;
-          } else if (kind === K_DSTSVC) {
-            c.dstIsAwsService = !dash;
-          }
-        }
-      }
-      f += 1;
-    }
+    const f = parsed >>> 8;
+    const bad = parsed & 255;
     if (f === 0) {
       stats.blank += 1;
       return;
@@ -461,7 +370,6 @@ export class FlowScanner {
       stats.skipdata += 1;
       return;
     }
-    if (bad === 0) bad = this.ranges();
     if (bad !== 0) {
       this.malformed(REASONS[bad]!, buf, lineStart, lineEnd);
       return;
@@ -469,26 +377,8 @@ export class FlowScanner {
     c.buf = buf;
     c.lineStart = lineStart;
     c.lineEnd = lineEnd;
-    // small integers stay small integers (no boxed doubles on the rules' Map keys)
-    c.srcport = ints[I_SRCPORT]! | 0;
-    c.dstport = ints[I_DSTPORT]! | 0;
-    c.protocol = ints[I_PROTOCOL]! | 0;
-    c.packets = ints[I_PACKETS]!;
-    c.bytes = ints[I_BYTES]!;
-    c.start = ints[I_START]!;
-    c.end = ints[I_END]!;
-    c.tcpFlags = ints[I_FLAGS]! | 0;
     stats.records += 1;
     this.sink.observe(c);
-  }
-
-  /** Range checks on the decoded integers; a REASONS index or 0. */
-  private ranges(): number {
-    const ints = this.ints;
-    for (const [, slot, max] of INT_FIELDS) {
-      if (ints[slot]! > max) return R_RANGE + slot;
-    }
-    return 0;
   }
 
   private headerLine(buf: Buffer, lineStart: number, lineEnd: number): boolean {
@@ -497,7 +387,7 @@ export class FlowScanner {
     this.stats.headerLines += 1;
     try {
       this.layout = layoutOf(parseFlowLogFormat(text));
-      this.ints.fill(-1);
+      resetFields(this.cursor);
       this.stats.format = [...this.layout.format.fields];
       this.stats.unknownFields = [...this.layout.format.unknownFields];
     } catch (error) {
@@ -505,30 +395,6 @@ export class FlowScanner {
     }
     return true;
   }
-}
-
-const R_SRCADDR = 1;
-const R_DSTADDR = 2;
-const R_ACTION = 3;
-const R_STATUS = 4;
-const R_NUMBER = 10;
-const R_RANGE = 20;
-const REASONS: string[] = [];
-REASONS[R_SRCADDR] = 'srcaddr is not an IP address';
-REASONS[R_DSTADDR] = 'dstaddr is not an IP address';
-REASONS[R_ACTION] = 'unknown action';
-REASONS[R_STATUS] = 'unknown log-status';
-for (const [name, slot] of INT_FIELDS) {
-  REASONS[R_NUMBER + slot] = `${name} is not a number`;
-  REASONS[R_RANGE + slot] = `${name} out of range`;
-}
-
-const ACCEPT = Buffer.from('ACCEPT');
-const REJECT = Buffer.from('REJECT');
-
-function isWord(buf: Buffer, s: number, word: Buffer): boolean {
-  for (let k = 1; k < word.length; k++) if (buf[s + k] !== word[k]) return false;
-  return true;
 }
 
 /** Dotted-quad bytes to uint32 (as a non-negative double); -1 if not a strict IPv4 address. */

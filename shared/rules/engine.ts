@@ -6,6 +6,7 @@ import {
 } from '../flowlogs/scanner.ts';
 import { CidrSet } from './cidr.ts';
 import type { RuleName, RulesConfig } from './config.ts';
+import { IntPairTable, IntSet } from './int-table.ts';
 
 /**
  * The rules over one batch (a CloudWatch Logs delivery, one S3 object, one local file). Every
@@ -55,16 +56,20 @@ export interface EngineStats {
 }
 
 class SourceState {
-  /** port-scan: destination → distinct (protocol, port). */
-  pairs: Map<number | string, Agg> | null = null;
+  /** port-scan: one Agg per destination, in creation order (IPv4 pairs are also indexed in
+   * the engine's pair table; pairs involving IPv6 in `pairs6`). */
+  pairList: Agg[] | null = null;
+  pairs6: Map<number | string, Agg> | null = null;
   /** host-sweep: (protocol, port) → distinct destinations. */
   services: Map<number, Agg> | null = null;
   /** reject-burst. */
   rejects: Agg | null = null;
-  /** egress-volume: external destination → bytes. */
-  egress: Map<number | string, Agg> | null = null;
+  /** egress-volume: one Agg per external destination, in creation order (indexed like pairs). */
+  egressList: Agg[] | null = null;
+  egress6: Map<number | string, Agg> | null = null;
   // the last pair and service seen from this source (runs of one conversation)
-  lastDst: number | string | undefined;
+  lastPairV4 = false;
+  lastPairDst = 0;
   lastPair: Agg | undefined;
   lastService = -1;
   lastSweep: Agg | undefined;
@@ -84,9 +89,11 @@ class Agg {
   windowStart = -1;
   /** Raw lines, allocated on the first piece of evidence. */
   evidence: string[] | null = null;
-  /** Distinct values: the first one inline, a Set from the second on. */
-  one: number | string | null = null;
-  many: Set<number | string> | null = null;
+  /** Distinct values: the first integer inline, a table from the second on; text in a Set. */
+  hasOne = false;
+  oneInt = 0;
+  ints: IntSet | null = null;
+  texts: Set<string> | null = null;
   distinct = 0;
   // identity, filled by the rule when created
   src: number | string = -1;
@@ -102,28 +109,37 @@ class Agg {
     this.last = Number.NEGATIVE_INFINITY;
     this.windowStart = -1;
     this.evidence = null;
-    this.one = null;
-    this.many = null;
+    this.hasOne = false;
+    this.ints = null;
+    this.texts = null;
     this.distinct = 0;
   }
 
-  /** Adds a value to the distinct set; true when it is new. */
-  addDistinct(v: number | string): boolean {
-    if (this.distinct === 0) {
-      this.one = v;
-      this.distinct = 1;
-      return true;
+  /** Adds an int32 value (port key, IPv4 address) to the distinct set; true when it is new. */
+  addInt(v: number): boolean {
+    if (this.ints === null) {
+      if (!this.hasOne) {
+        this.hasOne = true;
+        this.oneInt = v;
+        this.distinct += 1;
+        return true;
+      }
+      if (this.oneInt === v) return false;
+      this.ints = new IntSet();
+      this.ints.add(this.oneInt);
     }
-    if (this.many === null) {
-      if (v === this.one) return false;
-      this.many = new Set([this.one!, v]);
-      this.distinct = 2;
-      return true;
-    }
-    const before = this.many.size;
-    this.many.add(v);
-    this.distinct = this.many.size;
-    return this.distinct !== before;
+    if (!this.ints.add(v)) return false;
+    this.distinct += 1;
+    return true;
+  }
+
+  /** Adds a text value (IPv6 address) to the distinct set; true when it is new. */
+  addText(v: string): boolean {
+    if (this.texts === null) this.texts = new Set();
+    else if (this.texts.has(v)) return false;
+    this.texts.add(v);
+    this.distinct += 1;
+    return true;
   }
 }
 
@@ -165,6 +181,7 @@ export class RuleEngine implements FlowSink {
   private readonly maxEvidence: number;
   private readonly maxKeys: number;
   private readonly internalExtra: CidrSet;
+  private readonly hasInternalExtraV4: boolean;
   private readonly denyList: CidrSet;
   private readonly egressAllow: CidrSet;
   private readonly rareAllow: CidrSet;
@@ -172,8 +189,14 @@ export class RuleEngine implements FlowSink {
   private readonly on: Record<RuleName, boolean>;
   private readonly windows: { scan: number; sweep: number; reject: number; egress: number };
 
-  /** All aggregate state hangs off the source address: one Map probe per record. */
-  private readonly sources = new Map<number | string, SourceState>();
+  /** All aggregate state hangs off the source address: one table probe per record (IPv4
+   * sources in an int table, IPv6 in a Map; `sourceOrder` keeps creation order for finish). */
+  private readonly sources4 = new IntPairTable<SourceState>();
+  private readonly sources6 = new Map<string, SourceState>();
+  private readonly sourceOrder: SourceState[] = [];
+  /** IPv4 (source, destination) → port-scan / egress-volume state. */
+  private readonly pairs4 = new IntPairTable<Agg>();
+  private readonly egress4 = new IntPairTable<Agg>();
   private readonly onZero: boolean;
   private readonly onRare: boolean;
   private readonly onDeny: boolean;
@@ -188,7 +211,10 @@ export class RuleEngine implements FlowSink {
     Agg & { rule: RuleName; fp: string; listed?: string }
   >();
   private readonly found = new Map<string, RawFinding>();
-  private lastSrcKey: number | string | undefined;
+  // the last source seen (flow logs come in per-interface runs: one source many times)
+  private lastSrcV4 = false;
+  private lastSrc = 0;
+  private lastSrcText: string | null = null;
   private lastSource: SourceState | undefined;
   /** Epoch seconds subtracted from record times while aggregating. */
   private base = -1;
@@ -200,6 +226,7 @@ export class RuleEngine implements FlowSink {
     this.maxKeys = config.limits.maxTrackedKeys;
     const builtIn = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];
     this.internalExtra = new CidrSet(config.internalCidrs.filter((c) => !builtIn.includes(c)));
+    this.hasInternalExtraV4 = this.internalExtra.hasV4();
     this.denyList = new CidrSet(r['deny-list'].cidrs);
     this.egressAllow = new CidrSet(r['egress-volume'].allowDestinations);
     this.rareAllow = new CidrSet(r['rare-protocol'].allowCidrs);
@@ -232,8 +259,20 @@ export class RuleEngine implements FlowSink {
 
   /** Internal = RFC 1918 / ULA, or one of the configured internalCidrs. */
   isInternal(key: number | string): boolean {
-    if (typeof key === 'number') return isPrivateV4(key) || this.internalExtra.containsV4(key);
+    if (typeof key === 'number') return this.isInternalV4(key);
     return isUlaV6(key) || this.internalExtra.containsV6(key);
+  }
+
+  private isInternalV4(a: number): boolean {
+    return isPrivateV4(a) || (this.hasInternalExtraV4 && this.internalExtra.containsV4(a));
+  }
+
+  private srcInternal(c: FlowCursor): boolean {
+    return c.srcV4 ? this.isInternalV4(c.src) : this.isInternal(c.srcText!);
+  }
+
+  private dstInternal(c: FlowCursor): boolean {
+    return c.dstV4 ? this.isInternalV4(c.dst) : this.isInternal(c.dstText!);
   }
 
   observe(c: FlowCursor): void {
@@ -251,28 +290,55 @@ export class RuleEngine implements FlowSink {
     let egress = false;
     if (this.onEgress && c.bytes > 0) {
       egress =
-        this.isInternal(c.srcKey()) &&
-        !this.isInternal(c.dstKey()) &&
+        this.srcInternal(c) &&
+        !this.dstInternal(c) &&
         !(this.egressIgnoreAws && c.dstIsAwsService) &&
         !(this.egressAllow.size > 0 && this.egressAllow.contains(c.dstKey()));
     }
     if (!reject && !probe && !egress) return;
 
-    const srcKey = c.srcKey();
-    // flow logs come in per-interface runs: the same source many records in a row
-    let source = srcKey === this.lastSrcKey ? this.lastSource : this.sources.get(srcKey);
+    const source = this.sourceOf(c);
+    if (reject) this.reject(source, c);
+    if (probe) {
+      if (this.onScan && portful && c.dstport >= 0) this.portScan(source, c);
+      if (this.onSweep) this.hostSweep(source, c, portful);
+    }
+    if (egress) this.egressVolume(source, c);
+  }
+
+  /** The state of the record's source; flow logs come in per-interface runs, so the last one
+   * is tried first. */
+  private sourceOf(c: FlowCursor): SourceState {
+    if (c.srcV4) {
+      const src = c.src;
+      if (this.lastSrcV4 && src === this.lastSrc && this.lastSource !== undefined) {
+        return this.lastSource;
+      }
+      let source = this.sources4.get(src, 0);
+      if (source === undefined) {
+        source = new SourceState();
+        this.sources4.set(src, 0, source);
+        this.sourceOrder.push(source);
+      }
+      this.lastSrcV4 = true;
+      this.lastSrc = src;
+      this.lastSource = source;
+      return source;
+    }
+    const text = c.srcText!;
+    if (!this.lastSrcV4 && text === this.lastSrcText && this.lastSource !== undefined) {
+      return this.lastSource;
+    }
+    let source = this.sources6.get(text);
     if (source === undefined) {
       source = new SourceState();
-      this.sources.set(srcKey, source);
+      this.sources6.set(text, source);
+      this.sourceOrder.push(source);
     }
-    this.lastSrcKey = srcKey;
+    this.lastSrcV4 = false;
+    this.lastSrcText = text;
     this.lastSource = source;
-    if (reject) this.reject(source, srcKey, c);
-    if (probe) {
-      if (this.onScan && portful && c.dstport >= 0) this.portScan(source, srcKey, c);
-      if (this.onSweep) this.hostSweep(source, srcKey, c, portful);
-    }
-    if (egress) this.egressVolume(source, srcKey, c);
+    return source;
   }
 
   /**
@@ -382,35 +448,40 @@ export class RuleEngine implements FlowSink {
 
   // ---- aggregate rules -------------------------------------------------------------------
 
-  private portScan(source: SourceState, srcKey: number | string, c: FlowCursor): void {
-    let pairs = source.pairs;
-    if (pairs === null) {
-      pairs = new Map();
-      source.pairs = pairs;
+  private portScan(source: SourceState, c: FlowCursor): void {
+    let agg: Agg | undefined;
+    const v4 = c.srcV4 && c.dstV4;
+    if (v4 && source.lastPairV4 && source.lastPairDst === c.dst) {
+      agg = source.lastPair;
+    } else if (v4) {
+      agg = this.pairs4.get(c.src, c.dst);
+    } else if (source.pairs6 !== null) {
+      agg = source.pairs6.get(c.dstKey());
     }
-    const dstKey = c.dstKey();
-    let agg = dstKey === source.lastDst ? source.lastPair : pairs.get(dstKey);
     if (agg === undefined) {
       if (!this.canTrack()) return;
       agg = new Agg();
-      agg.src = srcKey;
-      agg.dst = dstKey;
-      pairs.set(dstKey, agg);
+      agg.src = c.srcKey();
+      agg.dst = c.dstKey();
+      if (v4) {
+        this.pairs4.set(c.src, c.dst, agg);
+      } else {
+        if (source.pairs6 === null) source.pairs6 = new Map();
+        source.pairs6.set(agg.dst, agg);
+      }
+      if (source.pairList === null) source.pairList = [agg];
+      else source.pairList.push(agg);
     }
-    source.lastDst = dstKey;
+    source.lastPairV4 = v4;
+    source.lastPairDst = v4 ? c.dst : 0;
     source.lastPair = agg;
     this.touch(agg, c, W_SCAN, this.windows.scan);
     // evidence from the second distinct port on: the one-port pairs of normal traffic
     // (almost all of them) never allocate any
-    if (agg.addDistinct(c.protocol * 65536 + c.dstport) && agg.distinct > 1) this.evidence(agg, c);
+    if (agg.addInt(c.protocol * 65536 + c.dstport) && agg.distinct > 1) this.evidence(agg, c);
   }
 
-  private hostSweep(
-    source: SourceState,
-    srcKey: number | string,
-    c: FlowCursor,
-    portful: boolean,
-  ): void {
+  private hostSweep(source: SourceState, c: FlowCursor, portful: boolean): void {
     let services = source.services;
     if (services === null) {
       services = new Map();
@@ -422,7 +493,7 @@ export class RuleEngine implements FlowSink {
     if (agg === undefined) {
       if (!this.canTrack()) return;
       agg = new Agg();
-      agg.src = srcKey;
+      agg.src = c.srcKey();
       agg.protocol = c.protocol;
       agg.port = portful ? port : -1;
       services.set(service, agg);
@@ -430,15 +501,16 @@ export class RuleEngine implements FlowSink {
     source.lastService = service;
     source.lastSweep = agg;
     this.touch(agg, c, W_SWEEP, this.windows.sweep);
-    if (agg.addDistinct(c.dstKey()) && agg.distinct > 1) this.evidence(agg, c);
+    const added = c.dstV4 ? agg.addInt(c.dst) : agg.addText(c.dstText!);
+    if (added && agg.distinct > 1) this.evidence(agg, c);
   }
 
-  private reject(source: SourceState, srcKey: number | string, c: FlowCursor): void {
+  private reject(source: SourceState, c: FlowCursor): void {
     let agg = source.rejects;
     if (agg === null) {
       if (!this.canTrack()) return;
       agg = new Agg();
-      agg.src = srcKey;
+      agg.src = c.srcKey();
       source.rejects = agg;
     }
     this.touch(agg, c, W_REJECT, this.windows.reject);
@@ -446,20 +518,22 @@ export class RuleEngine implements FlowSink {
     if (agg.records > 1) this.evidence(agg, c);
   }
 
-  private egressVolume(source: SourceState, srcKey: number | string, c: FlowCursor): void {
-    let egress = source.egress;
-    if (egress === null) {
-      egress = new Map();
-      source.egress = egress;
-    }
-    const dstKey = c.dstKey();
-    let agg = egress.get(dstKey);
+  private egressVolume(source: SourceState, c: FlowCursor): void {
+    const v4 = c.srcV4 && c.dstV4;
+    let agg = v4 ? this.egress4.get(c.src, c.dst) : source.egress6?.get(c.dstKey());
     if (agg === undefined) {
       if (!this.canTrack()) return;
       agg = new Agg();
-      agg.src = srcKey;
-      agg.dst = dstKey;
-      egress.set(dstKey, agg);
+      agg.src = c.srcKey();
+      agg.dst = c.dstKey();
+      if (v4) {
+        this.egress4.set(c.src, c.dst, agg);
+      } else {
+        if (!source.egress6) source.egress6 = new Map();
+        source.egress6.set(agg.dst, agg);
+      }
+      if (source.egressList === null) source.egressList = [agg];
+      else source.egressList.push(agg);
     }
     this.touch(agg, c, W_EGRESS, this.windows.egress);
     // evidence once the pair has moved a quarter of the threshold
@@ -591,14 +665,19 @@ export class RuleEngine implements FlowSink {
       });
     }
     this.perRecord.clear();
-    for (const source of this.sources.values()) {
-      if (source.pairs) for (const a of source.pairs.values()) this.closeScan(a);
+    for (const source of this.sourceOrder) {
+      if (source.pairList) for (const a of source.pairList) this.closeScan(a);
       if (source.services) for (const a of source.services.values()) this.closeSweep(a);
       if (source.rejects) this.closeReject(source.rejects);
-      if (source.egress) for (const a of source.egress.values()) this.closeEgress(a);
+      if (source.egressList) for (const a of source.egressList) this.closeEgress(a);
     }
-    this.sources.clear();
-    this.lastSrcKey = undefined;
+    this.sources4.clear();
+    this.sources6.clear();
+    this.sourceOrder.length = 0;
+    this.pairs4.clear();
+    this.egress4.clear();
+    this.lastSrcV4 = false;
+    this.lastSrcText = null;
     this.lastSource = undefined;
     const order = Object.keys(this.config.rules);
     return capFairly([...this.found.values()], this.config.limits.maxFindings, this.stats).sort(
