@@ -2,17 +2,23 @@
 // 10.202.1.0/24 and fd00:202::/64 only), sends normal traffic (HTTP, DNS-like UDP, ICMP), TCP
 // and UDP probes to port 0 (hping3, scapy for IPv6), a short port scan and a host sweep
 // (nmap), captures it with tcpdump, turns the pcap into flows with Debian's softflowd
-// (`-r FILE -c none -v 10 -A milli`) exporting IPFIX to nfcapd on the namespace's loopback,
-// reads them back with `nfdump -o csv` and writes VPC flow-log lines.
+// (`-r FILE -c none -v 10 -A milli`) exporting IPFIX to nfcapd on loopback, reads them back
+// with `nfdump -o csv` and writes VPC flow-log lines (shared/lab/flows-from-pcap.ts, the
+// converter the lab uses too).
 //
 //   node scripts/make-flow-fixtures.ts [OUTDIR]   (root; default test/fixtures/flowlogs)
 //
 // The lab test (test/lab/flowlog-real-packets.test.ts) runs the same pipeline end to end.
 import { execFile, type spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import {
+  type NfdumpFlow,
+  nfdumpFlowsFromPcap,
+  toFlowLogLines,
+} from '../shared/lab/flows-from-pcap.ts';
 import { Topology } from '../shared/lab/netns.ts';
 
 const run = promisify(execFile);
@@ -49,79 +55,16 @@ export async function missingTools(): Promise<string[]> {
   return missing;
 }
 
-export interface NfdumpFlow {
-  start: number; // epoch ms
-  end: number;
-  src: string;
-  dst: string;
-  sport: number;
-  dport: number;
-  proto: number;
-  flags: string;
-  packets: number;
-  bytes: number;
-}
+export type { NfdumpFlow };
 
-const PROTO: Record<string, number> = { ICMP: 1, TCP: 6, UDP: 17, ICMP6: 58, IPV6: 41, GRE: 47 };
-
-/** Parses `nfdump -o csv` output (header line names the columns). */
-export function parseNfdumpCsv(text: string): NfdumpFlow[] {
-  const lines = text.split('\n').filter((l) => l.trim() !== '');
-  const header = lines.findIndex((l) => l.startsWith('ts,') || l.includes(',sa,'));
-  if (header < 0) throw new Error(`nfdump csv without a header: ${text.slice(0, 200)}`);
-  const cols = lines[header]!.split(',');
-  const at = (name: string) => cols.indexOf(name);
-  const flows: NfdumpFlow[] = [];
-  for (const line of lines.slice(header + 1)) {
-    const v = line.split(',');
-    if (v.length < cols.length || !/^\d{4}-/.test(v[at('ts')] ?? '')) continue; // summary lines
-    const proto = v[at('pr')]!.trim();
-    flows.push({
-      start: Date.parse(`${v[at('ts')]!.replace(' ', 'T')}Z`),
-      end: Date.parse(`${v[at('te')]!.replace(' ', 'T')}Z`),
-      src: v[at('sa')]!,
-      dst: v[at('da')]!,
-      sport: Math.trunc(Number(v[at('sp')])),
-      dport: Math.trunc(Number(v[at('dp')])),
-      proto: /^\d+$/.test(proto) ? Number(proto) : (PROTO[proto.toUpperCase()] ?? -1),
-      flags: v[at('flg')] ?? '',
-      packets: Number(v[at('ipkt')]),
-      bytes: Number(v[at('ibyt')]),
-    });
-  }
-  return flows;
-}
-
-/** VPC tcp-flags from nfdump's "UAPRSF" column: AWS reports FIN 1, SYN 2, RST 4, SYN-ACK 18. */
-export function vpcTcpFlags(flags: string): number {
-  let v = 0;
-  if (flags.includes('F')) v |= 1;
-  if (flags.includes('R')) v |= 4;
-  if (flags.includes('S')) v |= flags.includes('A') ? 18 : 2;
-  return v;
-}
-
-/** nfdump flows → default-format (v2) records and a custom v5 format with tcp-flags. */
+/** nfdump flows → default-format (v2) records and the custom v5 format with tcp-flags. */
 export function toFlowLogs(flows: NfdumpFlow[]): { v2: string[]; v5: string[]; v5Format: string } {
-  const v5Format =
-    'version account-id interface-id instance-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status tcp-flags flow-direction traffic-path';
-  const v2: string[] = [];
-  const v5: string[] = [];
-  for (const f of flows) {
-    const portless = f.proto !== 6 && f.proto !== 17;
-    const sport = portless ? 0 : f.sport;
-    const dport = portless ? 0 : f.dport;
-    const start = Math.floor(f.start / 1000);
-    const end = Math.max(start, Math.ceil(f.end / 1000));
-    const outbound = f.src === LAB.client || f.src === LAB.client6;
-    v2.push(
-      `2 ${LAB.account} ${LAB.eni} ${f.src} ${f.dst} ${sport} ${dport} ${f.proto} ${f.packets} ${f.bytes} ${start} ${end} ACCEPT OK`,
-    );
-    v5.push(
-      `5 ${LAB.account} ${LAB.eni} ${LAB.instance} ${f.src} ${f.dst} ${sport} ${dport} ${f.proto} ${f.packets} ${f.bytes} ${start} ${end} ACCEPT OK ${f.proto === 6 ? vpcTcpFlags(f.flags) : '-'} ${outbound ? 'egress' : 'ingress'} ${outbound ? 1 : '-'}`,
-    );
-  }
-  return { v2, v5, v5Format };
+  return toFlowLogLines(flows, {
+    account: LAB.account,
+    eniId: LAB.eni,
+    instanceId: LAB.instance,
+    localAddresses: [LAB.client, LAB.client6],
+  });
 }
 
 /** A plain HTTP GET with the system Python (no curl needed on CI). */
@@ -276,39 +219,10 @@ export async function captureRealFlows(): Promise<{
     dump.kill('SIGINT');
     await new Promise((r) => dump.once('exit', r));
 
-    // pcap → IPFIX (softflowd) → nfcapd on the namespace loopback → nfdump csv
-    const flowsDir = join(work, 'nfcapd');
-    await run('mkdir', ['-p', flowsDir]);
-    const port = String(20000 + Math.floor(Math.random() * 20000));
-    const collector = a.spawn(
-      'nfcapd',
-      ['-b', '127.0.0.1', '-p', port, '-w', flowsDir, '-t', '3600'],
-      { stdio: 'ignore' },
-    );
-    children.push(collector);
-    await new Promise((r) => setTimeout(r, 1000));
-    await a.exec(
-      'softflowd',
-      ['-r', pcap, '-c', 'none', '-v', '10', '-A', 'milli', '-6', '-n', `127.0.0.1:${port}`],
-      { timeoutMs: 60_000 },
-    );
-    await new Promise((r) => setTimeout(r, 1000));
-    collector.kill('SIGTERM');
-    await new Promise((r) => collector.once('exit', r));
-    const files = (await readdir(flowsDir, { recursive: true })).filter((f) =>
-      /nfcapd\.\d+/.test(String(f)),
-    );
-    if (files.length === 0) throw new Error('nfcapd wrote no flow file');
-    let csv = '';
-    for (const f of files) {
-      const { stdout } = await run('nfdump', ['-r', join(flowsDir, String(f)), '-o', 'csv'], {
-        maxBuffer: 16 << 20,
-        env: { ...process.env, TZ: 'UTC' },
-      });
-      csv += stdout;
-    }
+    // pcap → IPFIX (softflowd) → nfcapd on loopback → nfdump csv: the shared converter
+    const { flows, csv } = await nfdumpFlowsFromPcap(pcap);
     const { size } = await import('node:fs/promises').then((fs) => fs.stat(pcap));
-    return { flows: parseNfdumpCsv(csv), pcapBytes: size, csv };
+    return { flows, pcapBytes: size, csv };
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await topo.destroy();
