@@ -1,3 +1,4 @@
+import { createGzip } from 'node:zlib';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { TaplineConfig } from '../config.ts';
 import { CorruptPcapError, MalformedEventError } from '../errors.ts';
@@ -157,15 +158,25 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
   const tally: CarveTally = { created: 0, existing: 0, replaced: 0 };
   const carve = s3CarveOptions(carveMode, store, layout.streams, manifest.request, tally);
 
-  // One pass: S3 body → hash (whole + per part) → decoder → carve uploads.
+  // One pass: S3 body → hash (whole + per part) → decoder → carve uploads. Conversations
+  // come out of the decoder in batches and go straight into the gzip of their table, so no
+  // array of 100,000s of conversation objects is ever built.
   const body = await openSourceBody(s3, info);
   const source = new HashingSource(body, info.partPlan);
+  const ctx: FileColumns = {
+    capture_id: keyParts.captureId,
+    instance_id: keyParts.instanceId,
+    file: keyParts.file,
+    version_id: info.versionId ?? 'null',
+  };
+  const conversationTable = new GzipJsonLines();
   let analysis: PcapAnalysis | null = null;
   let decodeError: { code: string; message: string } | null = null;
   try {
     analysis = await (deps.analyze ?? analyzePcap)(source, {
       ...(carve ? { carve } : {}),
       ...(deps.limits ? { limits: deps.limits } : {}),
+      onConversations: (batch) => conversationTable.add(conversationRows(ctx, batch)),
     });
   } catch (error) {
     if (error instanceof CorruptPcapError) {
@@ -210,12 +221,9 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     checkManifestHash(manifest.file, hashed.sha256),
   );
 
-  const ctx: FileColumns = {
-    capture_id: keyParts.captureId,
-    instance_id: keyParts.instanceId,
-    file: keyParts.file,
-    version_id: info.versionId ?? 'null',
-  };
+  // a decoder that does not stream (a test double) still returns them in the analysis
+  await conversationTable.add(conversationRows(ctx, analysis?.conversations ?? []));
+  const conversationsGz = await conversationTable.finish();
   const summary = summaryRow({
     ctx,
     source: info,
@@ -233,11 +241,12 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
       Buffer.from(`${JSON.stringify(summary)}\n`),
       'application/json',
     ),
-    putResultJsonLines(
+    putResultBytes(
       store,
       layout.tables.conversations,
-      conversationRows(ctx, analysis?.conversations ?? empty),
-    ),
+      conversationsGz.bytes,
+      'application/gzip',
+    ).then((written) => ({ ...written, records: conversationsGz.records })),
     putResultJsonLines(store, layout.tables.dns, dnsRows(ctx, analysis?.dns ?? empty)),
     putResultJsonLines(store, layout.tables.tls, tlsRows(ctx, analysis?.tls ?? empty)),
     putResultJsonLines(store, layout.tables.http, httpRows(ctx, analysis?.http ?? empty)),
@@ -364,6 +373,41 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     completion: layout.completion,
   });
   return outcome;
+}
+
+/**
+ * Gzip-compressed JSON lines built batch by batch (the conversations table): only the
+ * compressed bytes are kept (tens of bytes per row; the decoder's conversation limit bounds
+ * them), in the exact format `putResultJsonLines` writes (one JSON object per line, gzip
+ * level 6).
+ */
+class GzipJsonLines {
+  readonly #gzip = createGzip({ level: 6 });
+  readonly #out: Buffer[] = [];
+  records = 0;
+
+  constructor() {
+    this.#gzip.on('data', (chunk: Buffer) => this.#out.push(chunk));
+  }
+
+  async add(rows: Iterable<unknown>): Promise<void> {
+    let text = '';
+    for (const row of rows) {
+      text += `${JSON.stringify(row)}\n`;
+      this.records += 1;
+    }
+    if (text === '') return;
+    if (!this.#gzip.write(text)) await new Promise((r) => this.#gzip.once('drain', r));
+  }
+
+  async finish(): Promise<{ bytes: Buffer; records: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.#gzip.once('error', reject);
+      this.#gzip.once('end', resolve);
+      this.#gzip.end();
+    });
+    return { bytes: Buffer.concat(this.#out), records: this.records };
+  }
 }
 
 function alreadyProcessed(
