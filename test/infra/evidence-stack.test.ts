@@ -788,12 +788,39 @@ describe('event sources of the other functions', () => {
     );
   });
 
+  const scheduleOf = (functionId: string) => {
+    const rules = Object.values(resources).filter(
+      (r) =>
+        r.Type === 'AWS::Events::Rule' &&
+        r.Properties?.ScheduleExpression &&
+        r.Properties?.Targets.some((t: any) => json(t.Arn) === json(getAtt(functionId))),
+    );
+    expect(rules, functionId).toHaveLength(1);
+    return rules[0]!.Properties!;
+  };
+
   it('rolling-capture runs on a schedule that is disabled by default', () => {
-    const schedule = Object.values(resources).find(
+    const schedule = scheduleOf('RollingCaptureLambdaFunction');
+    expect(schedule.State).toBe('DISABLED');
+    expect(schedule.ScheduleExpression).toBe('rate(1 hour)');
+  });
+
+  it('track-capture also runs every 15 minutes for the time-out sweep, enabled', () => {
+    const schedule = scheduleOf('TrackCaptureLambdaFunction');
+    expect(schedule.ScheduleExpression).toBe('rate(15 minutes)');
+    expect(schedule.State).toBe('ENABLED');
+    // Exactly two schedules in the stack: rolling-capture's and this one.
+    const all = Object.values(resources).filter(
       (r) => r.Type === 'AWS::Events::Rule' && r.Properties?.ScheduleExpression,
     );
-    expect(schedule?.Properties?.State).toBe('DISABLED');
-    expect(schedule?.Properties?.Targets[0].Arn).toEqual(getAtt('RollingCaptureLambdaFunction'));
+    expect(all).toHaveLength(2);
+    const permission = Object.values(resources).find(
+      (r) =>
+        r.Type === 'AWS::Lambda::Permission' &&
+        json(r.Properties?.FunctionName).includes('TrackCaptureLambdaFunction') &&
+        json(r.Properties?.SourceArn).includes('Schedule'),
+    );
+    expect(permission?.Properties?.Principal).toBe('events.amazonaws.com');
   });
 
   it('no Lambda permission is open to a principal without a source restriction', () => {

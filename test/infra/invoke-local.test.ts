@@ -24,6 +24,7 @@ const SAMPLES: [fn: string, event: string][] = [
   ['startCapture', 'events/manual/instance.json'],
   ['rollingCapture', 'events/schedule/hourly.json'],
   ['trackCapture', 'events/ssm/command-status-success.json'],
+  ['trackCapture', 'events/schedule/track-capture-sweep.json'],
   ['processPcap', 'events/sqs/pcap-created.json'],
 ];
 

@@ -124,6 +124,51 @@ describe('capture handlers', () => {
     expect(takeover.capture.started).toHaveLength(2);
   });
 
+  it('track-capture on its schedule (the sample scheduled event) only sweeps: hosts past their deadline time out', async () => {
+    const sweepWorld = await makeCaptureWorld();
+    const topo = await makeTopology(sweepWorld, 82);
+    // A capture started two hours ago whose host never reported: its deadline has passed.
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    const started = await makeStartHandler(() => ({ ...sweepWorld.deps, now: () => twoHoursAgo }))(
+      {
+        targets: { kind: 'instances', instanceIds: [topo.nat.instanceId] },
+        reason: 'IR-12 sweep test',
+        durationSeconds: 60,
+      } as any,
+      context,
+    );
+    expect(started.ok).toBe(true);
+    // And one still running: the sweep must leave it alone.
+    const running = await makeStartHandler(() => sweepWorld.deps)(
+      {
+        targets: { kind: 'instances', instanceIds: [topo.sensor.instanceId] },
+        reason: 'IR-12 still running',
+        durationSeconds: 600,
+      } as any,
+      context,
+    );
+    expect(running.ok).toBe(true);
+
+    const handler = makeTrackHandler(() => sweepWorld.deps);
+    const result = await handler(await sampleEvent('schedule/track-capture-sweep.json'), context);
+    expect(result.tracked).toBeUndefined();
+    expect(result.timedOut).toEqual([
+      { captureId: started.captureId, instanceId: topo.nat.instanceId },
+    ]);
+    const store = {
+      s3: sweepWorld.clients.s3,
+      bucket: sweepWorld.config.EVIDENCE_BUCKET,
+      keyArn: sweepWorld.keyArn,
+    };
+    const closed = await readManifest(store, started.captureId!);
+    expect(closed?.manifest.hosts[topo.nat.instanceId]?.status).toBe('timed-out');
+    const open = await readManifest(store, running.captureId!);
+    expect(open?.manifest.hosts[topo.sensor.instanceId]?.status).toBe('running');
+    // The next scheduled run finds nothing more to close.
+    const again = await handler(await sampleEvent('schedule/track-capture-sweep.json'), context);
+    expect(again.timedOut).toEqual([]);
+  });
+
   it('track-capture ignores a status event for a command SSM does not know (the sample event)', async () => {
     const handler = makeTrackHandler(() => ({
       ...world.deps,
