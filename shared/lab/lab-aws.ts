@@ -19,7 +19,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand } from '@aws-sdk/client-s
 import { CreateDocumentCommand } from '@aws-sdk/client-ssm';
 import type { AwsClients } from '../aws/clients.ts';
 import { LAB_ADDRESSES } from './lab-network.ts';
-import { type PackagedTemplate, resourceOfType } from './packaged-template.ts';
+import { captureDocumentResource, type PackagedTemplate } from './packaged-template.ts';
 
 /**
  * Recreates, in moto, the parts of the packaged stack the pipeline touches — with the names,
@@ -97,8 +97,8 @@ export async function provisionLabStack(
     pkg.template.Resources.EvidenceKeyAlias?.Properties?.AliasName as string,
     'EvidenceKeyAlias',
   );
-  const [, documentResource] = resourceOfType(pkg, 'AWS::SSM::Document');
-  const document = prop(documentResource.Properties, 'capture document');
+  // By logical ID: the stack has two SSM documents (capture and standby).
+  const document = prop(captureDocumentResource(pkg).Properties, 'capture document');
 
   // KMS: the evidence key and its alias (the functions get alias/NAME, as in AWS).
   const key = await clients.kms.send(

@@ -77,16 +77,46 @@ export function packagedTemplate(
   return value;
 }
 
-/** The first resource of a type, or an error naming what is missing. */
+/**
+ * The first resource of a type, or an error naming what is missing. Only for types the stack
+ * has once: the stack has two AWS::SSM::Document (capture and standby), select those with
+ * resourceById.
+ */
 export function resourceOfType(pkg: PackagedTemplate, type: string): [string, TemplateResource] {
   const found = Object.entries(pkg.template.Resources).find(([, r]) => r.Type === type);
   if (!found) throw new Error(`packaged template has no ${type}`);
   return found;
 }
 
+/** A resource by its logical ID, checked to be of the expected type. */
+export function resourceById(
+  pkg: PackagedTemplate,
+  logicalId: string,
+  type: string,
+): TemplateResource {
+  const resource = pkg.template.Resources[logicalId];
+  if (!resource) throw new Error(`packaged template has no ${logicalId}`);
+  if (resource.Type !== type) {
+    throw new Error(`packaged ${logicalId} is a ${resource.Type}, expected ${type}`);
+  }
+  return resource;
+}
+
+/** Logical ID of the capture document (resources/ssm-document.yml). */
+export const CAPTURE_DOCUMENT_LOGICAL_ID = 'CaptureDocument';
+
+/** The capture document resource (not the standby document, the stack's other SSM document). */
+export function captureDocumentResource(pkg: PackagedTemplate): TemplateResource {
+  return resourceById(pkg, CAPTURE_DOCUMENT_LOGICAL_ID, 'AWS::SSM::Document');
+}
+
 /** The capture document's content exactly as the packaged template deploys it. */
-export async function packagedCaptureDocument(): Promise<Record<string, any>> {
-  const [, doc] = resourceOfType(await packagedTemplate(), 'AWS::SSM::Document');
-  if (!doc.Properties?.Content) throw new Error('packaged AWS::SSM::Document has no Content');
+export async function packagedCaptureDocument(
+  pkg?: PackagedTemplate,
+): Promise<Record<string, any>> {
+  const doc = captureDocumentResource(pkg ?? (await packagedTemplate()));
+  if (!doc.Properties?.Content) {
+    throw new Error(`packaged ${CAPTURE_DOCUMENT_LOGICAL_ID} has no Content`);
+  }
   return doc.Properties.Content as Record<string, any>;
 }

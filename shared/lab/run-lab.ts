@@ -26,7 +26,7 @@ import {
   suspiciousTraffic,
 } from './lab-network.ts';
 import type { NetnsHost } from './netns.ts';
-import { packagedTemplate, resourceOfType } from './packaged-template.ts';
+import { captureDocumentResource, packagedTemplate } from './packaged-template.ts';
 import {
   type DocumentRun,
   runCommandDocument,
@@ -285,8 +285,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       Object.entries(pkg.template.Resources).find(([id]) => id === 'StandbyDocument') ?? [];
     const standby = standbyResource?.Properties?.Content as SsmCommandDocument | undefined;
     const ringDirectory = join(work.replace(/^\/tmp\/tapline-lab-/, '/tmp/tapline-lab-'), 'ring');
-    const captureDocument = resourceOfType(pkg, 'AWS::SSM::Document')[1].Properties!
-      .Content as SsmCommandDocument;
+    const captureDocument = captureDocumentResource(pkg).Properties!.Content as SsmCommandDocument;
     const captureSupportsLookback = Boolean(captureDocument.parameters?.RingDirectory);
     if (standby && captureSupportsLookback) {
       const ring = await runCommandDocument({

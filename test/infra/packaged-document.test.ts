@@ -16,6 +16,18 @@ describe('packaged capture document', () => {
     }
   });
 
+  it('is the capture document, not the standby document the stack also deploys', async () => {
+    const pkg = await packagedTemplate();
+    const ssmDocuments = Object.entries(pkg.template.Resources).filter(
+      ([, r]) => r.Type === 'AWS::SSM::Document',
+    );
+    expect(ssmDocuments.map(([id]) => id).sort()).toEqual(['CaptureDocument', 'StandbyDocument']);
+    const doc = await packagedCaptureDocument();
+    expect(doc).toEqual(pkg.template.Resources.CaptureDocument!.Properties!.Content);
+    expect(doc.parameters.CaptureId).toBeDefined();
+    expect(doc.parameters.Action).toBeUndefined();
+  });
+
   it('never interpolates a parameter into the script text', async () => {
     const doc = await packagedCaptureDocument();
     const script = JSON.stringify(doc.mainSteps);
