@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,23 +43,31 @@ export function packagedTemplate(
   let value = packaged.get(cacheKey);
   if (!value) {
     value = (async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'tapline-package-'));
+      // TAPLINE_PACKAGE_CACHE (set by the test run's global setup): one packaging per stage and
+      // params for the whole run, shared by every test process, instead of one per test file
+      const cacheRoot = process.env.TAPLINE_PACKAGE_CACHE;
+      const dir = cacheRoot
+        ? join(cacheRoot, createHash('sha256').update(cacheKey).digest('hex').slice(0, 16))
+        : await mkdtemp(join(tmpdir(), 'tapline-package-'));
+      if (cacheRoot) await mkdir(dir, { recursive: true });
       const serverless = join(repoRoot, 'node_modules', '.bin', 'serverless');
       // serverless-esbuild builds in the repo's .esbuild/ and .serverless/: two packagings at
       // once (parallel test files, the lab, npm run scan) clobber each other's zips, so every
-      // packaging in this tree takes the same lock.
+      // packaging in this tree takes the same lock. Under the lock, a template already in a
+      // shared cache directory is used as it is (positional arguments: no shell quoting).
       await run(
         'flock',
         [
           PACKAGE_LOCK,
+          'sh',
+          '-c',
+          '[ -f "$1/cloudformation-template-update-stack.json" ] && exit 0; exec "$0" package --package "$@"',
           serverless,
-          'package',
+          dir,
           '--stage',
           stage,
           '--region',
           'us-east-1',
-          '--package',
-          dir,
           ...paramArgs,
         ],
         {
