@@ -1,4 +1,4 @@
-/** Address rendering shared by the decoder: dotted IPv4, RFC 5952 compressed IPv6. */
+/** Address rendering shared by the decoder (dotted IPv4, RFC 5952 compressed IPv6), byte helpers. */
 
 export function ipv4ToString(v: number): string {
   return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
@@ -41,4 +41,20 @@ export function ipv6ToString(w0: number, w1: number, w2: number, w3: number): st
 
 export function readU32(b: Uint8Array, i: number): number {
   return ((b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!) >>> 0;
+}
+
+const bufferCopy = Buffer.prototype.copy;
+
+/**
+ * src[from, to) → dst at `at`: a memcpy that, unlike `dst.set(src.subarray(…))`, creates no
+ * view object per call (it runs once per carved packet). Works on any Uint8Array source.
+ */
+export function copyBytes(
+  src: Uint8Array,
+  from: number,
+  to: number,
+  dst: Uint8Array,
+  at: number,
+): void {
+  bufferCopy.call(src, dst, at, from, to);
 }

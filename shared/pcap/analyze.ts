@@ -667,15 +667,20 @@ export class PcapAnalyzer implements RecordSink {
     });
   }
 
-  /** Describes TCP conversation `i` for the carver (called once per stream). */
-  streamInfo(i: number): StreamInfo {
+  /** Timestamp of the packet being decoded (the last one seen when a record has none). */
+  get now(): number {
+    return this.#ts;
+  }
+
+  /** Describes TCP conversation `i` for the carver; `start` defaults to the current packet's. */
+  streamInfo(i: number, start = this.#ts): StreamInfo {
     const c = this.conversations;
     return {
       index: c.streamIndex[i]!,
       a: { addr: c.addrString(i, 0), port: c.aPort[i]! },
       b: { addr: c.addrString(i, 1), port: c.bPort[i]! },
       communityId: c.communityId(i),
-      start: this.#ts,
+      start,
     };
   }
 

@@ -1,39 +1,54 @@
-import { mkdir, open, writeFile } from 'node:fs/promises';
+import { close as fsClose, open as fsOpen, write as fsWrite } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CarveChunk, CarveSink } from './types.ts';
 
 /** Bytes of a classic pcap global header (carved pieces ≥ 1 repeat it; strip when joining). */
 export const PCAP_HEADER_BYTES = 24;
 
+/** Bytes of carved pieces a sink holds in flight by default (on top of the decoder's budget). */
+export const DEFAULT_MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
 /**
- * A sink that runs `upload` for each carved piece with at most `concurrency` in flight;
- * `write` resolves as soon as a slot is free, `close` waits for all and rethrows the first
- * upload failure (later writes also reject once one upload failed, so the analyzer stops).
+ * A sink that runs `upload` for each carved piece with at most `concurrency` in flight and at
+ * most `maxBytesInFlight` bytes of pieces held by unfinished uploads (one piece always goes,
+ * however big); `write` resolves as soon as both allow the next piece, `close` waits for all
+ * and rethrows the first upload failure (later writes also reject once one upload failed, so
+ * the analyzer stops).
  */
 export function boundedConcurrencySink(
   upload: (chunk: CarveChunk) => Promise<void>,
   concurrency = 8,
+  maxBytesInFlight = DEFAULT_MAX_BYTES_IN_FLIGHT,
 ): CarveSink {
   const limit = Math.max(1, Math.floor(concurrency));
   const inFlight = new Set<Promise<void>>();
+  let bytes = 0;
+  /** Writers waiting for an upload to finish (woken on every completion; they re-check). */
+  let waiting: (() => void)[] = [];
   const state: { failure?: { error: unknown } } = {};
   const rethrow = (): void => {
     if (state.failure) throw state.failure.error;
   };
+  const full = () => inFlight.size >= limit || (bytes > maxBytesInFlight && inFlight.size > 0);
   return {
     async write(chunk) {
       rethrow();
-      const p: Promise<void> = upload(chunk).then(
-        () => {
-          inFlight.delete(p);
-        },
-        (error: unknown) => {
-          inFlight.delete(p);
-          state.failure ??= { error };
-        },
-      );
+      const size = chunk.pcap.byteLength;
+      bytes += size;
+      const done = (): void => {
+        inFlight.delete(p);
+        bytes -= size;
+        const wake = waiting;
+        waiting = [];
+        for (const w of wake) w();
+      };
+      const p: Promise<void> = upload(chunk).then(done, (error: unknown) => {
+        state.failure ??= { error };
+        done();
+      });
       inFlight.add(p);
-      while (inFlight.size >= limit) await Promise.race(inFlight);
+      while (full()) await new Promise<void>((resolve) => waiting.push(resolve));
       rethrow();
     },
     async close() {
@@ -41,6 +56,40 @@ export function boundedConcurrencySink(
       rethrow();
     },
   };
+}
+
+/** Writes `bytes` to `path` (flags 'w' or 'a') with plain callbacks: no FileHandle objects. */
+function writeWhole(path: string, bytes: Uint8Array, flags: 'w' | 'a'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fsOpen(path, flags, 0o666, (openError, fd) => {
+      if (openError) {
+        reject(openError);
+        return;
+      }
+      let off = 0;
+      const finish = (error: Error | null) =>
+        fsClose(fd, (closeError) => {
+          const e = error ?? closeError;
+          if (e) reject(e);
+          else resolve();
+        });
+      const next = (): void => {
+        if (off >= bytes.length) {
+          finish(null);
+          return;
+        }
+        fsWrite(fd, bytes, off, bytes.length - off, null, (writeError, n) => {
+          if (writeError) {
+            finish(writeError);
+            return;
+          }
+          off += n;
+          next();
+        });
+      };
+      next();
+    });
+  });
 }
 
 /**
@@ -57,16 +106,7 @@ export function directoryCarveSink(dir: string, concurrency = 16): CarveSink {
     await made;
     const name = `tcp-stream-${String(chunk.stream.index).padStart(6, '0')}.pcap`;
     const bytes = chunk.part === 0 ? chunk.pcap : chunk.pcap.subarray(PCAP_HEADER_BYTES);
-    if (chunk.part === 0) {
-      await writeFile(join(dir, name), bytes);
-    } else {
-      const file = await open(join(dir, name), 'a');
-      try {
-        await file.write(bytes);
-      } finally {
-        await file.close();
-      }
-    }
+    await writeWhole(join(dir, name), bytes, chunk.part === 0 ? 'w' : 'a');
   };
   const pool = boundedConcurrencySink(async (chunk) => {
     const key = chunk.stream.index;

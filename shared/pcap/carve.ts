@@ -1,3 +1,4 @@
+import { copyBytes } from './address.ts';
 import type { AnomalyLog } from './anomalies.ts';
 import { PCAP_HEADER_BYTES } from './carve-sinks.ts';
 import type { CarveChunk, CarveOptions, CarveStats, StreamInfo } from './types.ts';
@@ -8,16 +9,21 @@ import type { CarveChunk, CarveOptions, CarveStats, StreamInfo } from './types.t
  * already starts with a pcap global header, so a flush hands the sink a complete file without
  * copying. Memory is bounded by `maxBufferedBytes` whatever the number of streams: when over,
  * closed streams are finalised first (least recently closed first), then the least recently
- * active open streams are flushed as parts.
+ * active open streams are flushed as parts. Per stream only a small fixed-size state is kept
+ * (no strings): the stream's description is rebuilt from the conversation table when a piece
+ * is handed out.
  */
 
-const DEFAULT_MAX_BUFFERED = 64 * 1024 * 1024;
-const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+const DEFAULT_MAX_BUFFERED = 16 * 1024 * 1024;
+const DEFAULT_PART_BYTES = 4 * 1024 * 1024;
 /** Closed streams are finalised once the capture clock is this far past their last packet. */
 const CLOSE_GRACE_SECONDS = 5;
 
 class StreamState {
-  info: StreamInfo;
+  /** Conversation index (the stream's row in the conversation table). */
+  conv: number;
+  /** Timestamp of the stream's first packet (StreamInfo.start). */
+  start: number;
   linkType: number;
   buf: Uint8Array | null = null;
   len = 0;
@@ -29,8 +35,9 @@ class StreamState {
   prev: StreamState | null = null;
   next: StreamState | null = null;
 
-  constructor(info: StreamInfo, linkType: number) {
-    this.info = info;
+  constructor(conv: number, start: number, linkType: number) {
+    this.conv = conv;
+    this.start = start;
     this.linkType = linkType;
   }
 }
@@ -62,6 +69,14 @@ export function carvedFileName(index: number, part: number, single: boolean): st
   return single ? `${base}.pcap` : `${base}.part-${String(part).padStart(4, '0')}.pcap`;
 }
 
+/** Who describes streams: the analyzer, from its conversation table. */
+export interface StreamDescriber {
+  /** `start`: the first packet's timestamp (default: the packet being decoded). */
+  streamInfo(conv: number, start?: number): StreamInfo;
+  /** Timestamp of the packet being decoded. */
+  readonly now: number;
+}
+
 export class Carver {
   readonly ready: CarveChunk[] = [];
   readonly stats: CarveStats = {
@@ -88,17 +103,22 @@ export class Carver {
     this.#opts = opts;
     this.#anomalies = anomalies;
     this.#maxBuffered = Math.max(1 << 20, opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED);
-    this.#partBytes = Math.max(64 * 1024, opts.partBytes ?? DEFAULT_PART_BYTES);
+    this.#partBytes = Math.max(
+      64 * 1024,
+      opts.partBytes ?? Math.min(DEFAULT_PART_BYTES, this.#maxBuffered / 4),
+    );
   }
 
   get bufferedBytes(): number {
     return this.#buffered;
   }
 
-  /** Append one record of conversation `conv`; `owner.streamInfo` is called once, at its first. */
+  #owner: StreamDescriber | null = null;
+
+  /** Append one record of conversation `conv` (`owner` describes streams when pieces go out). */
   packet(
     conv: number,
-    owner: { streamInfo(conv: number): StreamInfo },
+    owner: StreamDescriber,
     linkType: number,
     data: Uint8Array,
     off: number,
@@ -107,13 +127,14 @@ export class Carver {
   ): void {
     let s = this.#streams.get(conv);
     if (s === undefined) {
-      const info = owner.streamInfo(conv);
+      this.#owner = owner;
+      // the filter sees the stream's description; 'all' needs none until a piece goes out
       const want =
         this.#opts.mode === 'all' ||
         (this.#opts.mode === 'streams' &&
           this.#opts.streams !== undefined &&
-          safeFilter(this.#opts.streams, info));
-      s = want ? new StreamState(info, linkType) : null;
+          safeFilter(this.#opts.streams, owner.streamInfo(conv)));
+      s = want ? new StreamState(conv, owner.now, linkType) : null;
       this.#streams.set(conv, s);
       if (s) this.stats.streamsCarved++;
     }
@@ -121,21 +142,22 @@ export class Carver {
     if (linkType !== s.linkType) {
       this.#anomalies.add(
         'carve-link-type-mismatch',
-        () => `stream ${s!.info.index}: link type ${linkType} differs from ${s!.linkType}`,
+        () =>
+          `stream ${owner.streamInfo(conv).index}: link type ${linkType} differs from ${s!.linkType}`,
       );
       return;
     }
     const recLen = 16 + caplen;
     if (s.buf === null) {
       const cap = Math.max(256, nextPow2(PCAP_HEADER_BYTES + recLen));
-      s.buf = new Uint8Array(cap);
+      s.buf = newBuffer(cap);
       writePcapHeader(s.buf, s.linkType);
       s.len = PCAP_HEADER_BYTES;
       this.#buffered += cap;
     } else if (s.len + recLen > s.buf.length) {
       const cap = nextPow2(s.len + recLen);
-      const grown = new Uint8Array(cap);
-      grown.set(s.buf.subarray(0, s.len));
+      const grown = newBuffer(cap);
+      copyBytes(s.buf, 0, s.len, grown, 0);
       this.#buffered += cap - s.buf.length;
       s.buf = grown;
     }
@@ -148,7 +170,7 @@ export class Carver {
     writeU32le(b, o + 8, caplen);
     writeU32le(b, o + 12, origlen >>> 0);
     o += 16;
-    b.set(data.subarray(off, off + caplen), o);
+    copyBytes(data, off, off + caplen, b, o);
     s.len = o + caplen;
     s.packets++;
     if (sec > 0) s.lastTs = sec;
@@ -220,9 +242,10 @@ export class Carver {
     const pcap = s.buf.subarray(0, s.len);
     this.#buffered -= s.buf.length;
     const single = final && s.part === 0;
+    const info = this.#owner!.streamInfo(s.conv, s.start);
     this.ready.push({
-      stream: s.info,
-      fileName: carvedFileName(s.info.index, s.part, single),
+      stream: info,
+      fileName: carvedFileName(info.index, s.part, single),
       part: s.part,
       final,
       packets: s.packets,
@@ -266,4 +289,13 @@ export function writePcapHeader(b: Uint8Array, linkType: number): void {
   writeU32le(b, 12, 0);
   writeU32le(b, 16, 262_144);
   writeU32le(b, 20, linkType);
+}
+
+/**
+ * A stream buffer. Not zero-filled (every byte handed out is written first: pieces are
+ * `buf.subarray(0, len)`), and not from Node's shared pool, so a flushed buffer is freed on
+ * its own once the sink is done with it.
+ */
+function newBuffer(size: number): Uint8Array {
+  return Buffer.allocUnsafeSlow(size);
 }

@@ -1,4 +1,5 @@
 import { CorruptPcapError } from '../errors.ts';
+import { copyBytes } from './address.ts';
 import type { AnomalyLog } from './anomalies.ts';
 
 /**
@@ -204,7 +205,7 @@ export class CaptureReader {
       grown.set(this.#carry.subarray(0, this.#carryLen));
       this.#carry = grown;
     }
-    this.#carry.set(src.subarray(from, to), this.#carryLen);
+    copyBytes(src, from, to, this.#carry, this.#carryLen);
     this.#carryLen = needed;
   }
 
