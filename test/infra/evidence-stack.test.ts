@@ -266,20 +266,32 @@ describe('evidence bucket policy', () => {
   });
 
   it('denies uploads that are not SSE-KMS, and uploads with any key but the evidence key', () => {
+    // Only when an encryption header is sent (Null: false): UploadPart, UploadPartCopy and
+    // CompleteMultipartUpload carry none and must pass (test/infra/evidence-upload-policy.test.ts
+    // simulates each request); header-less requests get the bucket default, the evidence key.
     expect(statement('DenyUploadsNotSseKms')).toMatchObject({
       Effect: 'Deny',
       Action: 's3:PutObject',
-      Condition: { StringNotEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' } },
+    });
+    expect(statement('DenyUploadsNotSseKms')?.Condition).toEqual({
+      Null: { 's3:x-amz-server-side-encryption': 'false' },
+      StringNotEquals: { 's3:x-amz-server-side-encryption': 'aws:kms' },
     });
     expect(statement('DenyUploadsWithAnotherKey')).toMatchObject({
       Effect: 'Deny',
       Action: 's3:PutObject',
-      Condition: {
-        StringNotEquals: {
-          's3:x-amz-server-side-encryption-aws-kms-key-id': getAtt('EvidenceKey'),
-        },
+    });
+    expect(statement('DenyUploadsWithAnotherKey')?.Condition).toEqual({
+      Null: { 's3:x-amz-server-side-encryption': 'false' },
+      StringNotEquals: {
+        's3:x-amz-server-side-encryption-aws-kms-key-id': getAtt('EvidenceKey'),
       },
     });
+    // ... which is safe because the bucket default is SSE-KMS with the evidence key.
+    expect(
+      props('EvidenceBucket').BucketEncryption.ServerSideEncryptionConfiguration[0]
+        .ServerSideEncryptionByDefault,
+    ).toEqual({ SSEAlgorithm: 'aws:kms', KMSMasterKeyID: getAtt('EvidenceKey') });
   });
 
   it('does not deny what logging, replication and notifications need', () => {
@@ -692,12 +704,24 @@ describe('capture host policy', () => {
     expect(res('CaptureHostPolicy').Type).toBe('AWS::IAM::ManagedPolicy');
     const statements: Statement[] = p.PolicyDocument.Statement;
     const s3 = statements.filter((s) => list(s.Action).some((a) => a.startsWith('s3:')));
-    expect(s3).toHaveLength(1);
-    expect(s3[0].Action).toBe('s3:PutObject');
-    expect(json(s3[0].Resource)).toContain('tapline-ci-us-east-1-evidence/pcaps/*');
-    expect(s3[0].Condition?.StringEquals).toEqual({
-      's3:x-amz-server-side-encryption': 'aws:kms',
-      's3:x-amz-server-side-encryption-aws-kms-key-id': getAtt('EvidenceKey'),
+    expect(s3).toHaveLength(2);
+    for (const s of s3) {
+      expect(s.Action).toBe('s3:PutObject');
+      expect(json(s.Resource)).toContain('tapline-ci-us-east-1-evidence/pcaps/*');
+    }
+    expect(s3[0]!.Condition).toEqual({
+      StringEquals: {
+        's3:x-amz-server-side-encryption': 'aws:kms',
+        's3:x-amz-server-side-encryption-aws-kms-key-id': getAtt('EvidenceKey'),
+      },
+    });
+    // Multipart parts and completions carry no encryption headers (their upload's
+    // CreateMultipartUpload did): allowed only when none is sent.
+    expect(s3[1]!.Condition).toEqual({
+      Null: {
+        's3:x-amz-server-side-encryption': 'true',
+        's3:x-amz-server-side-encryption-aws-kms-key-id': 'true',
+      },
     });
   });
 
@@ -708,7 +732,7 @@ describe('capture host policy', () => {
     expect(kms[0].Resource).toEqual(getAtt('EvidenceKey'));
     expect(json(kms[0].Condition?.StringEquals?.['kms:ViaService'])).toContain('s3.${AWS::Region}');
     expect(json(kms[0].Condition?.StringLike)).toContain('tapline-ci-us-east-1-evidence');
-    expect(statements).toHaveLength(2);
+    expect(statements).toHaveLength(3);
     expect(pkg.template.Outputs?.CaptureHostPolicyArn.Value).toEqual({ Ref: 'CaptureHostPolicy' });
   });
 });
