@@ -5,14 +5,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutBucketVersioningCommand,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHostReport } from '../../shared/capture/host-report.ts';
 import { newCaptureId } from '../../shared/capture/ids.ts';
@@ -29,21 +22,19 @@ import {
   startLoopbackBridge,
 } from '../../shared/lab/ssm-agent.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
-import { motoClients, motoEndpoint, uniqueName } from '../support/aws.ts';
+import { motoClients, motoEndpoint } from '../support/aws.ts';
+import {
+  LAB_AWS_ENV,
+  type LabEvidence,
+  labCanRun,
+  labCaptureParameters,
+  labEvidence,
+} from '../support/lab.ts';
 import { packagedCaptureDocument } from '../support/template.ts';
 
 const run = promisify(execFile);
 const TOOLS = ['tcpdump', 'tshark', 'hping3', '/usr/bin/aws', 'ip'];
-const missing = TOOLS.filter(
-  (t) => !existsSync(t) && !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`),
-);
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const canRun = isRoot && missing.length === 0;
-if (process.env.CI && !canRun) {
-  throw new Error(
-    `lab test needs root and ${TOOLS.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
-  );
-}
+const canRun = labCanRun('lab test', TOOLS);
 
 /**
  * workload (10.201.1.2) ── nat (10.201.1.1 | 10.201.2.1) ── inet (10.201.2.2)
@@ -53,7 +44,6 @@ if (process.env.CI && !canRun) {
 describe.runIf(canRun)('capture document run for real', () => {
   const topology = new Topology('tlcap');
   const s3 = motoClients().s3;
-  const kms = motoClients().kms;
   let nat: NetnsHost;
   let workload: NetnsHost;
   let bridge: LoopbackBridge;
@@ -61,13 +51,9 @@ describe.runIf(canRun)('capture document run for real', () => {
   let bucket: string;
   let keyArn: string;
   let workDir: string;
+  let evidence: LabEvidence;
   const instanceId = 'i-0a1b2c3d4e5f60718';
-  const awsEnv = {
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_CONFIG_FILE: '/nonexistent/tapline-config',
-    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/tapline-credentials',
-  };
+  const awsEnv = LAB_AWS_ENV;
 
   beforeAll(async () => {
     requireRoot('the capture document lab test');
@@ -88,16 +74,8 @@ describe.runIf(canRun)('capture document run for real', () => {
     await topology.route(inet.name, '10.201.1.0/24', '10.201.2.1');
     await topology.enableForwarding(nat.name);
     bridge = await startLoopbackBridge(nat, Number(new URL(motoEndpoint()).port));
-    bucket = uniqueName('tlcap-doc');
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    await s3.send(
-      new PutBucketVersioningCommand({
-        Bucket: bucket,
-        VersioningConfiguration: { Status: 'Enabled' },
-      }),
-    );
-    keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-    workDir = await mkdtemp(join(tmpdir(), 'tapline-lab-'));
+    evidence = await labEvidence('tlcap-doc');
+    ({ bucket, keyArn, workDir } = evidence);
   }, 240_000);
 
   afterAll(async () => {
@@ -106,26 +84,8 @@ describe.runIf(canRun)('capture document run for real', () => {
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
-  function parameters(captureId: string, overrides: Record<string, string> = {}) {
-    return {
-      CaptureId: captureId,
-      Bucket: bucket,
-      KmsKeyId: keyArn,
-      Region: 'us-east-1',
-      Interface: 'auto',
-      DurationSeconds: '6',
-      RotateSeconds: '0',
-      RotateMegabytes: '1',
-      FileCount: '10',
-      MaxMegabytes: '64',
-      Filter: '(tcp or udp) and port 0 or icmp',
-      MinFreeMegabytes: '1',
-      WorkDir: workDir,
-      EndpointUrl: bridge.url,
-      UploadAttempts: '2',
-      ...overrides,
-    };
-  }
+  const parameters = (captureId: string, overrides: Record<string, string> = {}) =>
+    labCaptureParameters(evidence, bridge.url, captureId, overrides);
 
   it('captures port-0 traffic on the NAT, uploads hashed SSE-KMS pcaps and reports them', async () => {
     const captureId = newCaptureId();

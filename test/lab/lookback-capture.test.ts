@@ -1,17 +1,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  PutBucketVersioningCommand,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHostReport } from '../../shared/capture/host-report.ts';
 import { newCaptureId } from '../../shared/capture/ids.ts';
@@ -25,21 +18,19 @@ import {
 import { packagedStandbyDocument } from '../../shared/standby/document.ts';
 import { runStandby } from '../../shared/standby/lab-harness.ts';
 import { parseLookbackReport } from '../../shared/standby/reports.ts';
-import { motoClients, motoEndpoint, uniqueName } from '../support/aws.ts';
+import { motoClients, motoEndpoint } from '../support/aws.ts';
+import {
+  LAB_AWS_ENV,
+  type LabEvidence,
+  labCanRun,
+  labCaptureParameters,
+  labEvidence,
+} from '../support/lab.ts';
 import { packagedCaptureDocument } from '../support/template.ts';
 
 const run = promisify(execFile);
 const TOOLS = ['tcpdump', 'tshark', 'hping3', '/usr/bin/aws', 'ip'];
-const missing = TOOLS.filter(
-  (t) => !existsSync(t) && !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`),
-);
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const canRun = isRoot && missing.length === 0;
-if (process.env.CI && !canRun) {
-  throw new Error(
-    `look-back capture lab test needs root and ${TOOLS.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
-  );
-}
+const canRun = labCanRun('look-back capture lab test', TOOLS);
 
 const HOST = '10.204.3.1';
 const PEER = '10.204.3.2';
@@ -54,24 +45,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.runIf(canRun)('capture document with look-back, for real', () => {
   const topology = new Topology('tlring');
   const s3 = motoClients().s3;
-  const kms = motoClients().kms;
   const instanceId = 'i-0d1e2f3a4b5c60718';
   const root = `/tmp/tapline-lbcap-${randomBytes(4).toString('hex')}`;
   const ring = `${root}/ring`;
-  const awsEnv = {
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_CONFIG_FILE: '/nonexistent/tapline-config',
-    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/tapline-credentials',
-  };
+  const awsEnv = LAB_AWS_ENV;
   let host: NetnsHost;
   let peer: NetnsHost;
   let bridge: LoopbackBridge;
   let capture: SsmCommandDocument;
   let standby: SsmCommandDocument;
   let bucket: string;
-  let keyArn: string;
   let workDir: string;
+  let evidence: LabEvidence;
 
   const ringParameters = (overrides: Record<string, string>) => ({
     RingDirectory: ring,
@@ -87,25 +72,13 @@ describe.runIf(canRun)('capture document with look-back, for real', () => {
   function runCapture(captureId: string, overrides: Record<string, string> = {}) {
     return runCommandDocument({
       document: capture,
-      parameters: {
-        CaptureId: captureId,
-        Bucket: bucket,
-        KmsKeyId: keyArn,
-        Region: 'us-east-1',
+      parameters: labCaptureParameters(evidence, bridge.url, captureId, {
         Interface: 'cap0',
         DurationSeconds: '4',
-        RotateSeconds: '0',
-        RotateMegabytes: '1',
-        FileCount: '10',
-        MaxMegabytes: '64',
         Filter: '(tcp or udp) and port 0',
-        MinFreeMegabytes: '1',
-        WorkDir: workDir,
-        EndpointUrl: bridge.url,
-        UploadAttempts: '2',
         RingDirectory: ring,
         ...overrides,
-      },
+      }),
       host,
       instanceId,
       region: 'us-east-1',
@@ -135,16 +108,8 @@ describe.runIf(canRun)('capture document with look-back, for real', () => {
       b: { ns: peer.name, ifname: 'eth0', address: `${PEER}/24` },
     });
     bridge = await startLoopbackBridge(host, Number(new URL(motoEndpoint()).port));
-    bucket = uniqueName('tlring-lbc');
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    await s3.send(
-      new PutBucketVersioningCommand({
-        Bucket: bucket,
-        VersioningConfiguration: { Status: 'Enabled' },
-      }),
-    );
-    keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-    workDir = await mkdtemp(join(tmpdir(), 'tapline-lbcap-'));
+    evidence = await labEvidence('tlring-lbc');
+    ({ bucket, workDir } = evidence);
   });
 
   afterAll(async () => {

@@ -5,14 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutBucketVersioningCommand,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newCaptureId } from '../../shared/capture/ids.ts';
 import { type NetnsHost, Topology } from '../../shared/lab/netns.ts';
@@ -30,21 +23,13 @@ import {
   sampleRing,
 } from '../../shared/standby/lab-harness.ts';
 import { parseLookbackFiles, parseLookbackReport } from '../../shared/standby/reports.ts';
-import { motoClients, motoEndpoint, uniqueName } from '../support/aws.ts';
+import { motoClients, motoEndpoint } from '../support/aws.ts';
+import { LAB_AWS_ENV, type LabEvidence, labCanRun, labEvidence } from '../support/lab.ts';
 import { packagedCaptureDocument } from '../support/template.ts';
 
 const run = promisify(execFile);
 const TOOLS = ['tcpdump', 'tshark', 'hping3', '/usr/bin/aws', 'ip', 'python3'];
-const missing = TOOLS.filter(
-  (t) => !existsSync(t) && !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`),
-);
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const canRun = isRoot && missing.length === 0;
-if (process.env.CI && !canRun) {
-  throw new Error(
-    `look-back lab test needs root and ${TOOLS.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
-  );
-}
+const canRun = labCanRun('look-back lab test', TOOLS);
 
 const HOST = '10.204.1.1';
 const PEER = '10.204.1.2';
@@ -61,16 +46,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.runIf(canRun)('look-back from a standby ring, for real', () => {
   const topology = new Topology('tlring');
   const s3 = motoClients().s3;
-  const kms = motoClients().kms;
   const instanceId = 'i-0b1c2d3e4f5a60718';
   const ringRoot = `/tmp/tapline-lbtest-${randomBytes(4).toString('hex')}`;
   const ring = `${ringRoot}/ring`;
-  const awsEnv = {
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_CONFIG_FILE: '/nonexistent/tapline-config',
-    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/tapline-credentials',
-  };
+  const awsEnv = LAB_AWS_ENV;
   let host: NetnsHost;
   let peer: NetnsHost;
   let bridge: LoopbackBridge;
@@ -79,6 +58,7 @@ describe.runIf(canRun)('look-back from a standby ring, for real', () => {
   let bucket: string;
   let keyArn: string;
   let workDir: string;
+  let evidence: LabEvidence;
   let sampler: RingSampler | undefined;
 
   const ringParameters = (overrides: Record<string, string> = {}) => ({
@@ -139,16 +119,8 @@ describe.runIf(canRun)('look-back from a standby ring, for real', () => {
       b: { ns: peer.name, ifname: 'eth0', address: `${PEER}/24` },
     });
     bridge = await startLoopbackBridge(host, Number(new URL(motoEndpoint()).port));
-    bucket = uniqueName('tlring-lb');
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    await s3.send(
-      new PutBucketVersioningCommand({
-        Bucket: bucket,
-        VersioningConfiguration: { Status: 'Enabled' },
-      }),
-    );
-    keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
-    workDir = await mkdtemp(join(tmpdir(), 'tapline-lbwork-'));
+    evidence = await labEvidence('tlring-lb');
+    ({ bucket, keyArn, workDir } = evidence);
   });
 
   afterAll(async () => {

@@ -7,16 +7,10 @@ import { type NetnsHost, Topology } from '../../shared/lab/netns.ts';
 import type { SsmCommandDocument } from '../../shared/lab/ssm-agent.ts';
 import { packagedStandbyDocument } from '../../shared/standby/document.ts';
 import { runStandby } from '../../shared/standby/lab-harness.ts';
+import { labCanRun } from '../support/lab.ts';
 
 const TOOLS = ['tcpdump', 'ip', 'python3', 'setsid', 'ionice', 'flock'];
-const missing = TOOLS.filter((t) => !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`));
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const canRun = isRoot && missing.length === 0;
-if (process.env.CI && !canRun) {
-  throw new Error(
-    `standby lab test needs root and ${TOOLS.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
-  );
-}
+const canRun = labCanRun('standby lab test', TOOLS);
 
 const HOST = '10.204.2.1';
 const PEER = '10.204.2.2';

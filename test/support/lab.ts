@@ -1,0 +1,90 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CreateKeyCommand } from '@aws-sdk/client-kms';
+import { CreateBucketCommand, PutBucketVersioningCommand } from '@aws-sdk/client-s3';
+import { motoClients, uniqueName } from './aws.ts';
+
+/**
+ * What the lab tests (network namespaces, real tcpdump, the SSM documents run as the agent
+ * would) share: the precondition check, the AWS CLI environment inside a namespace, an evidence
+ * bucket and key on moto, and the capture document's parameters.
+ */
+
+/**
+ * True when the test can run here (root and every tool). On CI a missing tool or root is an
+ * error, not a skip: the lab tests are part of what CI proves.
+ */
+export function labCanRun(what: string, tools: readonly string[]): boolean {
+  const missing = tools.filter(
+    (t) => !existsSync(t) && !existsSync(`/usr/sbin/${t}`) && !existsSync(`/usr/bin/${t}`),
+  );
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const canRun = isRoot && missing.length === 0;
+  if (process.env.CI && !canRun) {
+    throw new Error(
+      `${what} needs root and ${tools.join(', ')}; missing: ${missing.join(', ') || 'root'}`,
+    );
+  }
+  return canRun;
+}
+
+/** The AWS CLI in a namespace: moto's test credentials, no config files from this machine. */
+export const LAB_AWS_ENV = {
+  AWS_ACCESS_KEY_ID: 'testing',
+  AWS_SECRET_ACCESS_KEY: 'testing',
+  AWS_CONFIG_FILE: '/nonexistent/tapline-config',
+  AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/tapline-credentials',
+} as const;
+
+export interface LabEvidence {
+  bucket: string;
+  keyArn: string;
+  /** A fresh local directory for the document's WorkDir. */
+  workDir: string;
+}
+
+/** A versioned evidence bucket and a KMS key on moto, and a work directory. */
+export async function labEvidence(prefix: string): Promise<LabEvidence> {
+  const { s3, kms } = motoClients();
+  const bucket = uniqueName(prefix);
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  await s3.send(
+    new PutBucketVersioningCommand({
+      Bucket: bucket,
+      VersioningConfiguration: { Status: 'Enabled' },
+    }),
+  );
+  const keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+  // the capture document's WorkDir pattern: /tmp/tapline…
+  const workDir = await mkdtemp(join(tmpdir(), `tapline-${prefix}-`));
+  return { bucket, keyArn, workDir };
+}
+
+/** The capture document's parameters for a lab run (short, small, uploads through a bridge). */
+export function labCaptureParameters(
+  evidence: LabEvidence,
+  endpointUrl: string,
+  captureId: string,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    CaptureId: captureId,
+    Bucket: evidence.bucket,
+    KmsKeyId: evidence.keyArn,
+    Region: 'us-east-1',
+    Interface: 'auto',
+    DurationSeconds: '6',
+    RotateSeconds: '0',
+    RotateMegabytes: '1',
+    FileCount: '10',
+    MaxMegabytes: '64',
+    Filter: '(tcp or udp) and port 0 or icmp',
+    MinFreeMegabytes: '1',
+    WorkDir: evidence.workDir,
+    EndpointUrl: endpointUrl,
+    UploadAttempts: '2',
+    ...overrides,
+  };
+}
