@@ -23,9 +23,9 @@ const program = new Command()
   .showHelpAfterError()
   .exitOverride();
 
-registerCommands(program);
-
 try {
+  // Only the verb this command line runs is imported (see bin/commands/verbs-register.ts).
+  await registerCommands(program, process.argv.slice(2));
   await program.parseAsync(process.argv);
 } catch (error) {
   if (!(error instanceof CommanderError)) {

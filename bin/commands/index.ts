@@ -1,24 +1,14 @@
 import type { Command } from 'commander';
-import { register as registerCapture } from './capture.ts';
-import { register as registerDetect } from './detect.ts';
-import { register as registerFetch } from './fetch.ts';
-import { register as registerLab } from './lab.ts';
-import { register as registerList } from './list.ts';
-import { register as registerPlan } from './plan.ts';
-import { register as registerStatus } from './status.ts';
-import { register as registerSummarize } from './summarize.ts';
+import { registerLazily } from './verbs-register.ts';
 
 /**
- * Each verb lives in its own file (bin/commands/<verb>.ts) exporting `register(program)`.
- * Add the import here when a verb lands.
+ * Each verb lives in its own file (bin/commands/<verb>.ts) exporting `register(program)`; it is
+ * imported only when the command line runs it. When a verb lands, add its entry (name, listing
+ * term, description, loader) to VERBS in bin/commands/verbs-register.ts.
  */
-export function registerCommands(program: Command): void {
-  registerCapture(program);
-  registerStatus(program);
-  registerList(program);
-  registerFetch(program);
-  registerPlan(program);
-  registerSummarize(program);
-  registerDetect(program);
-  registerLab(program);
+export async function registerCommands(
+  program: Command,
+  argv: readonly string[] = process.argv.slice(2),
+): Promise<void> {
+  await registerLazily(program, argv);
 }
