@@ -2,7 +2,11 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { conversationJson, conversationJsonText } from '../../bin/commands/summarize.ts';
+import {
+  conversationJson,
+  conversationJsonText,
+  jsonString,
+} from '../../bin/commands/summarize.ts';
 import { ipv4ToString } from '../../shared/pcap/address.ts';
 import { PcapAnalyzer } from '../../shared/pcap/analyze.ts';
 import { communityId, communityIdFromWords } from '../../shared/pcap/community-id.ts';
@@ -71,6 +75,20 @@ describe('conversation output fast paths on the corpus', () => {
     for (const n of [1, 3, 20, 1000]) {
       expect(table.topTalkers(n)).toEqual(referenceTopTalkers(table, n));
     }
+  });
+});
+
+describe('jsonString', () => {
+  it('equals JSON.stringify for any string (quotes, controls, lone surrogates, astral)', () => {
+    for (const s of ['', 'a"b', 'a\\b', '\n', '\u0000', '\ud800', 'x\udfff', '😀', '1:abc+/=']) {
+      expect(jsonString(s)).toBe(JSON.stringify(s));
+    }
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => {
+        expect(jsonString(s)).toBe(JSON.stringify(s));
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 
