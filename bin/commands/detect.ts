@@ -119,7 +119,8 @@ export function register(program: Command): void {
           }
           const input =
             file === '-' ? process.stdin : createReadStream(file, { highWaterMark: 1 << 20 });
-          await scanStream(input as AsyncIterable<Buffer>, scanner);
+          // a local file may be big: inflate on a worker thread, in parallel with the scan
+          await scanStream(input as AsyncIterable<Buffer>, scanner, { inflate: 'worker' });
         },
       };
       let result: Awaited<ReturnType<typeof detectBatch>>;
