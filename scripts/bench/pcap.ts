@@ -170,6 +170,7 @@ line(
   `${perStream.toFixed(1)} s/stream → ${streams} streams ≈ ${(loop / 3600).toFixed(1)} h`,
 );
 line('  carving speed-up vs tshark loop', `${(loop / carve.seconds).toFixed(0)}×`, 'goal ≥ 1000×');
+line('  carving peak RSS', `${carve.rssMb.toFixed(0)} MB`, 'goal ≤ 256 MB');
 for (const a of agree) console.log(`  ${a}`);
 console.log(
   `load average at end: ${readLoad()} (2 cores, shared: absolute times vary; ratios are from one run)`,

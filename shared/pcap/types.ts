@@ -238,7 +238,8 @@ export interface CarveChunk {
  * promise before reading further input: a sink that wants N uploads in flight resolves as soon
  * as fewer than N are pending (see `boundedConcurrencySink`), and finishes them in `close`.
  * The analyzer calls `close` once at the end (also after an error in the input). Memory held
- * by the analyzer for carving is bounded by `maxBufferedBytes` whatever the stream count.
+ * by the analyzer for carving is bounded by `maxBufferedBytes` whatever the stream count
+ * (`boundedConcurrencySink` also bounds the bytes of pieces its uploads hold, 16 MiB).
  * The `pcap` buffer is owned by the sink after the call (the analyzer does not reuse it).
  */
 export interface CarveSink {
@@ -252,10 +253,12 @@ export interface CarveOptions {
   /** Evaluated once per stream, at its first packet. Required for mode 'streams'. */
   streams?: (stream: StreamInfo) => boolean;
   sink: CarveSink;
-  /** Total bytes of carved packets held in memory before the least recently active streams
-   *  are flushed as parts. Default 64 MiB. */
+  /** Size of the arena that holds carved records not yet handed to the sink (min 1 MiB);
+   *  when it is full the least recently active streams are flushed (closed ones first, open
+   *  ones as parts). Default 16 MiB, whatever the number of streams. */
   maxBufferedBytes?: number;
-  /** A single stream is flushed as a part once it holds this many bytes. Default 8 MiB. */
+  /** A single stream is flushed as a part once it holds this many bytes. Default 4 MiB (at
+   *  most a quarter of `maxBufferedBytes`). */
   partBytes?: number;
 }
 
@@ -268,7 +271,7 @@ export interface CarveStats {
 
 export interface AnalyzeLimits {
   /** Conversations tracked (beyond: counted in `dropped.conversations`, anomaly
-   *  'conversation-limit'). Default 2,000,000. */
+   *  'conversation-limit'). Default 250,000. */
   maxConversations?: number;
   /** Per list (dns, tls, http, portZero). Default 10,000. */
   maxRecords?: number;
