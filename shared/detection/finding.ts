@@ -43,12 +43,13 @@ export interface Finding {
 
 export interface SuggestedCapture {
   /**
-   * What the evidence records say about where the traffic was logged. The request's targets
-   * use the interface (else the address); `instanceIds` (v3+ `instance-id`) is informative
-   * only and never bypasses target resolution.
+   * Where the evidence records say the traffic was logged, for target resolution: the request's
+   * targets use the interface (else the address). A v3+ record's `instance-id` is not carried
+   * here: target resolution takes no instance hint (it finds the instance through its ENI when
+   * that is the right host), and an instance ID in the suggestion would invite capturing on it
+   * directly. It stays in the evidence records.
    */
   where: {
-    instanceIds: string[];
     interfaceIds: string[];
     vpcIds: string[];
     subnetIds: string[];
@@ -58,7 +59,6 @@ export interface SuggestedCapture {
   request: CaptureRequestInput;
 }
 
-const INSTANCE = /^i-[0-9a-f]{8,17}$/;
 const ENI = /^eni-[0-9a-f]{8,17}$/;
 const VPC = /^vpc-[0-9a-f]{8,17}$/;
 const SUBNET = /^subnet-[0-9a-f]{8,17}$/;
@@ -146,7 +146,6 @@ export function toFinding(raw: RawFinding, ctx: FindingContext): Finding {
     (a, i, all): a is string => typeof a === 'string' && isIP(a) !== 0 && all.indexOf(a) === i,
   );
   const where = {
-    instanceIds: distinctValues(evidence, 'instance-id', INSTANCE),
     interfaceIds: distinctValues(evidence, 'interface-id', ENI),
     vpcIds: distinctValues(evidence, 'vpc-id', VPC),
     subnetIds: distinctValues(evidence, 'subnet-id', SUBNET),
@@ -158,9 +157,8 @@ export function toFinding(raw: RawFinding, ctx: FindingContext): Finding {
   // from the interface that logged the records, or from the internal address. A record's
   // instance-id (v3+ formats) is never a target by itself: naming it would skip the capture
   // tag, the route and the sensor (an untagged workload would be captured on, or the request
-  // fail instead of reaching the NAT that sees the traffic). It stays in `where` and in the
-  // evidence records, for people; resolution finds the same instance through its ENI when it
-  // is the right host.
+  // fail instead of reaching the NAT that sees the traffic). It stays in the evidence records;
+  // resolution finds the same instance through its ENI when it is the right host.
   const internalAddr = addresses.find((a) => internal.containsText(a));
   const peer = addresses.find((a) => a !== internalAddr);
   let targets: CaptureRequestInput['targets'];

@@ -75,9 +75,10 @@ describe('finding targets follow the resolution order for every record format', 
       peerAddress: PEER,
     });
     expect(v5.capture.request.targets).toEqual(v2.capture.request.targets);
-    // The instance-id stays visible to people, in `where` and the evidence records.
-    expect(v5.capture.where.instanceIds).toEqual([topo.workload.instanceId]);
+    // The instance-id stays in the evidence records, not in the capture suggestion.
     expect(v5.evidence[0]!['instance-id']).toBe(topo.workload.instanceId);
+    expect(v5.capture.where).not.toHaveProperty('instanceIds');
+    expect(v5.capture.where).toEqual(v2.capture.where);
 
     const request = parseCaptureRequest(v5.capture.request);
     const { targets } = await resolveTargets(request.targets, deps);
