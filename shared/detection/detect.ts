@@ -72,6 +72,11 @@ export interface DetectReport {
   captures: CaptureResult[];
   /** Batches or captures that failed for a reason a retry may fix (S3/SSM unavailable). */
   retryable: number;
+  /**
+   * Capture requests refused by a cooldown whose window already had its refusal recorded: the
+   * capture core wrote and published nothing for them (counted here and logged once).
+   */
+  refusalsNotRecorded: number;
 }
 
 function errorInfo(error: unknown): { name: string; code?: string; message: string } {
@@ -223,6 +228,7 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
     published: [],
     captures: [],
     retryable: 0,
+    refusalsNotRecorded: 0,
   };
   for (const batch of batches) {
     try {
@@ -259,6 +265,14 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
   const acted = await actOnFindings(report.findings, deps);
   report.published = acted.published;
   report.captures = acted.captures;
+  const quiet = acted.captures.filter((c) => c.recorded === false);
+  report.refusalsNotRecorded = quiet.length;
+  if (quiet.length > 0) {
+    deps.logger.info('repeated cooldown refusals not recorded again', {
+      refusalsNotRecorded: quiet.length,
+      fingerprints: [...new Set(quiet.map((c) => c.fingerprint))].slice(0, 20),
+    });
+  }
   // A capture that failed on infrastructure (not a refusal, not a bad request) is worth a
   // retry: the handler fails, Lambda retries, the cooldown holds back what already started.
   report.retryable += acted.captures.filter((c) => c.status === 'failed' && !c.error?.code).length;

@@ -103,6 +103,27 @@ describe('CloudWatch Logs subscription payloads', () => {
     expect(report.captures.every((c) => c.status === 'started')).toBe(true);
   });
 
+  it('counts repeated cooldown refusals the capture core did not record', async () => {
+    const report = await detectFlowAnomalies(cwlEvent(lines('lab-real-v2.log')), {
+      rules: defaultRules(),
+      logger: silentLogger,
+      clock: now,
+      startCapture: async (request) => ({
+        started: [],
+        refused: [{ reason: 'cooldown' }],
+        ...(request.fingerprint?.startsWith('port-zero:tcp') ? { recorded: false } : {}),
+      }),
+    });
+    const portZero = report.captures.filter((c) => c.fingerprint.startsWith('port-zero:'));
+    expect(portZero.every((c) => c.status === 'refused')).toBe(true);
+    const quiet = report.captures.filter((c) => c.recorded === false);
+    expect(quiet.map((c) => c.fingerprint).sort()).toEqual([
+      'port-zero:tcp:10.202.1.1:10.202.1.2',
+      'port-zero:tcp:fd00:202::1:fd00:202::2',
+    ]);
+    expect(report.refusalsNotRecorded).toBe(2);
+  });
+
   it('handles a 1 MB subscription payload', async () => {
     const base = lines('lab-real-v2.log');
     const messages: string[] = [];
@@ -146,9 +167,10 @@ describe('CloudWatch Logs subscription payloads', () => {
     const zero = report.findings.find(
       (f) => f.fingerprint === 'port-zero:tcp:10.202.1.1:10.202.1.2',
     )!;
-    // instance-id in the records is a hint for people only: the capture goes through target
-    // resolution from the interface that logged the records, as for v2 records.
-    expect(zero.capture.where.instanceIds).toEqual(['i-0202000000000001a']);
+    // instance-id stays in the evidence only: the capture goes through target resolution from
+    // the interface that logged the records, as for v2 records.
+    expect(zero.evidence[0]!['instance-id']).toBe('i-0202000000000001a');
+    expect(zero.capture.where).not.toHaveProperty('instanceIds');
     expect(zero.capture.request.targets).toEqual({
       kind: 'eni',
       eniId: 'eni-0202000000000001a',
