@@ -87,8 +87,11 @@ class Agg {
   first = Number.POSITIVE_INFINITY;
   last = Number.NEGATIVE_INFINITY;
   windowStart = -1;
-  /** Raw lines, allocated on the first piece of evidence. */
-  evidence: string[] | null = null;
+  /**
+   * Raw lines as (position, length) pairs in the engine's evidence arena, allocated on the
+   * first piece of evidence; text only for the aggregates that become findings.
+   */
+  evidence: number[] | null = null;
   /** Distinct values: the first integer inline, a table from the second on; text in a Set. */
   hasOne = false;
   oneInt = 0;
@@ -140,6 +143,39 @@ class Agg {
     this.texts.add(v);
     this.distinct += 1;
     return true;
+  }
+}
+
+/**
+ * Evidence lines copied as bytes into 4 MiB pages instead of one string each: most aggregates
+ * that keep evidence never become findings, and a string per line is a long-lived object the
+ * garbage collector copies and scans. Lines are at most the scanner's maxLineBytes.
+ */
+class EvidenceArena {
+  private static readonly PAGE_BITS = 22;
+  private readonly pages: Buffer[] = [];
+  private page: Buffer | null = null;
+  private used = 0;
+
+  /** Copies bytes in; returns their position. */
+  add(buf: Uint8Array, start: number, len: number): number {
+    const size = 1 << EvidenceArena.PAGE_BITS;
+    if (this.page === null || this.used + len > size) {
+      this.page = Buffer.allocUnsafeSlow(Math.max(size, len));
+      this.pages.push(this.page);
+      this.used = 0;
+    }
+    this.page.set(buf.subarray(start, start + len), this.used);
+    const pos = (this.pages.length - 1) * size + this.used;
+    this.used += len;
+    return pos;
+  }
+
+  text(pos: number, len: number): string {
+    const size = 1 << EvidenceArena.PAGE_BITS;
+    const page = this.pages[Math.floor(pos / size)]!;
+    const off = pos % size;
+    return page.toString('latin1', off, off + len);
   }
 }
 
@@ -211,6 +247,8 @@ export class RuleEngine implements FlowSink {
     Agg & { rule: RuleName; fp: string; listed?: string }
   >();
   private readonly found = new Map<string, RawFinding>();
+  /** Evidence bytes (one batch's worth; dropped with the engine). */
+  private readonly arena = new EvidenceArena();
   // the last source seen (flow logs come in per-interface runs: one source many times)
   private lastSrcV4 = false;
   private lastSrc = 0;
@@ -386,8 +424,12 @@ export class RuleEngine implements FlowSink {
   }
 
   private evidence(agg: Agg, c: FlowCursor): void {
-    if (agg.evidence === null) agg.evidence = [c.text()];
-    else if (agg.evidence.length < this.maxEvidence) agg.evidence.push(c.text());
+    const len = c.lineEnd - c.lineStart;
+    if (agg.evidence === null) {
+      agg.evidence = [this.arena.add(c.buf, c.lineStart, len), len];
+    } else if (agg.evidence.length < 2 * this.maxEvidence) {
+      agg.evidence.push(this.arena.add(c.buf, c.lineStart, len), len);
+    }
   }
 
   // ---- per-record rules (aggregated by fingerprint) -------------------------------------
@@ -623,7 +665,7 @@ export class RuleEngine implements FlowSink {
       if (first < existing.start) existing.start = first;
       if (last > existing.end) existing.end = last;
       if (f.distinct !== null) existing.distinct = Math.max(existing.distinct ?? 0, f.distinct);
-      for (const line of a.evidence ?? []) {
+      for (const line of this.evidenceLines(a)) {
         if (existing.evidence.length >= this.maxEvidence) break;
         existing.evidence.push(line);
       }
@@ -636,9 +678,17 @@ export class RuleEngine implements FlowSink {
       bytes: a.bytes,
       start: this.epoch(a.first, a.last),
       end: this.epoch(a.last, a.first),
-      evidence: a.evidence ?? [],
+      evidence: this.evidenceLines(a),
       occurrences: 1,
     });
+  }
+
+  private evidenceLines(a: Agg): string[] {
+    const lines: string[] = [];
+    const ev = a.evidence;
+    if (ev !== null)
+      for (let i = 0; i < ev.length; i += 2) lines.push(this.arena.text(ev[i]!, ev[i + 1]!));
+    return lines;
   }
 
   private epoch(relative: number, fallback: number): number {
