@@ -84,8 +84,9 @@ class Agg {
   records = 0;
   packets = 0;
   bytes = 0;
-  first = Number.POSITIVE_INFINITY;
-  last = Number.NEGATIVE_INFINITY;
+  /** Seconds since the engine's base; -1 until set (small integers: no boxed doubles). */
+  first = -1;
+  last = -1;
   windowStart = -1;
   /**
    * Raw lines as (position, length) pairs in the engine's evidence arena, allocated on the
@@ -108,8 +109,8 @@ class Agg {
     this.records = 0;
     this.packets = 0;
     this.bytes = 0;
-    this.first = Number.POSITIVE_INFINITY;
-    this.last = Number.NEGATIVE_INFINITY;
+    this.first = -1;
+    this.last = -1;
     this.windowStart = -1;
     this.evidence = null;
     this.hasOne = false;
@@ -419,7 +420,7 @@ export class RuleEngine implements FlowSink {
     agg.records += 1;
     if (c.packets > 0) agg.packets += c.packets;
     if (c.bytes > 0) agg.bytes += c.bytes;
-    if (start >= 0 && start < agg.first) agg.first = start;
+    if (start >= 0 && (agg.first < 0 || start < agg.first)) agg.first = start;
     if (end > agg.last) agg.last = end;
   }
 
@@ -449,7 +450,7 @@ export class RuleEngine implements FlowSink {
     if (c.bytes > 0) agg.bytes += c.bytes;
     const start = c.start >= 0 ? c.start - this.base : -1;
     const end = c.end >= 0 ? c.end - this.base : start;
-    if (start >= 0 && start < agg.first) agg.first = start;
+    if (start >= 0 && (agg.first < 0 || start < agg.first)) agg.first = start;
     if (end > agg.last) agg.last = end;
     this.evidence(agg, c);
     return agg;
