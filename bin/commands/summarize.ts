@@ -36,6 +36,7 @@ export async function summarizeFile(
     carve?: string;
     progress?: boolean;
     onConversations?: AnalyzeOptions['onConversations'];
+    onConversationsJson?: AnalyzeOptions['onConversationsJson'];
   } = {},
 ): Promise<PcapAnalysis> {
   let size: number;
@@ -52,6 +53,7 @@ export async function summarizeFile(
   const tty = opts.progress ?? process.stderr.isTTY === true;
   const options: AnalyzeOptions = {};
   if (opts.onConversations) options.onConversations = opts.onConversations;
+  if (opts.onConversationsJson) options.onConversationsJson = opts.onConversationsJson;
   if (opts.carve) options.carve = { mode: 'all', sink: directoryCarveSink(opts.carve) };
   if (tty) options.onProgress = (n) => drawProgress(n, size);
   try {
@@ -94,12 +96,10 @@ export async function summarizeJson(
   };
   const result = await summarizeFile(file, {
     ...opts,
-    onConversations: async (batch, summary) => {
+    // conversations come as text straight from the decoder's table: no object per flow
+    onConversationsJson: async (json, _count, summary) => {
       if (first) await head(summary);
-      let text = '';
-      for (const c of batch)
-        text += text === '' ? conversationJsonText(c) : `,${conversationJsonText(c)}`;
-      await write(first ? text : `,${text}`);
+      await write(first ? json : `,${json}`);
       first = false;
     },
   });

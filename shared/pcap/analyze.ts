@@ -1046,7 +1046,7 @@ export async function analyzePcap(
       analyzer.carver.finish();
       await drain(analyzer.carver.ready, sink);
     }
-    if (options.onConversations) {
+    if (options.onConversations || options.onConversationsJson) {
       const table = analyzer.conversations;
       streamed = analyzer.result(
         finalFormat(gz, analyzer.reader.format),
@@ -1054,11 +1054,18 @@ export async function analyzePcap(
         options.limits?.topTalkers ?? 20,
         false,
       );
+      const asJson = options.onConversationsJson;
       for (let i = 0; i < table.count; i += 1000) {
-        const batch = [];
-        for (let k = i; k < Math.min(table.count, i + 1000); k++)
-          batch.push(table.toConversation(k));
-        await options.onConversations(batch, streamed);
+        const stop = Math.min(table.count, i + 1000);
+        if (asJson) {
+          let json = table.compactJson(i);
+          for (let k = i + 1; k < stop; k++) json += `,${table.compactJson(k)}`;
+          await asJson(json, stop - i, streamed);
+        } else {
+          const batch = [];
+          for (let k = i; k < stop; k++) batch.push(table.toConversation(k));
+          await options.onConversations!(batch, streamed);
+        }
       }
     }
   } catch (error) {

@@ -335,6 +335,28 @@ export class ConversationTable {
     return c;
   }
 
+  /**
+   * Conversation `i` as the compact JSON object of `tapline summarize --json` (the issue's
+   * keys: protocol, a, b, packets and bytes each way, start, end, communityId), exactly what
+   * `JSON.stringify` makes of those fields of `toConversation(i)`, built straight from the
+   * columns (no object per conversation). Every string here is ours (protocol names, address
+   * text, base64) and needs no escaping.
+   */
+  compactJson(i: number): string {
+    const start = this.start[i]!;
+    const end = this.end[i]!;
+    return (
+      `{"protocol":"${protocolName(this.proto[i]!)}",` +
+      `"a":{"addr":"${this.addrString(i, 0)}","port":${this.aPort[i]!}},` +
+      `"b":{"addr":"${this.addrString(i, 1)}","port":${this.bPort[i]!}},` +
+      `"packetsAtoB":${jsonNumber(this.pAB[i]!)},"bytesAtoB":${jsonNumber(this.bAB[i]!)},` +
+      `"packetsBtoA":${jsonNumber(this.pBA[i]!)},"bytesBtoA":${jsonNumber(this.bBA[i]!)},` +
+      `"start":${Number.isNaN(start) ? '0' : jsonNumber(start)},` +
+      `"end":${Number.isNaN(end) ? '0' : jsonNumber(end)},` +
+      `"communityId":"${this.communityId(i)}"}`
+    );
+  }
+
   all(): Conversation[] {
     const out: Conversation[] = new Array(this.count);
     for (let i = 0; i < this.count; i++) out[i] = this.toConversation(i);
@@ -425,6 +447,11 @@ export class ConversationTable {
       (x, y) => y.bytes - x.bytes || y.packets - x.packets || (x.addr < y.addr ? -1 : 1),
     );
   }
+}
+
+/** A number as JSON writes it. */
+function jsonNumber(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
 }
 
 function mixEndpoint(w0: number, w1: number, w2: number, w3: number, port: number): number {

@@ -291,6 +291,13 @@ export interface AnalyzeOptions {
    * `conversations` []), the same object `analyzePcap` then resolves with.
    */
   onConversations?(batch: Conversation[], summary: PcapAnalysis): void | Promise<void>;
+  /**
+   * Like `onConversations` (and instead of it), but each batch comes as text: up to 1,000
+   * conversations as the compact JSON objects of `tapline summarize --json`, separated by
+   * commas; `count` says how many. Built straight from the decoder's table (no object per
+   * conversation), for writers that only print them.
+   */
+  onConversationsJson?(json: string, count: number, summary: PcapAnalysis): void | Promise<void>;
   limits?: AnalyzeLimits;
   /** Called now and then (about every 4 MiB and at the end) with the bytes read from
    *  `source` so far (compressed bytes for a gzip input, so it compares to the file size). */

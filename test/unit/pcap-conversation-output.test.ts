@@ -12,7 +12,8 @@ import { PcapAnalyzer } from '../../shared/pcap/analyze.ts';
 import { communityId, communityIdFromWords } from '../../shared/pcap/community-id.ts';
 import { ConversationTable } from '../../shared/pcap/conversations.ts';
 import { analyzePcap, readFileChunks } from '../../shared/pcap/index.ts';
-import type { TopTalker } from '../../shared/pcap/types.ts';
+import type { Conversation, TopTalker } from '../../shared/pcap/types.ts';
+import { chunks, eth, ipv4, pcap, udp } from './pcap-frames.ts';
 
 // The fast output paths (conversation JSON text, Community ID from address words, the
 // typed top-talker table) against the straightforward code they replace, on every corpus file
@@ -72,9 +73,49 @@ describe('conversation output fast paths on the corpus', () => {
     for await (const chunk of readFileChunks(join(CORPUS, file))) analyzer.reader.push(chunk);
     analyzer.reader.end();
     const table = analyzer.conversations;
+    for (let i = 0; i < table.count; i++) {
+      expect(table.compactJson(i)).toBe(JSON.stringify(conversationJson(table.toConversation(i))));
+    }
+    // the text batches analyzePcap hands out join to the same list
+    let text = '';
+    let counted = 0;
+    await analyzePcap(readFileChunks(join(CORPUS, file)), {
+      onConversationsJson: (json, count) => {
+        text += text === '' ? json : `,${json}`;
+        counted += count;
+      },
+    });
+    expect(JSON.parse(`[${text}]`)).toEqual(conversations.map(conversationJson));
+    expect(counted).toBe(conversations.length);
     for (const n of [1, 3, 20, 1000]) {
       expect(table.topTalkers(n)).toEqual(referenceTopTalkers(table, n));
     }
+  });
+});
+
+describe('conversation batches', () => {
+  it('as text and as objects: the same 2,500 conversations in the same batches', async () => {
+    const records = [];
+    for (let i = 0; i < 2500; i++) {
+      const client = `10.0.${i >> 8}.${i & 255}`;
+      records.push({
+        data: eth(0x0800, ipv4(client, '192.0.2.1', 17, udp(1024 + i, 53, new Uint8Array(4)))),
+      });
+    }
+    const input = pcap(records);
+    const texts: [number, string][] = [];
+    const objects: Conversation[][] = [];
+    await analyzePcap(chunks(input, 4096), {
+      onConversationsJson: (json, n) => void texts.push([n, json]),
+    });
+    await analyzePcap(chunks(input, 4096), {
+      onConversations: (batch) => void objects.push(batch),
+    });
+    expect(texts.map(([n]) => n)).toEqual([1000, 1000, 500]);
+    expect(objects.map((b) => b.length)).toEqual([1000, 1000, 500]);
+    texts.forEach(([, json], k) => {
+      expect(`[${json}]`).toBe(JSON.stringify(objects[k]!.map(conversationJson)));
+    });
   });
 });
 
