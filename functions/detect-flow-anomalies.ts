@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { captureDepsFromEnv } from '../shared/capture/deps.ts';
-import { notifyDeps, startCapture } from '../shared/capture/start-capture.ts';
+import { evidenceStore, notifyDeps, startCapture } from '../shared/capture/start-capture.ts';
 import {
   type DetectDeps,
   type DetectReport,
@@ -30,6 +30,8 @@ export async function depsFromEnv(): Promise<DetectDeps> {
     s3: clients.s3,
     logger,
     notify: await notifyDeps(captureDeps),
+    // finding-notice markers: one notification per fingerprint and rules.notifyWindowSeconds
+    notices: await evidenceStore(captureDeps),
     startCapture: (request) =>
       startCapture(request, { ...captureDeps, invokedBy: 'tapline detect-flow-anomalies' }),
   };
@@ -41,6 +43,8 @@ export interface DetectResponse {
   malformed: number;
   findings: Array<{ rule: string; fingerprint: string; severity: string; records: number }>;
   captures: DetectReport['captures'];
+  /** Findings not published: their fingerprint was already published in this window. */
+  notificationsSuppressed: number;
 }
 
 /** Deps are built once per container (config, rules, topic ARN) and reused. */
@@ -63,6 +67,7 @@ export function makeHandler(deps: () => Promise<DetectDeps>) {
         records: f.records,
       })),
       captures: report.captures,
+      notificationsSuppressed: report.notificationsSuppressed,
     };
     logger.info('flow-log batch done', { ...response });
     if (report.retryable > 0) {

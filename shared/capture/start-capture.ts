@@ -25,6 +25,7 @@ import {
   updateManifest,
 } from '../evidence/manifest.ts';
 import { type EvidenceStore, getJson } from '../evidence/store.ts';
+import { claimNotice, refusalNoticeKey } from '../notify/notice-marker.ts';
 import { publishEvent, type TaplineEventType } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
 import { checkSsmOnline } from '../targets/online.ts';
@@ -154,10 +155,7 @@ function fingerprintOf(request: CaptureRequest): string | undefined {
   return request.fingerprint ?? request.finding?.fingerprint;
 }
 
-/** The refusal-notice marker of a cooldown: one recorded refusal per window and host. */
-export function refusalNoticeKey(fingerprint: string, instanceId: string): string {
-  return cooldownKey(fingerprint, instanceId).replace(/\.json$/, '.refusal-notice.json');
-}
+export { refusalNoticeKey };
 
 /** A live cooldown of `fingerprint` on a host, read without writing anything. */
 async function liveCooldown(
@@ -202,24 +200,16 @@ async function alreadyReported(
   await Promise.all(
     refused.map(async (r) => {
       const until = (r.details?.until as string | undefined) ?? at.toISOString();
-      const notice = {
-        kind: 'cooldown',
-        state: 'held',
-        captureId,
-        instanceId: r.instanceId!,
-        fingerprint,
-        createdAt: at.toISOString(),
-        expiresAt: until,
+      const claim = await claimNotice(store, refusalNoticeKey(fingerprint, r.instanceId!), {
         purpose: 'refusal-notice',
-      } as Lease;
-      const got = await acquireLease(
-        store,
-        refusalNoticeKey(fingerprint, r.instanceId!),
-        notice,
+        reporter: captureId,
+        fingerprint,
+        instanceId: r.instanceId!,
         at,
-      );
-      if (got.acquired) first = true;
-      else if (got.holder) reporters.push(got.holder.captureId);
+        until: new Date(until),
+      });
+      if (claim.first) first = true;
+      else if (claim.holder) reporters.push(claim.holder.captureId);
     }),
   );
   return first ? undefined : [...new Set(reporters)];

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type CaptureRequest, parseCaptureRequest } from '../capture/request.ts';
 import { isTaplineError, MalformedEventError } from '../errors.ts';
+import type { EvidenceStore } from '../evidence/store.ts';
 import { type FlowLogFormat, resolveFlowLogFormat } from '../flowlogs/format.ts';
 import { FlowScanner, type ScanStats } from '../flowlogs/scanner.ts';
 import { decodeSubscriptionData, isCloudWatchLogsEvent } from '../flowlogs/sources/cloudwatch.ts';
@@ -10,6 +12,7 @@ import {
   s3ObjectsFromEvent,
   scanS3Object,
 } from '../flowlogs/sources/s3.ts';
+import { claimNotice, findingNoticeKey, type NoticeClaim } from '../notify/notice-marker.ts';
 import { type NotifyDeps, type PublishResult, publishEvent } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
 import type { RulesConfig } from '../rules/config.ts';
@@ -32,6 +35,12 @@ export interface DetectDeps {
   s3?: S3Client;
   /** Where findings are published (EventBridge + SNS); omit to publish nothing (CLI). */
   notify?: NotifyDeps;
+  /**
+   * Where the finding-notice markers live (the evidence bucket: `cooldowns/<hash>/
+   * finding-notice.json`) that rate-limit notifications to one per fingerprint and
+   * `rules.notifyWindowSeconds` across invocations. Omit and every finding is published.
+   */
+  notices?: EvidenceStore;
   /** The capture core, for rules with autoCapture; omit to start nothing. */
   startCapture?: StartCaptureFn;
   clock?: () => Date;
@@ -77,6 +86,11 @@ export interface DetectReport {
    * capture core wrote and published nothing for them (counted here and logged once).
    */
   refusalsNotRecorded: number;
+  /**
+   * Findings not published because their fingerprint was already published in the current
+   * notification window (`rules.notifyWindowSeconds`) by this or another invocation.
+   */
+  notificationsSuppressed: number;
 }
 
 function errorInfo(error: unknown): { name: string; code?: string; message: string } {
@@ -155,29 +169,103 @@ async function mapLimit<T, R>(
   return results;
 }
 
+/** What happened to one finding's notification. */
+export interface SuppressedNotification {
+  fingerprint: string;
+  /** The notification ID that was published for this window. */
+  reportedBy?: string | undefined;
+  until?: string | undefined;
+}
+
+type NotifyResult =
+  | { published: DetectReport['published'][number] }
+  | { suppressed: SuppressedNotification }
+  | Record<string, never>;
+
 /**
- * Publishes each finding and hands auto-capture findings to the capture core, a few at a time
- * (the capture core's per-host lock and cooldown make concurrent requests for one host safe).
+ * Publishes one finding, at most once per fingerprint and notification window across
+ * invocations: the first occurrence claims the finding notice (IfNoneMatch create, or IfMatch
+ * takeover of the last window's expired marker) and is published in full; a repeat within the
+ * window writes and publishes nothing and is counted. When the marker cannot be read or written
+ * (S3 unavailable) the finding is published anyway: a duplicate is better than a lost alert.
+ */
+async function notifyFinding(finding: Finding, deps: DetectDeps): Promise<NotifyResult> {
+  if (!deps.notify) return {};
+  const windowSeconds = deps.rules.notifyWindowSeconds;
+  const id = `ntf-${randomBytes(6).toString('hex')}`;
+  let notification: Record<string, unknown> = { id, rateLimited: false };
+  if (deps.notices && windowSeconds > 0) {
+    const at = deps.clock?.() ?? new Date();
+    const until = new Date(at.getTime() + windowSeconds * 1000);
+    let claim: NoticeClaim | undefined;
+    try {
+      claim = await claimNotice(deps.notices, findingNoticeKey(finding.fingerprint), {
+        purpose: 'finding-notice',
+        reporter: id,
+        fingerprint: finding.fingerprint,
+        instanceId: '-',
+        at,
+        until,
+      });
+    } catch (error) {
+      deps.logger.warn('finding-notice marker unavailable; publishing without the rate limit', {
+        fingerprint: finding.fingerprint,
+        error: errorInfo(error),
+      });
+    }
+    if (claim && !claim.first) {
+      return {
+        suppressed: {
+          fingerprint: finding.fingerprint,
+          reportedBy: claim.holder?.captureId,
+          until: claim.holder?.expiresAt,
+        },
+      };
+    }
+    if (claim?.first) {
+      notification = {
+        id,
+        rateLimited: true,
+        windowSeconds,
+        // Repeats of this fingerprint are counted in the detector's log, not published, until:
+        repeatsNotPublishedUntil: until.toISOString(),
+        // The last window's notification, when there was one (repeats since then: see the log).
+        ...(claim.previous
+          ? { previous: { id: claim.previous.captureId, at: claim.previous.createdAt } }
+          : {}),
+      };
+    }
+  }
+  const result = await publishEvent(deps.notify, 'Flow Anomaly Detected', {
+    ...finding,
+    evidence: finding.evidence.slice(0, 10),
+    notification,
+  });
+  return { published: { fingerprint: finding.fingerprint, ...result } };
+}
+
+/**
+ * Publishes each finding (rate-limited per fingerprint, see notifyFinding) and hands
+ * auto-capture findings to the capture core, a few at a time (the capture core's per-host lock
+ * and cooldown make concurrent requests for one host safe).
  */
 export async function actOnFindings(
   findings: Finding[],
   deps: DetectDeps,
   concurrency = 8,
-): Promise<Pick<DetectReport, 'published' | 'captures'>> {
+): Promise<
+  Pick<DetectReport, 'published' | 'captures'> & { suppressed: SuppressedNotification[] }
+> {
   const outcomes = await mapLimit(findings, concurrency, async (finding) => {
-    let published: DetectReport['published'][number] | undefined;
-    if (deps.notify) {
-      const result = await publishEvent(deps.notify, 'Flow Anomaly Detected', {
-        ...finding,
-        evidence: finding.evidence.slice(0, 10),
-      });
-      published = { fingerprint: finding.fingerprint, ...result };
-    }
-    if (!finding.autoCapture || !deps.startCapture) return { published };
-    return { published, capture: await requestCapture(finding, deps) };
+    const notified = await notifyFinding(finding, deps);
+    if (!finding.autoCapture || !deps.startCapture) return { notified };
+    return { notified, capture: await requestCapture(finding, deps) };
   });
   return {
-    published: outcomes.flatMap((o) => (o.published ? [o.published] : [])),
+    published: outcomes.flatMap((o) => ('published' in o.notified ? [o.notified.published] : [])),
+    suppressed: outcomes.flatMap((o) =>
+      'suppressed' in o.notified ? [o.notified.suppressed] : [],
+    ),
     captures: outcomes.flatMap((o) => (o.capture ? [o.capture] : [])),
   };
 }
@@ -229,6 +317,7 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
     captures: [],
     retryable: 0,
     refusalsNotRecorded: 0,
+    notificationsSuppressed: 0,
   };
   for (const batch of batches) {
     try {
@@ -265,6 +354,22 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
   const acted = await actOnFindings(report.findings, deps);
   report.published = acted.published;
   report.captures = acted.captures;
+  report.notificationsSuppressed = acted.suppressed.length;
+  if (acted.suppressed.length > 0) {
+    const byFingerprint = new Map<string, number>();
+    for (const s of acted.suppressed) {
+      byFingerprint.set(s.fingerprint, (byFingerprint.get(s.fingerprint) ?? 0) + 1);
+    }
+    deps.logger.info('finding notifications suppressed: already published in this window', {
+      notificationsSuppressed: acted.suppressed.length,
+      windowSeconds: deps.rules.notifyWindowSeconds,
+      fingerprints: [...byFingerprint].slice(0, 20).map(([fingerprint, count]) => ({
+        fingerprint,
+        count,
+        reportedBy: acted.suppressed.find((s) => s.fingerprint === fingerprint)?.reportedBy,
+      })),
+    });
+  }
   const quiet = acted.captures.filter((c) => c.recorded === false);
   report.refusalsNotRecorded = quiet.length;
   if (quiet.length > 0) {

@@ -47,6 +47,12 @@ export const rulesConfigSchema = z
   .object({
     version: z.literal(1),
     internalCidrs: z.array(cidr).max(1000),
+    /**
+     * Finding notifications (EventBridge + SNS) are rate-limited per fingerprint: the first
+     * occurrence in this many seconds is published, repeats in the same window are counted and
+     * logged, not published. 0 publishes every finding.
+     */
+    notifyWindowSeconds: z.number().int().min(0).max(604_800),
     limits: z
       .object({
         maxEvidence: z.number().int().min(1).max(1000),

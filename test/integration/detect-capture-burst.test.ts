@@ -1,7 +1,7 @@
 import type { Context } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
-import { startCapture } from '../../shared/capture/start-capture.ts';
+import { evidenceStore, notifyDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import type { DetectDeps } from '../../shared/detection/detect.ts';
 import { encodeSubscriptionData } from '../../shared/flowlogs/sources/cloudwatch.ts';
 import { silentLogger } from '../../shared/observability.ts';
@@ -59,11 +59,31 @@ describe('1,000 identical port-0 findings in a burst', () => {
       },
       { step: 'initialize', name: 'countSendCommand' },
     );
+    // what responders receive: every EventBridge entry the detector publishes for a finding
+    const eventBridge = motoClients().eventBridge;
+    let findingNotifications = 0;
+    eventBridge.middlewareStack.add(
+      (next, ctx) => async (args) => {
+        if (ctx.commandName === 'PutEventsCommand') {
+          const entries = (args.input as { Entries?: Array<{ DetailType?: string }> }).Entries;
+          for (const e of entries ?? []) {
+            if (e.DetailType === 'Flow Anomaly Detected') findingNotifications += 1;
+          }
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'countFindingNotifications' },
+    );
     const captureDeps = { ...world.deps, clients: { ...world.deps.clients, ssm } };
     const deps: DetectDeps = {
       rules: defaultRules(),
       flowLogFormat: FORMAT,
       logger: silentLogger,
+      notify: await notifyDeps({
+        ...captureDeps,
+        clients: { ...captureDeps.clients, eventBridge },
+      }),
+      notices: await evidenceStore(captureDeps),
       startCapture: (request) => startCapture(request, captureDeps),
     };
     const handler = makeHandler(async () => deps);
@@ -85,6 +105,7 @@ describe('1,000 identical port-0 findings in a burst', () => {
 
     const statuses: string[] = [];
     let notRecorded = 0;
+    let notificationsSuppressed = 0;
     let next = 0;
     const worker = async () => {
       while (next < 1000) {
@@ -93,6 +114,7 @@ describe('1,000 identical port-0 findings in a burst', () => {
         expect(response.findings).toHaveLength(1);
         statuses.push(...response.captures.map((c) => c.status));
         notRecorded += response.captures.filter((c) => c.recorded === false).length;
+        notificationsSuppressed += response.notificationsSuppressed;
       }
     };
     await Promise.all(Array.from({ length: 16 }, worker));
@@ -108,5 +130,10 @@ describe('1,000 identical port-0 findings in a burst', () => {
     // The refusal flood is rate-limited: apart from the requests racing the first captures
     // (at most the 16 concurrent workers' worth), refusals are counted, not written/published.
     expect(998 - notRecorded).toBeLessThanOrEqual(50);
+    // Finding notifications are rate-limited too: one per fingerprint (here one per host) and
+    // notification window, the rest counted in the response and the log.
+    expect(findingNotifications).toBeGreaterThanOrEqual(1);
+    expect(findingNotifications).toBeLessThanOrEqual(2);
+    expect(notificationsSuppressed).toBe(1000 - findingNotifications);
   }, 600_000);
 });
