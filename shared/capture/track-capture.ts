@@ -217,8 +217,8 @@ export async function applyHostResult(
     host.packetsDroppedByKernel = report?.packetsDroppedByKernel ?? null;
     host.unsent = report?.unsent ?? [];
     // The look-back report (which ring files covered the finding's time range, how completely):
-    // kept per host. ManifestHost has no typed field for it yet; readers tolerate its absence.
-    if (report?.lookback) Object.assign(host, { lookback: report.lookback });
+    // kept per host; readers tolerate its absence.
+    if (report?.lookback) host.lookback = report.lookback;
     host.errors = [...host.errors, ...(report?.errors ?? []), ...errors];
     m.history.push({
       at: now().toISOString(),

@@ -42,6 +42,39 @@ export interface ManifestFile {
   verified?: boolean | undefined;
 }
 
+/**
+ * A host's look-back report as kept in the manifest: whether the standby ring's files covering
+ * the finding's time range were uploaded, and how completely they cover it (docs/lookback.md).
+ * shared/capture/host-report.ts validates it from the host's report line (epoch seconds; `gaps`
+ * are [start, end] pairs); a report that does not validate is kept as `unreadable` with the
+ * problems in `errors`. Absent for hosts without the look-back step.
+ */
+export interface ManifestLookback {
+  status:
+    | 'ok'
+    | 'partial'
+    | 'failed'
+    | 'no-ring'
+    | 'empty'
+    | 'skipped'
+    | 'not-requested'
+    | 'unreadable';
+  requestedSeconds?: number | undefined;
+  windowStart?: number | null | undefined;
+  windowEnd?: number | null | undefined;
+  ringDirectory?: string | undefined;
+  ring?: string | undefined;
+  rotated?: boolean | undefined;
+  fileCount?: number | undefined;
+  bytes?: number | undefined;
+  silentFiles?: number | undefined;
+  coverageStart?: number | null | undefined;
+  coverageEnd?: number | null | undefined;
+  complete?: boolean | undefined;
+  gaps?: [number, number][] | undefined;
+  errors: string[];
+}
+
 export interface ManifestHost {
   status: HostStatus;
   why?: string | undefined;
@@ -60,6 +93,8 @@ export interface ManifestHost {
   packetsReceivedByFilter?: number | null | undefined;
   packetsDroppedByKernel?: number | null | undefined;
   unsent?: { path: string; key: string; size: number; sha256: string }[] | undefined;
+  /** The look-back step's report, when the host ran one. */
+  lookback?: ManifestLookback | undefined;
   errors: string[];
 }
 

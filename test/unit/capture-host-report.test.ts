@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseHostReport } from '../../shared/capture/host-report.ts';
 import { MalformedEventError } from '../../shared/errors.ts';
+import type { ManifestHost } from '../../shared/evidence/manifest.ts';
 
 const good = {
   tapline: 'capture-result',
@@ -73,6 +74,11 @@ describe('parseHostReport', () => {
       errors: ['look-back: upload of lookback-1.pcap failed'],
     };
     expect(parseHostReport(JSON.stringify({ ...good, lookback })).lookback).toEqual(lookback);
+    // The manifest keeps it as validated, in its typed field (tsc checks this assignment: the
+    // validated shape, `unreadable` included, must fit ManifestHost.lookback).
+    const host: Pick<ManifestHost, 'lookback'> = {};
+    host.lookback = parseHostReport(JSON.stringify({ ...good, lookback })).lookback;
+    expect(host.lookback?.gaps).toEqual([[1795422500, 1795422560]]);
     // Older documents print none; a not-requested one says so.
     expect(parseHostReport(JSON.stringify(good)).lookback).toBeUndefined();
     expect(
@@ -87,6 +93,8 @@ describe('parseHostReport', () => {
       expect(report.files).toHaveLength(1);
       expect(report.lookback).toMatchObject({ status: 'unreadable' });
       expect(report.lookback!.errors[0]).toMatch(/^look-back report: /);
+      const kept: ManifestHost['lookback'] = report.lookback;
+      expect(kept?.status).toBe('unreadable');
     }
   });
 });
