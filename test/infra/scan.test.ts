@@ -104,7 +104,40 @@ describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rule
     );
   });
 
-  it('fails a weakened copy of the replica template (no Object Lock, no encryption, no TLS 1.2 deny)', async () => {
+  it('fails a copy whose evidence SSE denies lack the Null guard, or guard the key-id header (TAPLINE.S3.5)', async () => {
+    /** The packaged template with `change` applied to both SSE deny statements. */
+    const variant = async (name: string, change: (condition: Record<string, any>) => void) => {
+      const t = structuredClone(pkg.template);
+      const policy = t.Resources.EvidenceBucketPolicy.Properties?.PolicyDocument;
+      const denies = policy.Statement.filter((s: { Sid: string }) =>
+        ['DenyUploadsNotSseKms', 'DenyUploadsWithAnotherKey'].includes(s.Sid),
+      );
+      expect(denies).toHaveLength(2);
+      for (const s of denies) change(s.Condition);
+      const dir = await mkdtemp(join(tmpdir(), 'tapline-weakened-'));
+      const path = join(dir, `${name}-template.json`);
+      await writeFile(path, JSON.stringify(t, null, 1));
+      return runScan(path);
+    };
+    const [unguarded, keyIdGuard] = await Promise.all([
+      // refuses every multipart upload (pcaps above 8 MB)
+      variant('unguarded', (c) => {
+        delete c.Null;
+      }),
+      // lets aws:kms without a key ID through: the AWS managed key, not the evidence key
+      variant('key-id-guard', (c) => {
+        c.Null = { 's3:x-amz-server-side-encryption-aws-kms-key-id': 'false' };
+      }),
+    ]);
+    for (const { code, report } of [unguarded, keyIdGuard]) {
+      expect(code).toBe(1);
+      expect(report.open.map((f) => `${f.rule} ${f.resource}`)).toEqual([
+        'TAPLINE.S3.5 EvidenceBucketPolicy',
+      ]);
+    }
+  });
+
+  it('fails a weakened copy of the replica template (no Object Lock, no encryption, no TLS 1.2 deny, no Null guards)', async () => {
     const replica = parse(
       await readFile(new URL('../../resources/replica-stack.yml', import.meta.url), 'utf8'),
     );
@@ -114,6 +147,7 @@ describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rule
     delete bucket.BucketEncryption;
     const policy = replica.Resources.ReplicaBucketPolicy.Properties.PolicyDocument;
     policy.Statement = policy.Statement.filter((s: { Sid: string }) => s.Sid !== 'DenyTlsBelow12');
+    for (const s of policy.Statement) delete s.Condition?.Null;
     const dir = await mkdtemp(join(tmpdir(), 'tapline-weakened-'));
     const path = join(dir, 'weakened-replica.json');
     await writeFile(path, JSON.stringify(replica, null, 1));
@@ -128,6 +162,7 @@ describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rule
         'TAPLINE.REPLICA.1 ReplicaBucket',
         'TAPLINE.REPLICA.2 ReplicaBucket',
         'TAPLINE.S3.4 ReplicaBucketPolicy',
+        'TAPLINE.REPLICA.4 ReplicaBucketPolicy',
       ]),
     );
   });
