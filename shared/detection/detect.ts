@@ -12,7 +12,12 @@ import {
   s3ObjectsFromEvent,
   scanS3Object,
 } from '../flowlogs/sources/s3.ts';
-import { claimNotice, findingNoticeKey, type NoticeClaim } from '../notify/notice-marker.ts';
+import {
+  claimNotice,
+  findingNoticeKey,
+  type NoticeClaim,
+  releaseNotice,
+} from '../notify/notice-marker.ts';
 import { type NotifyDeps, type PublishResult, publishEvent } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
 import type { RulesConfig } from '../rules/config.ts';
@@ -230,7 +235,8 @@ async function notifyFinding(finding: Finding, deps: DetectDeps): Promise<Notify
         // Repeats of this fingerprint are counted in the detector's log, not published, until:
         repeatsNotPublishedUntil: until.toISOString(),
         // The last window's notification, when there was one (repeats since then: see the log).
-        ...(claim.previous
+        // (A marker given back after a failed publication names nothing that went out.)
+        ...(claim.previous?.state === 'held'
           ? { previous: { id: claim.previous.captureId, at: claim.previous.createdAt } }
           : {}),
       };
@@ -241,6 +247,21 @@ async function notifyFinding(finding: Finding, deps: DetectDeps): Promise<Notify
     evidence: finding.evidence.slice(0, 10),
     notification,
   });
+  if (notification.rateLimited && result.eventBridge === 'failed' && result.sns === 'failed') {
+    // Nothing went out: give the window back so the next occurrence is published, not counted.
+    await releaseNotice(
+      deps.notices!,
+      findingNoticeKey(finding.fingerprint),
+      id,
+      deps.clock?.() ?? new Date(),
+      'publication failed on every channel',
+    ).catch((error: unknown) =>
+      deps.logger.error('finding-notice marker could not be released after a failed publication', {
+        fingerprint: finding.fingerprint,
+        error: errorInfo(error),
+      }),
+    );
+  }
   return { published: { fingerprint: finding.fingerprint, ...result } };
 }
 

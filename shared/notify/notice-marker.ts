@@ -1,4 +1,4 @@
-import { acquireLease, cooldownKey, type Lease } from '../evidence/guards.ts';
+import { acquireLease, cooldownKey, type Lease, releaseLease } from '../evidence/guards.ts';
 import { type EvidenceStore, getJson } from '../evidence/store.ts';
 
 /**
@@ -83,4 +83,19 @@ export async function claimNotice(
     };
   }
   return { first: false, key, holder: got.holder as NoticeMarker | undefined };
+}
+
+/**
+ * Gives a claimed notice back (the report it stood for did not go out), so the next occurrence
+ * reports instead of being suppressed for the rest of the window. Only our own live claim is
+ * released (IfMatch); false when it is no longer ours.
+ */
+export function releaseNotice(
+  store: EvidenceStore,
+  key: string,
+  reporter: string,
+  at: Date,
+  because: string,
+): Promise<boolean> {
+  return releaseLease(store, key, reporter, at, because);
 }

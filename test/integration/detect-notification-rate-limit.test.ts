@@ -50,12 +50,14 @@ async function makeWorld(notifyWindowSeconds: number) {
   let snsPublishes = 0;
   clients.eventBridge.middlewareStack.add(
     (next, ctx) => async (args) => {
-      if (ctx.commandName === 'PutEventsCommand') {
+      const out = await next(args);
+      // what reached the bus (a rejected entry or call is not an event anyone received)
+      if (ctx.commandName === 'PutEventsCommand' && !(out.output as any).FailedEntryCount) {
         for (const e of (args.input as { Entries: any[] }).Entries) {
           events.push({ detailType: e.DetailType, detail: JSON.parse(e.Detail) });
         }
       }
-      return next(args);
+      return out;
     },
     { step: 'initialize', name: 'recordEvents' },
   );
@@ -173,6 +175,32 @@ describe('finding notifications, rate-limited per fingerprint and window', () =>
     expect(w.findingEvents()).toHaveLength(5);
     expect(reports.every((r) => r.notificationsSuppressed === 0)).toBe(true);
     expect(w.findingEvents()[0]!.detail.notification.rateLimited).toBe(false);
+  }, 60_000);
+
+  it('gives the window back when the notification went out on no channel', async () => {
+    const w = await makeWorld(900);
+    const broken: DetectDeps = {
+      ...w.deps,
+      notify: {
+        ...w.deps.notify!,
+        eventBusName: 'no-such-bus-tapline',
+        topicArn: `${w.deps.notify!.topicArn}-missing`,
+      },
+    };
+    const failed = await detectFlowAnomalies(delivery(1), broken);
+    expect(failed.published).toEqual([
+      expect.objectContaining({ eventBridge: 'failed', sns: 'failed' }),
+    ]);
+    // the next occurrence in the same window is published, not counted as already reported
+    const next = await detectFlowAnomalies(delivery(2), w.deps);
+    expect(next.notificationsSuppressed).toBe(0);
+    expect(next.published).toEqual([expect.objectContaining({ eventBridge: 'sent', sns: 'sent' })]);
+    const sent = w.findingEvents();
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.detail.notification.rateLimited).toBe(true);
+    expect(sent[0]!.detail.notification.previous).toBeUndefined();
+    // and it holds the window again
+    expect((await detectFlowAnomalies(delivery(3), w.deps)).notificationsSuppressed).toBe(1);
   }, 60_000);
 
   it('publishes anyway when the marker cannot be read or written (a duplicate beats a lost alert)', async () => {
