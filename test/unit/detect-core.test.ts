@@ -7,7 +7,7 @@ import {
   detectFlowAnomalies,
 } from '../../shared/detection/detect.ts';
 import { lookbackFor } from '../../shared/detection/finding.ts';
-import { MalformedEventError } from '../../shared/errors.ts';
+import { ConfigError, MalformedEventError } from '../../shared/errors.ts';
 import {
   decodeSubscriptionData,
   encodeSubscriptionData,
@@ -15,7 +15,7 @@ import {
 } from '../../shared/flowlogs/sources/cloudwatch.ts';
 import { s3ObjectsFromEvent } from '../../shared/flowlogs/sources/s3.ts';
 import { silentLogger } from '../../shared/observability.ts';
-import { defaultRules } from '../../shared/rules/config.ts';
+import { defaultRules, loadRules } from '../../shared/rules/config.ts';
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
@@ -322,5 +322,17 @@ describe('sample events for serverless invoke local', () => {
         /^AWSLogs\/123456789012\/vpcflowlogs\/us-east-1\/2026\/11\/23\//,
       );
     }
+  });
+});
+
+describe('rules.notifyWindowSeconds (finding notification rate limit)', () => {
+  it('defaults to 15 minutes, may be 0 (publish every finding), and is validated', () => {
+    expect(defaultRules().notifyWindowSeconds).toBe(900);
+    expect(loadRules({ notifyWindowSeconds: 0 }).notifyWindowSeconds).toBe(0);
+    expect(loadRules('{"notifyWindowSeconds": 3600}').notifyWindowSeconds).toBe(3600);
+    for (const bad of [-1, 1.5, '900', 604_801, null]) {
+      expect(() => loadRules({ notifyWindowSeconds: bad })).toThrow(ConfigError);
+    }
+    expect(() => loadRules({ notifyWindowSecond: 60 })).toThrow(/notifyWindowSecond/);
   });
 });
