@@ -59,7 +59,7 @@ beforeAll(async () => {
   hostPolicy = resolve(pkg.template.Resources.CaptureHostPolicy!.Properties!.PolicyDocument);
 }, 600_000);
 
-type Headers = { sse?: string; key?: string };
+type Headers = { sse?: string; key?: string; customer?: string };
 
 async function decide(
   identity: any,
@@ -74,6 +74,8 @@ async function decide(
   };
   if (headers.sse) contextVariables['s3:x-amz-server-side-encryption'] = headers.sse;
   if (headers.key) contextVariables['s3:x-amz-server-side-encryption-aws-kms-key-id'] = headers.key;
+  if (headers.customer)
+    contextVariables['s3:x-amz-server-side-encryption-customer-algorithm'] = headers.customer;
   const response = await runSimulation(
     {
       request: {
@@ -115,6 +117,7 @@ describe('uploads to the evidence bucket (IAM policy simulation of the packaged 
     ['DSSE-KMS', { sse: 'aws:kms:dsse', key: KEY_ARN }],
     ['another KMS key', { sse: 'aws:kms', key: OTHER_KEY_ARN }],
     ['the AWS managed key (aws:kms without a key ID)', { sse: 'aws:kms' }],
+    ['SSE-C (a key only the uploader holds)', { customer: 'AES256' }],
   ] as [string, Headers][])(
     'the bucket policy denies an upload (or multipart initiation) asking for %s, to anyone',
     async (_, headers) => {
@@ -150,7 +153,11 @@ describe('uploads to the evidence bucket (IAM policy simulation of the packaged 
   it('control: without the Null guard the same denies refuse UploadPart and CompleteMultipartUpload', async () => {
     // The statements as they were: the simulator models "negated operator, absent key → true".
     const unguarded = structuredClone(bucketPolicy);
-    for (const s of unguarded.Statement) if (s.Condition?.Null) delete s.Condition.Null;
+    for (const s of unguarded.Statement) {
+      if (['DenyUploadsNotSseKms', 'DenyUploadsWithAnotherKey'].includes(s.Sid)) {
+        delete s.Condition.Null;
+      }
+    }
     expect(await decide(hostPolicy, unguarded, PCAP, EVIDENCE)).toBe('Allowed');
     expect(await decide(hostPolicy, unguarded, PCAP, {})).toBe('ExplicitlyDenied');
   });

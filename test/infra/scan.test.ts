@@ -104,7 +104,7 @@ describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rule
     );
   });
 
-  it('fails a copy whose evidence SSE denies lack the Null guard, or guard the key-id header (TAPLINE.S3.5)', async () => {
+  it('fails a copy whose evidence SSE denies lack the Null guard, guard the key-id header, or lack the SSE-C deny (TAPLINE.S3.5)', async () => {
     /** The packaged template with `change` applied to both SSE deny statements. */
     const variant = async (name: string, change: (condition: Record<string, any>) => void) => {
       const t = structuredClone(pkg.template);
@@ -119,7 +119,21 @@ describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rule
       await writeFile(path, JSON.stringify(t, null, 1));
       return runScan(path);
     };
-    const [unguarded, keyIdGuard] = await Promise.all([
+    /** The packaged template without the SSE-C deny: SSE-C sends no SSE header, so it passes. */
+    const withoutSseCDeny = async () => {
+      const t = structuredClone(pkg.template);
+      const policy = t.Resources.EvidenceBucketPolicy.Properties?.PolicyDocument;
+      const before = policy.Statement.length;
+      policy.Statement = policy.Statement.filter(
+        (s: { Sid: string }) => s.Sid !== 'DenySseCUploads',
+      );
+      expect(policy.Statement).toHaveLength(before - 1);
+      const dir = await mkdtemp(join(tmpdir(), 'tapline-weakened-'));
+      const path = join(dir, 'no-sse-c-deny-template.json');
+      await writeFile(path, JSON.stringify(t, null, 1));
+      return runScan(path);
+    };
+    const [unguarded, keyIdGuard, sseC] = await Promise.all([
       // refuses every multipart upload (pcaps above 8 MB)
       variant('unguarded', (c) => {
         delete c.Null;
@@ -128,8 +142,10 @@ describe('npm run scan (cfn-lint + cfn-guard with Control Tower and Tapline rule
       variant('key-id-guard', (c) => {
         c.Null = { 's3:x-amz-server-side-encryption-aws-kms-key-id': 'false' };
       }),
+      // lets SSE-C through: evidence encrypted with a key only the uploader holds
+      withoutSseCDeny(),
     ]);
-    for (const { code, report } of [unguarded, keyIdGuard]) {
+    for (const { code, report } of [unguarded, keyIdGuard, sseC]) {
       expect(code).toBe(1);
       expect(report.open.map((f) => `${f.rule} ${f.resource}`)).toEqual([
         'TAPLINE.S3.5 EvidenceBucketPolicy',
