@@ -119,8 +119,7 @@ export function register(program: Command): void {
           }
           const input =
             file === '-' ? process.stdin : createReadStream(file, { highWaterMark: 1 << 20 });
-          // a local file may be big: inflate on a worker thread, in parallel with the scan
-          await scanStream(input as AsyncIterable<Buffer>, scanner, { inflate: 'worker' });
+          await scanStream(input as AsyncIterable<Buffer>, scanner);
         },
       };
       let result: Awaited<ReturnType<typeof detectBatch>>;

@@ -4,7 +4,6 @@ import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { MalformedEventError } from '../../errors.ts';
-import { gunzipInWorker } from '../gunzip-worker.ts';
 import type { FlowScanner } from '../scanner.ts';
 import { scanParquet } from './parquet.ts';
 
@@ -130,28 +129,15 @@ async function* withHead(
   }
 }
 
-export interface ScanStreamOptions {
-  /**
-   * Where gzip is inflated: 'worker' (a worker thread of its own, really in parallel with the
-   * scanner: for big inputs) or 'thread-pool' (Node's zlib stream; no thread start-up cost).
-   */
-  inflate?: 'worker' | 'thread-pool';
-}
-
-/** Objects at least this big are inflated on a worker thread. */
-export const WORKER_INFLATE_MIN_BYTES = 8 * 1024 * 1024;
-
 /**
  * Feeds a byte stream into the scanner, inflating it when it starts with the gzip magic
  * (flow-log objects are `.log.gz`; plain text is accepted too; concatenated gzip members are
- * read in full). Chunk by chunk with back-pressure, on a worker thread or libuv's thread pool
- * (see ScanStreamOptions). A damaged stream rejects (zlib's error code) and the source is
- * closed.
+ * read in full). Chunk by chunk with back-pressure: inflation runs on libuv's thread pool while
+ * the previous chunk is scanned. A damaged stream rejects and the source is closed.
  */
 export async function scanStream(
   body: AsyncIterable<Buffer | Uint8Array>,
   scanner: FlowScanner,
-  options: ScanStreamOptions = {},
 ): Promise<void> {
   const iterator = body[Symbol.asyncIterator]();
   const first = await iterator.next();
@@ -160,10 +146,6 @@ export async function scanStream(
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   if (!gzip) {
     for await (const chunk of withHead(head, iterator)) scanner.push(chunk);
-    return;
-  }
-  if (options.inflate === 'worker') {
-    for await (const chunk of gunzipInWorker(withHead(head, iterator))) scanner.push(chunk);
     return;
   }
   await pipeline(
@@ -212,7 +194,5 @@ export async function scanS3Object(
       throw error;
     }
   }
-  await scanStream(body, scanner, {
-    inflate: (ref.size ?? 0) >= WORKER_INFLATE_MIN_BYTES ? 'worker' : 'thread-pool',
-  });
+  await scanStream(body, scanner);
 }
