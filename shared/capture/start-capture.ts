@@ -270,6 +270,17 @@ export async function startCapture(
     history,
   };
 
+  /** The outcome of a refused request (extra: what the refusing step adds). */
+  const refusedOutcome = (extra: Partial<CaptureOutcome> = {}): CaptureOutcome => ({
+    captureId,
+    state: 'refused',
+    started: [],
+    refused,
+    manifestKey: manifestKey(captureId),
+    durationSeconds,
+    ...extra,
+  });
+
   const refuseAll = async (refusal: Refusal): Promise<CaptureOutcome> => {
     refused.push(refusal);
     logger.warn('capture refused', { captureId, ...refusal });
@@ -284,14 +295,7 @@ export async function startCapture(
       invokedBy: deps.invokedBy,
       source: request.source,
     });
-    return {
-      captureId,
-      state: 'refused',
-      started: [],
-      refused,
-      manifestKey: manifestKey(captureId),
-      durationSeconds,
-    };
+    return refusedOutcome();
   };
 
   // 1. Kill switch, allow-list and limits: nothing is resolved or locked when these refuse.
@@ -480,17 +484,11 @@ export async function startCapture(
         suppressedRefusals: 1,
       },
     );
-    return {
-      captureId,
-      state: 'refused',
-      started: [],
-      refused,
-      manifestKey: manifestKey(captureId),
-      durationSeconds,
+    return refusedOutcome({
       ssmAvailabilityUnknown: online.unknownBecause,
       recorded: false,
       reportedBy,
-    };
+    });
   }
   for (const r of refused) logger.warn('capture refused for a host', { captureId, ...r });
 
@@ -527,15 +525,7 @@ export async function startCapture(
       invokedBy: deps.invokedBy,
       source: request.source,
     });
-    return {
-      captureId,
-      state: 'refused',
-      started: [],
-      refused,
-      manifestKey: manifestKey(captureId),
-      durationSeconds,
-      ssmAvailabilityUnknown: online.unknownBecause,
-    };
+    return refusedOutcome({ ssmAvailabilityUnknown: online.unknownBecause });
   }
 
   // 5. Manifest first (custody records the intent before anything runs), then SSM.

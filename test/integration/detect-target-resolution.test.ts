@@ -6,7 +6,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCaptureRequest } from '../../shared/capture/request.ts';
 import { detectBatch } from '../../shared/detection/detect.ts';
-import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { resolveTargets, type TargetDeps } from '../../shared/targets/resolve.ts';
 import {
@@ -15,6 +14,7 @@ import {
   makeTopology,
   runInstance,
   type Topology,
+  targetDeps,
 } from '../fixtures/capture/world.ts';
 
 const V5 =
@@ -58,12 +58,7 @@ describe('finding targets follow the resolution order for every record format', 
   beforeAll(async () => {
     world = await makeCaptureWorld();
     topo = await makeTopology(world, 79);
-    deps = {
-      ec2: world.clients.ec2,
-      captureTag: world.config.CAPTURE_TAG,
-      sensorTag: world.config.SENSOR_TAG,
-      logger: silentLogger,
-    };
+    deps = targetDeps(world);
   });
 
   it('sends a v5 finding on an untagged workload to the NAT its route table uses, like v2', async () => {

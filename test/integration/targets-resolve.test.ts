@@ -1,7 +1,6 @@
 import { CreateTagsCommand, StopInstancesCommand } from '@aws-sdk/client-ec2';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidCaptureRequestError, NoCaptureTargetError } from '../../shared/errors.ts';
-import { silentLogger } from '../../shared/observability.ts';
 import { resolveTargets, type TargetDeps } from '../../shared/targets/resolve.ts';
 import {
   type CaptureWorld,
@@ -9,6 +8,7 @@ import {
   makeTopology,
   runInstance,
   type Topology,
+  targetDeps,
 } from '../fixtures/capture/world.ts';
 
 describe('resolveTargets against moto EC2', () => {
@@ -19,12 +19,7 @@ describe('resolveTargets against moto EC2', () => {
   beforeAll(async () => {
     world = await makeCaptureWorld();
     topo = await makeTopology(world, 61);
-    deps = {
-      ec2: world.clients.ec2,
-      captureTag: world.config.CAPTURE_TAG,
-      sensorTag: world.config.SENSOR_TAG,
-      logger: silentLogger,
-    };
+    deps = targetDeps(world);
   });
 
   it('resolves a workload ENI to the NAT instance through the default route', async () => {
