@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 
 export interface MotoServer {
   endpoint: string;
@@ -32,7 +33,14 @@ export async function startMoto(
   const python = options.python ?? process.env.TAPLINE_PYTHON ?? 'python3';
   const child: ChildProcess = spawn(
     python,
-    ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)],
+    // moto's server with S3 conditional writes made atomic (see moto-server-atomic.py)
+    [
+      fileURLToPath(new URL('./moto-server-atomic.py', import.meta.url)),
+      '-H',
+      '127.0.0.1',
+      '-p',
+      String(port),
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, MOTO_ALLOW_NONEXISTENT_REGION: 'true' },
