@@ -44,6 +44,12 @@ export const configSchema = z.object({
   DEFAULT_DURATION_SECONDS: int(1, 86_400).default(300),
   MAX_CAPTURE_MEGABYTES: int(1, 1_000_000).default(2048),
   COOLDOWN_SECONDS: int(0, 604_800).default(900),
+  /**
+   * Object Lock retention of capture guard objects (locks/, cooldowns/, budget/, notice
+   * markers): GOVERNANCE until this many hours after the guard expires, instead of the bucket's
+   * evidence retention. 0 writes them with the bucket default (a bucket without Object Lock).
+   */
+  GUARD_RETENTION_HOURS: int(0, 8_760).default(0),
   HOURLY_CAPTURE_BUDGET: int(0, 100_000).default(20),
   LOCK_TTL_SECONDS: int(60, 604_800).default(7200),
   CAPTURE_TAG: z.string().min(1).default('tapline:capture=true'),

@@ -135,6 +135,7 @@ export async function evidenceStore(deps: {
     s3: deps.clients.s3,
     bucket: deps.config.EVIDENCE_BUCKET,
     keyArn: await resolveKeyArn(deps.clients.kms, deps.config.EVIDENCE_KEY_ID),
+    guardRetentionHours: deps.config.GUARD_RETENTION_HOURS,
   };
 }
 

@@ -33,6 +33,22 @@ export type LeaseResult =
 
 export const lockKey = (instanceId: string) => `locks/${instanceId}.json`;
 
+/**
+ * How long a guard object version stays locked: `store.guardRetentionHours` past the guard's own
+ * expiry (and never less than that from now), or the bucket default when unset.
+ */
+export function guardRetention(
+  store: EvidenceStore,
+  expiresAt: string | Date,
+  now: Date,
+): { retainUntil?: Date } {
+  const hours = store.guardRetentionHours ?? 0;
+  if (hours <= 0) return {};
+  const expiry = typeof expiresAt === 'string' ? Date.parse(expiresAt) : expiresAt.getTime();
+  const from = Number.isFinite(expiry) ? Math.max(expiry, now.getTime()) : now.getTime();
+  return { retainUntil: new Date(from + hours * 3_600_000) };
+}
+
 export function cooldownKey(fingerprint: string, instanceId: string): string {
   const digest = createHash('sha256').update(fingerprint).digest('hex').slice(0, 32);
   return `cooldowns/${digest}/${instanceId}.json`;
@@ -51,7 +67,8 @@ export async function acquireLease(
   mayTakeOver: (holder: Lease) => boolean = () => false,
 ): Promise<LeaseResult> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const created = await putJson(store, key, lease, { ifNoneMatch: true });
+    const retention = guardRetention(store, lease.expiresAt, now);
+    const created = await putJson(store, key, lease, { ifNoneMatch: true }, retention);
     if (created) return { acquired: true, key, etag: created.etag };
     const current = await getJson<Lease>(store, key);
     if (!current) continue; // vanished between our two calls: try to create again
@@ -61,7 +78,7 @@ export async function acquireLease(
       Date.parse(holder.expiresAt) <= now.getTime() ||
       mayTakeOver(holder);
     if (!free) return { acquired: false, key, holder };
-    const replaced = await putJson(store, key, lease, { ifMatch: current.etag });
+    const replaced = await putJson(store, key, lease, { ifMatch: current.etag }, retention);
     if (replaced) return { acquired: true, key, etag: replaced.etag, tookOverFrom: holder };
     // Someone else replaced it first: read again and decide again.
   }
@@ -91,7 +108,8 @@ export async function releaseLease(
       releasedAt: now.toISOString(),
       releasedBecause: because,
     };
-    if (await putJson(store, key, released, { ifMatch: current.etag })) return true;
+    const retention = guardRetention(store, released.expiresAt, now);
+    if (await putJson(store, key, released, { ifMatch: current.etag }, retention)) return true;
   }
   return false;
 }
@@ -130,6 +148,9 @@ export async function spendBudget(
 ): Promise<number | undefined> {
   if (limit <= 0) return undefined;
   const prefix = `budget/${budgetHour(now)}/`;
+  // a slot matters until its hour is over
+  const hourEnd = new Date(Math.floor(now.getTime() / 3_600_000 + 1) * 3_600_000);
+  const retention = guardRetention(store, hourEnd, now);
   const taken = new Set(await listKeys(store, prefix));
   const free: number[] = [];
   for (let n = 0; n < limit; n++) {
@@ -142,7 +163,7 @@ export async function spendBudget(
   }
   for (const n of free) {
     const key = `${prefix}${String(n).padStart(6, '0')}.json`;
-    if (await putJson(store, key, slot, { ifNoneMatch: true })) return n;
+    if (await putJson(store, key, slot, { ifNoneMatch: true }, retention)) return n;
   }
   return undefined;
 }

@@ -15,6 +15,13 @@ export interface EvidenceStore {
   bucket: string;
   /** Evidence KMS key ARN (resolved). */
   keyArn: string;
+  /**
+   * Guard objects (locks, cooldowns, budget slots, notice markers) are kept under GOVERNANCE
+   * retention until this many hours past their own expiry, not the bucket's evidence retention
+   * (they are state, not evidence; a flood of them must not stay locked for a year). 0 or unset:
+   * the bucket default.
+   */
+  guardRetentionHours?: number | undefined;
 }
 
 export interface StoredJson<T> {
@@ -47,6 +54,7 @@ export async function putJson(
   key: string,
   value: unknown,
   condition: PutCondition,
+  options: { retainUntil?: Date | undefined } = {},
 ): Promise<{ etag: string; versionId?: string | undefined } | undefined> {
   try {
     const out = await store.s3.send(
@@ -59,6 +67,9 @@ export async function putJson(
         SSEKMSKeyId: store.keyArn,
         ...(condition && 'ifNoneMatch' in condition ? { IfNoneMatch: '*' } : {}),
         ...(condition && 'ifMatch' in condition ? { IfMatch: condition.ifMatch } : {}),
+        ...(options.retainUntil
+          ? { ObjectLockMode: 'GOVERNANCE', ObjectLockRetainUntilDate: options.retainUntil }
+          : {}),
       }),
     );
     return { etag: out.ETag ?? '', versionId: out.VersionId };

@@ -543,13 +543,20 @@ describe('function roles (least privilege)', () => {
 
   it('no function may delete anything in the evidence bucket', () => {
     for (const id of Object.values(FUNCTIONS)) {
-      const actions = allActions(roleStatements(`${id}Role`));
+      const statements = roleStatements(`${id}Role`);
+      const actions = allActions(statements);
       expect(
-        actions.filter((a) =>
-          /^s3:Delete|^s3:PutObjectRetention|^s3:PutBucket|^s3:BypassGovernance/.test(a),
-        ),
+        actions.filter((a) => /^s3:Delete|^s3:PutBucket|^s3:BypassGovernance/.test(a)),
         id,
       ).toEqual([]);
+      // Object retention may be set only on guard objects (short GOVERNANCE retention for
+      // locks, cooldowns, budget slots): never on pcaps, manifests or results. Without
+      // s3:BypassGovernanceRetention it can only lengthen a retention anyway.
+      for (const st of statements.filter((x) => list(x.Action).includes('s3:PutObjectRetention'))) {
+        for (const r of list(st.Resource)) {
+          expect(json(r), id).toMatch(/\/(locks|cooldowns|budget)\/\*"/);
+        }
+      }
     }
   });
 
@@ -597,10 +604,15 @@ describe('function roles (least privilege)', () => {
       );
       expect(sendCommand.map((s) => json(s.Resource)).join()).toContain(':instance/*');
       expect(sendCommand.map((s) => json(s.Resource)).join()).not.toContain('"*"');
-      for (const prefix of ['captures/', 'locks/', 'cooldowns/', 'budget/'])
+      expect(actionsOn(statements, bucketObjects('captures/')).sort()).toEqual([
+        's3:GetObject',
+        's3:PutObject',
+      ]);
+      for (const prefix of ['locks/', 'cooldowns/', 'budget/'])
         expect(actionsOn(statements, bucketObjects(prefix)).sort()).toEqual([
           's3:GetObject',
           's3:PutObject',
+          's3:PutObjectRetention',
         ]);
       expect(actionsOn(statements, bucketObjects('pcaps/'))).toEqual([]);
       expect(actionsOn(statements, bucketObjects('results/'))).toEqual([]);
@@ -657,6 +669,7 @@ describe('function roles (least privilege)', () => {
     expect(actionsOn(statements, bucketObjects('locks/')).sort()).toEqual([
       's3:GetObject',
       's3:PutObject',
+      's3:PutObjectRetention',
     ]);
     // the tracker lists the versions the host uploaded for a capture, under pcaps/ only
     const versions = statements.find((s) => s.Action === 's3:ListBucketVersions');
