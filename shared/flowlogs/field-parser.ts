@@ -152,14 +152,31 @@ export function parseFields(
         v = -1;
         if (bad === 0) bad = REASON_RANGE + kind;
       }
-      if (kind === K_SRCPORT) c.srcport = v | 0;
-      else if (kind === K_DSTPORT) c.dstport = v | 0;
-      else if (kind === K_PROTOCOL) c.protocol = v | 0;
-      else if (kind === K_BYTES) c.bytes = v;
-      else if (kind === K_PACKETS) c.packets = v;
-      else if (kind === K_START) c.start = v;
-      else if (kind === K_END) c.end = v;
-      else c.tcpFlags = v | 0;
+      switch (kind) {
+        case K_SRCPORT:
+          c.srcport = v | 0;
+          break;
+        case K_DSTPORT:
+          c.dstport = v | 0;
+          break;
+        case K_PROTOCOL:
+          c.protocol = v | 0;
+          break;
+        case K_PACKETS:
+          c.packets = v;
+          break;
+        case K_BYTES:
+          c.bytes = v;
+          break;
+        case K_START:
+          c.start = v;
+          break;
+        case K_END:
+          c.end = v;
+          break;
+        default:
+          c.tcpFlags = v | 0;
+      }
     } else if (kind === K_SRC || kind === K_DST) {
       // IPv4 decoded while finding the field's end (no leading zeros: "010" is octal to some
       // parsers); anything else must be an IPv6 address or "-"
