@@ -131,137 +131,154 @@ export function parseFields(
     }
     const kind = kinds[f]!;
     const s = i;
-    if (kind === K_SKIP) {
-      i += 1;
-      while (i < lineEnd && buf[i]! > SPACE) i += 1;
-    } else if (kind <= K_LAST_INT) {
-      let v = 0;
-      let ok = true;
-      while (i < lineEnd) {
-        b = buf[i]!;
-        if (b <= SPACE) break;
-        const d = b - ZERO;
-        if (d >>> 0 > 9) ok = false;
-        v = v * 10 + d;
+    switch (kind) {
+      case K_SKIP: {
         i += 1;
+        while (i < lineEnd && buf[i]! > SPACE) i += 1;
+        break;
       }
-      if (!ok || i - s > 16) {
-        v = -1;
-        if (bad === 0 && !(i - s === 1 && buf[s] === DASH)) bad = REASON_NUMBER + kind;
-      } else if (v > INT_MAX[kind]!) {
-        v = -1;
-        if (bad === 0) bad = REASON_RANGE + kind;
+      case K_SRCPORT:
+      case K_DSTPORT:
+      case K_PROTOCOL:
+      case K_PACKETS:
+      case K_BYTES:
+      case K_START:
+      case K_END:
+      case K_FLAGS: {
+        let v = 0;
+        let ok = true;
+        while (i < lineEnd) {
+          b = buf[i]!;
+          if (b <= SPACE) break;
+          const d = b - ZERO;
+          if (d >>> 0 > 9) ok = false;
+          v = v * 10 + d;
+          i += 1;
+        }
+        if (!ok || i - s > 16) {
+          v = -1;
+          if (bad === 0 && !(i - s === 1 && buf[s] === DASH)) bad = REASON_NUMBER + kind;
+        } else if (v > INT_MAX[kind]!) {
+          v = -1;
+          if (bad === 0) bad = REASON_RANGE + kind;
+        }
+        switch (kind) {
+          case K_SRCPORT:
+            c.srcport = v | 0;
+            break;
+          case K_DSTPORT:
+            c.dstport = v | 0;
+            break;
+          case K_PROTOCOL:
+            c.protocol = v | 0;
+            break;
+          case K_PACKETS:
+            c.packets = v;
+            break;
+          case K_BYTES:
+            c.bytes = v;
+            break;
+          case K_START:
+            c.start = v;
+            break;
+          case K_END:
+            c.end = v;
+            break;
+          default:
+            c.tcpFlags = v | 0;
+        }
+        break;
       }
-      switch (kind) {
-        case K_SRCPORT:
-          c.srcport = v | 0;
-          break;
-        case K_DSTPORT:
-          c.dstport = v | 0;
-          break;
-        case K_PROTOCOL:
-          c.protocol = v | 0;
-          break;
-        case K_PACKETS:
-          c.packets = v;
-          break;
-        case K_BYTES:
-          c.bytes = v;
-          break;
-        case K_START:
-          c.start = v;
-          break;
-        case K_END:
-          c.end = v;
-          break;
-        default:
-          c.tcpFlags = v | 0;
-      }
-    } else if (kind === K_SRC || kind === K_DST) {
-      // IPv4 decoded while finding the field's end (no leading zeros: "010" is octal to some
-      // parsers); anything else must be an IPv6 address or "-"
-      let value = 0;
-      let octet = 0;
-      let digits = 0;
-      let dots = 0;
-      let v4 = true;
-      while (i < lineEnd) {
-        b = buf[i]!;
-        if (b <= SPACE) break;
-        const d = b - ZERO;
-        if (d >>> 0 <= 9) {
-          if (digits === 3 || (digits === 1 && octet === 0)) v4 = false;
-          octet = octet * 10 + d;
-          digits += 1;
-        } else if (b === DOT) {
-          if (digits === 0 || octet > 255 || dots === 3) v4 = false;
-          value = value * 256 + octet;
-          octet = 0;
-          digits = 0;
-          dots += 1;
+      case K_SRC:
+      case K_DST: {
+        // IPv4 decoded while finding the field's end (no leading zeros: "010" is octal to some
+        // parsers); anything else must be an IPv6 address or "-"
+        let value = 0;
+        let octet = 0;
+        let digits = 0;
+        let dots = 0;
+        let v4 = true;
+        while (i < lineEnd) {
+          b = buf[i]!;
+          if (b <= SPACE) break;
+          const d = b - ZERO;
+          if (d >>> 0 <= 9) {
+            if (digits === 3 || (digits === 1 && octet === 0)) v4 = false;
+            octet = octet * 10 + d;
+            digits += 1;
+          } else if (b === DOT) {
+            if (digits === 0 || octet > 255 || dots === 3) v4 = false;
+            value = value * 256 + octet;
+            octet = 0;
+            digits = 0;
+            dots += 1;
+          } else {
+            v4 = false;
+          }
+          i += 1;
+        }
+        const isV4 = v4 && dots === 3 && digits > 0 && octet <= 255;
+        let text: string | null = null;
+        if (!isV4 && !(i - s === 1 && buf[s] === DASH)) {
+          const t = i - s <= 45 ? latin1(buf, s, i) : '';
+          if (t !== '' && isIPv6(t)) text = t.toLowerCase();
+          else if (bad === 0) bad = kind === K_SRC ? REASON_SRCADDR : REASON_DSTADDR;
+        }
+        if (kind === K_SRC) {
+          c.src = isV4 ? (value * 256 + octet) | 0 : 0;
+          c.srcV4 = isV4;
+          c.srcText = text;
         } else {
-          v4 = false;
+          c.dst = isV4 ? (value * 256 + octet) | 0 : 0;
+          c.dstV4 = isV4;
+          c.dstText = text;
         }
-        i += 1;
+        break;
       }
-      const isV4 = v4 && dots === 3 && digits > 0 && octet <= 255;
-      let text: string | null = null;
-      if (!isV4 && !(i - s === 1 && buf[s] === DASH)) {
-        const t = i - s <= 45 ? latin1(buf, s, i) : '';
-        if (t !== '' && isIPv6(t)) text = t.toLowerCase();
-        else if (bad === 0) bad = kind === K_SRC ? REASON_SRCADDR : REASON_DSTADDR;
-      }
-      if (kind === K_SRC) {
-        c.src = isV4 ? (value * 256 + octet) | 0 : 0;
-        c.srcV4 = isV4;
-        c.srcText = text;
-      } else {
-        c.dst = isV4 ? (value * 256 + octet) | 0 : 0;
-        c.dstV4 = isV4;
-        c.dstText = text;
-      }
-    } else {
-      while (i < lineEnd && buf[i]! > SPACE) i += 1;
-      const n = i - s;
-      const b0 = buf[s];
-      const dash = n === 1 && b0 === DASH;
-      if (kind === K_ACTION) {
-        // ACCEPT / REJECT, compared byte by byte
-        if (
-          n === 6 &&
-          b0 === 0x41 &&
-          buf[s + 1] === 0x43 &&
-          buf[s + 2] === 0x43 &&
-          buf[s + 3] === 0x45 &&
-          buf[s + 4] === 0x50 &&
-          buf[s + 5] === 0x54
-        )
-          c.action = ACTION_ACCEPT;
-        else if (
-          n === 6 &&
-          b0 === 0x52 &&
-          buf[s + 1] === 0x45 &&
-          buf[s + 2] === 0x4a &&
-          buf[s + 3] === 0x45 &&
-          buf[s + 4] === 0x43 &&
-          buf[s + 5] === 0x54
-        )
-          c.action = ACTION_REJECT;
-        else {
-          c.action = ACTION_NONE;
-          if (!dash && bad === 0) bad = REASON_ACTION;
+      default: {
+        while (i < lineEnd && buf[i]! > SPACE) i += 1;
+        const n = i - s;
+        const b0 = buf[s];
+        const dash = n === 1 && b0 === DASH;
+        if (kind === K_ACTION) {
+          // ACCEPT / REJECT, compared byte by byte
+          if (
+            n === 6 &&
+            b0 === 0x41 &&
+            buf[s + 1] === 0x43 &&
+            buf[s + 2] === 0x43 &&
+            buf[s + 3] === 0x45 &&
+            buf[s + 4] === 0x50 &&
+            buf[s + 5] === 0x54
+          )
+            c.action = ACTION_ACCEPT;
+          else if (
+            n === 6 &&
+            b0 === 0x52 &&
+            buf[s + 1] === 0x45 &&
+            buf[s + 2] === 0x4a &&
+            buf[s + 3] === 0x45 &&
+            buf[s + 4] === 0x43 &&
+            buf[s + 5] === 0x54
+          )
+            c.action = ACTION_REJECT;
+          else {
+            c.action = ACTION_NONE;
+            if (!dash && bad === 0) bad = REASON_ACTION;
+          }
+        } else if (kind === K_STATUS) {
+          if (n === 2 && b0 === 0x4f && buf[s + 1] === 0x4b) c.status = STATUS_OK;
+          else if (n === 6 && b0 === 0x4e && latin1(buf, s, i) === 'NODATA')
+            c.status = STATUS_NODATA;
+          else if (n === 8 && b0 === 0x53 && latin1(buf, s, i) === 'SKIPDATA')
+            c.status = STATUS_SKIPDATA;
+          else {
+            c.status = STATUS_NONE;
+            if (!dash && bad === 0) bad = REASON_STATUS;
+          }
+        } else {
+          c.dstIsAwsService = !dash;
         }
-      } else if (kind === K_STATUS) {
-        if (n === 2 && b0 === 0x4f && buf[s + 1] === 0x4b) c.status = STATUS_OK;
-        else if (n === 6 && b0 === 0x4e && latin1(buf, s, i) === 'NODATA') c.status = STATUS_NODATA;
-        else if (n === 8 && b0 === 0x53 && latin1(buf, s, i) === 'SKIPDATA')
-          c.status = STATUS_SKIPDATA;
-        else {
-          c.status = STATUS_NONE;
-          if (!dash && bad === 0) bad = REASON_STATUS;
-        }
-      } else {
-        c.dstIsAwsService = !dash;
       }
     }
     f += 1;
