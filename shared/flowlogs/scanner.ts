@@ -138,9 +138,6 @@ export interface ScannerOptions {
 
 const CR = 0x0d;
 const LF = 0x0a;
-const DOT = 0x2e;
-const ZERO = 0x30;
-const NINE = 0x39;
 
 /** Layout: for each position of the format, what to decode (only what the rules read). */
 interface Layout {
@@ -395,32 +392,4 @@ export class FlowScanner {
     }
     return true;
   }
-}
-
-/** Dotted-quad bytes to uint32 (as a non-negative double); -1 if not a strict IPv4 address. */
-export function parseIPv4(buf: Buffer | Uint8Array, s: number, e: number): number {
-  let value = 0;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = s; i < e; i++) {
-    const b = buf[i]!;
-    if (b >= ZERO && b <= NINE) {
-      if (digits === 3) return -1;
-      // no leading zeros ("010" is ambiguous: octal in some parsers)
-      if (digits === 1 && octet === 0) return -1;
-      octet = octet * 10 + (b - ZERO);
-      digits += 1;
-    } else if (b === DOT) {
-      if (digits === 0 || octet > 255 || dots === 3) return -1;
-      value = value * 256 + octet;
-      octet = 0;
-      digits = 0;
-      dots += 1;
-    } else {
-      return -1;
-    }
-  }
-  if (dots !== 3 || digits === 0 || octet > 255) return -1;
-  return value * 256 + octet;
 }

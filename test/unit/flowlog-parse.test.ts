@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { FlowLogFormatError } from '../../shared/errors.ts';
+import { K_SRC, parseFields } from '../../shared/flowlogs/field-parser.ts';
 import {
   DEFAULT_FORMAT,
   DEFAULT_FORMAT_STRING,
@@ -11,10 +12,9 @@ import { recordFromText } from '../../shared/flowlogs/record.ts';
 import {
   ACTION_ACCEPT,
   ACTION_REJECT,
-  type FlowCursor,
+  FlowCursor,
   FlowScanner,
   ipv4ToString,
-  parseIPv4,
 } from '../../shared/flowlogs/scanner.ts';
 
 const fixture = (name: string) =>
@@ -199,7 +199,12 @@ describe('FlowScanner', () => {
   });
 
   it('parses IPv4 strictly', () => {
-    const p = (s: string) => parseIPv4(Buffer.from(s), 0, s.length);
+    // through the parser the scanner really uses (one srcaddr field)
+    const p = (s: string) => {
+      const c = new FlowCursor();
+      const parsed = parseFields(Uint8Array.of(K_SRC), Buffer.from(s), 0, s.length, c, -1);
+      return (parsed & 255) === 0 && c.srcV4 ? c.src >>> 0 : -1;
+    };
     expect(p('10.202.1.2')).toBe(0x0aca0102);
     expect(p('255.255.255.255')).toBe(4294967295);
     for (const bad of ['1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1..2.3', '1.2.3.4a', '']) {
