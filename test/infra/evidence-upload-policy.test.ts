@@ -6,8 +6,8 @@
  * are authorized as s3:PutObject with no such keys. Multipart uploads (aws s3 cp above 8 MB,
  * the processor's large result tables) must pass; any explicit other encryption must not.
  */
-import { runSimulation } from '@cloud-copilot/iam-simulate';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { type IntrinsicValues, resolveIntrinsics, simulate } from '../support/policy-simulation.ts';
 import { type PackagedTemplate, packagedTemplate } from '../support/template.ts';
 
 const ACCOUNT = '123456789012';
@@ -17,38 +17,12 @@ const OTHER_KEY_ARN = `arn:aws:kms:us-east-1:${ACCOUNT}:key/ffffffff-other`;
 const HOST = `arn:aws:iam::${ACCOUNT}:role/capture-host`;
 const PCAP = `arn:aws:s3:::${BUCKET}/pcaps/cap-20261123T084000Z-1a2b3c4d/i-0123456789abcdef0/00001.pcap`;
 
-/** Resolves the CloudFormation intrinsics these policies use, for this account and region. */
-function resolve(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(resolve);
-  if (!value || typeof value !== 'object') return value;
-  const entries = Object.entries(value as Record<string, unknown>);
-  if (entries.length === 1) {
-    const [fn, arg] = entries[0]!;
-    if (fn === 'Fn::GetAtt') {
-      const [id, attr] = arg as [string, string];
-      if (id === 'EvidenceBucket' && attr === 'Arn') return `arn:aws:s3:::${BUCKET}`;
-      if (id === 'EvidenceKey' && attr === 'Arn') return KEY_ARN;
-      throw new Error(`unresolved GetAtt ${id}.${attr}`);
-    }
-    if (fn === 'Fn::Join') {
-      const [sep, parts] = arg as [string, unknown[]];
-      return parts.map((p) => String(resolve(p))).join(sep);
-    }
-    if (fn === 'Fn::Sub' && typeof arg === 'string') {
-      return arg.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
-        const known: Record<string, string> = {
-          'AWS::Partition': 'aws',
-          'AWS::Region': 'us-east-1',
-          'AWS::AccountId': ACCOUNT,
-        };
-        if (!(name in known)) throw new Error(`unresolved Sub variable ${name}`);
-        return known[name]!;
-      });
-    }
-    if (fn === 'Ref') throw new Error(`unresolved Ref ${String(arg)}`);
-  }
-  return Object.fromEntries(entries.map(([k, v]) => [k, resolve(v)]));
-}
+/** The values the packaged policies' intrinsics take in this account and region. */
+const INTRINSICS: IntrinsicValues = {
+  getAtt: { 'EvidenceBucket.Arn': `arn:aws:s3:::${BUCKET}`, 'EvidenceKey.Arn': KEY_ARN },
+  refs: { 'AWS::Partition': 'aws', 'AWS::Region': 'us-east-1', 'AWS::AccountId': ACCOUNT },
+};
+const resolve = (value: unknown) => resolveIntrinsics(value, INTRINSICS);
 
 let bucketPolicy: any;
 let hostPolicy: any;
@@ -68,31 +42,16 @@ async function decide(
   headers: Headers,
   secure = true,
 ): Promise<string> {
-  const contextVariables: Record<string, string> = {
-    'aws:SecureTransport': String(secure),
-    's3:TlsVersion': '1.3',
-  };
-  if (headers.sse) contextVariables['s3:x-amz-server-side-encryption'] = headers.sse;
-  if (headers.key) contextVariables['s3:x-amz-server-side-encryption-aws-kms-key-id'] = headers.key;
+  const context: Record<string, string> = { 'aws:SecureTransport': String(secure) };
+  if (headers.sse) context['s3:x-amz-server-side-encryption'] = headers.sse;
+  if (headers.key) context['s3:x-amz-server-side-encryption-aws-kms-key-id'] = headers.key;
   if (headers.customer)
-    contextVariables['s3:x-amz-server-side-encryption-customer-algorithm'] = headers.customer;
-  const response = await runSimulation(
-    {
-      request: {
-        principal: HOST,
-        action: 's3:PutObject',
-        resource: { resource, accountId: ACCOUNT },
-        contextVariables,
-      },
-      identityPolicies: [{ name: 'capture-host', policy: identity }],
-      serviceControlPolicies: [],
-      resourceControlPolicies: [],
-      resourcePolicy,
-    },
-    {},
+    context['s3:x-amz-server-side-encryption-customer-algorithm'] = headers.customer;
+  return simulate(
+    { principal: HOST, action: 's3:PutObject', resource, accountId: ACCOUNT, context },
+    identity,
+    resourcePolicy,
   );
-  if (response.resultType === 'error') throw new Error(JSON.stringify(response.errors));
-  return response.overallResult;
 }
 
 const EVIDENCE = { sse: 'aws:kms', key: KEY_ARN };
