@@ -6,6 +6,8 @@ import {
   FlowScanner,
   type ScannerOptions,
 } from '../../shared/flowlogs/scanner.ts';
+import { loadRules } from '../../shared/rules/config.ts';
+import { RuleEngine } from '../../shared/rules/engine.ts';
 
 // The scanner finds line ends and decodes fields in one pass over each chunk; a line cut by a
 // chunk boundary is carried over. Whatever the chunking, the records, their decoded fields and
@@ -62,6 +64,48 @@ describe('flow-log scanner chunking', () => {
         },
       ),
       { numRuns: 400 },
+    );
+  });
+
+  it('accounts for every line of hostile bytes and never throws (random and mutated records)', () => {
+    const seed = Buffer.from(fixtures.join('\n'), 'latin1');
+    const mutated = fc
+      .tuple(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 60 }),
+        fc.nat(),
+      )
+      .map(([edits, cut]) => {
+        const b = Buffer.from(seed);
+        for (const [at, byte] of edits) b[at % b.length] = byte;
+        return b.subarray(0, 1 + (cut % b.length));
+      });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 4000 }).map((u) => Buffer.from(u)),
+          mutated,
+        ),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        (bytes, cuts) => {
+          const engine = new RuleEngine(loadRules());
+          const scanner = new FlowScanner(engine, { header: 'auto', maxLineBytes: 512 });
+          let at = 0;
+          for (const cut of [
+            ...cuts.map((c) => c % (bytes.length + 1)).sort((a, b) => a - b),
+            bytes.length,
+          ]) {
+            scanner.push(bytes.subarray(at, Math.max(at, cut)));
+            at = Math.max(at, cut);
+          }
+          const s = scanner.end();
+          engine.finish();
+          expect(s.records + s.nodata + s.skipdata + s.blank + s.malformed + s.headerLines).toBe(
+            s.lines,
+          );
+          expect(s.malformedSample.length).toBeLessThanOrEqual(10);
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 
