@@ -124,37 +124,6 @@ export function conversationJson(c: Conversation): Record<string, unknown> {
   };
 }
 
-const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
-
-/** `JSON.stringify(s)` for a string, quicker for the common case of nothing to escape. */
-export function jsonString(s: string): string {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) {
-      return JSON.stringify(s);
-    }
-  }
-  return `"${s}"`;
-}
-
-/**
- * `JSON.stringify(conversationJson(c))`, character for character, without the intermediate
- * object (this runs once per conversation: 100,000s of times on a big capture). Numbers use
- * JSON's own formatting rules; strings are quoted as JSON.stringify would (escaped by it when
- * they hold anything to escape).
- */
-export function conversationJsonText(c: Conversation): string {
-  return (
-    `{"protocol":${jsonString(c.protocol)},` +
-    `"a":{"addr":${jsonString(c.a.addr)},"port":${jsonNumber(c.a.port)}},` +
-    `"b":{"addr":${jsonString(c.b.addr)},"port":${jsonNumber(c.b.port)}},` +
-    `"packetsAtoB":${jsonNumber(c.packetsAtoB)},"bytesAtoB":${jsonNumber(c.bytesAtoB)},` +
-    `"packetsBtoA":${jsonNumber(c.packetsBtoA)},"bytesBtoA":${jsonNumber(c.bytesBtoA)},` +
-    `"start":${jsonNumber(c.start)},"end":${jsonNumber(c.end)},` +
-    `"communityId":${jsonString(c.communityId)}}`
-  );
-}
-
 /** The `--json` document, exactly the keys the issue specifies. */
 export function toJsonDocument(file: string, r: PcapAnalysis): Record<string, unknown> {
   return {
