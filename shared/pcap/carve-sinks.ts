@@ -1,4 +1,4 @@
-import { close as fsClose, open as fsOpen, write as fsWrite } from 'node:fs';
+import { writeFile } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CarveChunk, CarveSink } from './types.ts';
@@ -58,39 +58,14 @@ export function boundedConcurrencySink(
   };
 }
 
-/** Writes `bytes` to `path` (flags 'w' or 'a') with plain callbacks: no FileHandle objects. */
-function writeWhole(path: string, bytes: Uint8Array, flags: 'w' | 'a'): Promise<void> {
-  return new Promise((resolve, reject) => {
-    fsOpen(path, flags, 0o666, (openError, fd) => {
-      if (openError) {
-        reject(openError);
-        return;
-      }
-      let off = 0;
-      const finish = (error: Error | null) =>
-        fsClose(fd, (closeError) => {
-          const e = error ?? closeError;
-          if (e) reject(e);
-          else resolve();
-        });
-      const next = (): void => {
-        if (off >= bytes.length) {
-          finish(null);
-          return;
-        }
-        fsWrite(fd, bytes, off, bytes.length - off, null, (writeError, n) => {
-          if (writeError) {
-            finish(writeError);
-            return;
-          }
-          off += n;
-          next();
-        });
-      };
-      next();
-    });
-  });
-}
+/**
+ * Writes `bytes` to `path` (flags 'w' or 'a'). The callback form of fs.writeFile opens, writes
+ * everything and closes with plain callbacks: no FileHandle object per carved file.
+ */
+const writeWhole = (path: string, bytes: Uint8Array, flag: 'w' | 'a'): Promise<void> =>
+  new Promise((resolve, reject) =>
+    writeFile(path, bytes, { flag }, (error) => (error ? reject(error) : resolve())),
+  );
 
 /**
  * Writes each carved stream as one file in `dir` (created if missing), `concurrency` files at
