@@ -284,23 +284,6 @@ export class ConversationTable {
       : ipv4ToString(a[o + 3]!);
   }
 
-  addrBytes(i: number, side: 0 | 1, out?: Uint8Array): Uint8Array {
-    const o = i * 8 + side * 4;
-    const a = this.addr;
-    const v6 = this.v6[i] === 1;
-    const bytes = out ?? new Uint8Array(v6 ? 16 : 4);
-    const first = v6 ? 0 : 3;
-    for (let k = first; k < 4; k++) {
-      const w = a[o + k]!;
-      const at = (k - first) * 4;
-      bytes[at] = w >>> 24;
-      bytes[at + 1] = (w >>> 16) & 255;
-      bytes[at + 2] = (w >>> 8) & 255;
-      bytes[at + 3] = w & 255;
-    }
-    return bytes;
-  }
-
   communityId(i: number): string {
     const proto = this.proto[i]!;
     const icmp = proto === 1 || proto === 58;
