@@ -156,8 +156,6 @@ function fingerprintOf(request: CaptureRequest): string | undefined {
   return request.fingerprint ?? request.finding?.fingerprint;
 }
 
-export { refusalNoticeKey };
-
 /** A live cooldown of `fingerprint` on a host, read without writing anything. */
 async function liveCooldown(
   store: EvidenceStore,

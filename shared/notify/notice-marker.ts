@@ -10,8 +10,9 @@ import { type EvidenceStore, getJson } from '../evidence/store.ts';
  * publishes) and, once its window is over, taken over with IfMatch on the ETag read (again
  * exactly one winner).
  *
- * Object Lock: the evidence bucket's default retention applies to every version written here,
- * and lifecycle cannot expire a version before its retention ends. So a marker writes at most
+ * Object Lock: every version written here is retained (a short GOVERNANCE retention past the
+ * marker's window when GUARD_RETENTION_HOURS is set, the bucket default otherwise), and lifecycle
+ * cannot expire a version before its retention ends. So a marker writes at most
  * one version per key and window (the claim that wins); a suppressed occurrence writes nothing
  * (a read, and only when the read cannot decide, a failed conditional PUT, which creates no
  * version). That is also why no suppression counter is kept in the marker: counting with IfMatch
