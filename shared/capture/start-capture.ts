@@ -13,6 +13,7 @@ import {
   cooldownKey,
   type Lease,
   lockKey,
+  peekLease,
   releaseLease,
   spendBudget,
 } from '../evidence/guards.ts';
@@ -24,7 +25,7 @@ import {
   overallState,
   updateManifest,
 } from '../evidence/manifest.ts';
-import { type EvidenceStore, getJson } from '../evidence/store.ts';
+import type { EvidenceStore } from '../evidence/store.ts';
 import { claimNotice, refusalNoticeKey } from '../notify/notice-marker.ts';
 import { publishEvent, type TaplineEventType } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
@@ -156,24 +157,40 @@ function fingerprintOf(request: CaptureRequest): string | undefined {
   return request.fingerprint ?? request.finding?.fingerprint;
 }
 
-/** A live cooldown of `fingerprint` on a host, read without writing anything. */
+/** What holds a host back: the holder as stored, until when, and what is wrong with it. */
+interface Holding {
+  holder: Lease | undefined;
+  until?: Date | undefined;
+  problem?: string | undefined;
+}
+
+/**
+ * A live cooldown of `fingerprint` on a host, read without writing anything (liveness decided
+ * by guards.ts leaseLiveness, as acquireLease and the notice markers decide it).
+ */
 async function liveCooldown(
   store: EvidenceStore,
   fingerprint: string,
   instanceId: string,
   at: Date,
-): Promise<Lease | undefined> {
-  const lease = (await getJson<Lease>(store, cooldownKey(fingerprint, instanceId)))?.value;
-  const live = lease?.state === 'held' && Date.parse(lease.expiresAt) > at.getTime();
-  return live ? lease : undefined;
+): Promise<Holding | undefined> {
+  const peeked = await peekLease(store, cooldownKey(fingerprint, instanceId), at);
+  if (!peeked?.liveness.live) return undefined;
+  return { holder: peeked.lease, until: peeked.liveness.until, problem: peeked.liveness.problem };
 }
 
-function cooldownRefusal(fingerprint: string, instanceId: string, holder: Lease | undefined) {
+function cooldownRefusal(fingerprint: string, instanceId: string, holding: Holding): Refusal {
+  const { holder, until, problem } = holding;
+  const captureIdOf = typeof holder?.captureId === 'string' ? holder.captureId : undefined;
   return {
     instanceId,
     reason: 'cooldown' as const,
-    message: `${fingerprint} already started a capture on ${instanceId} (${holder?.captureId ?? '?'}); next allowed after ${holder?.expiresAt ?? '?'}`,
-    details: { holder: holder?.captureId, until: holder?.expiresAt },
+    message: `${fingerprint} already started a capture on ${instanceId} (${captureIdOf ?? '?'}); next allowed after ${until?.toISOString() ?? '?'}${problem ? ` (corrupt cooldown, held: ${problem})` : ''}`,
+    details: {
+      holder: captureIdOf,
+      until: until?.toISOString(),
+      ...(problem ? { corruptGuard: problem } : {}),
+    },
   };
 }
 
@@ -392,6 +409,15 @@ export async function startCapture(
       if (fingerprint && config.COOLDOWN_SECONDS > 0) {
         const cooling = await liveCooldown(store, fingerprint, id, startedAt);
         if (cooling) {
+          if (cooling.problem) {
+            logger.error('corrupt cooldown object treated as live', {
+              captureId,
+              instanceId: id,
+              key: cooldownKey(fingerprint, id),
+              problem: cooling.problem,
+              until: cooling.until?.toISOString(),
+            });
+          }
           refused.push(cooldownRefusal(fingerprint, id, cooling));
           return undefined;
         }
@@ -412,18 +438,36 @@ export async function startCapture(
         lockKey(id),
         lock,
         startedAt,
-        (holder) =>
+        (holder, liveness) =>
+          // only a sound lease of the same source ending soon; a corrupt lock stays held
           takeOverWindow !== undefined &&
-          holder.source === request.source &&
-          holder.endsAt !== undefined &&
+          liveness.problem === undefined &&
+          holder?.source === request.source &&
+          typeof holder.endsAt === 'string' &&
           Date.parse(holder.endsAt) - startedAt.getTime() <= takeOverWindow * 1000,
       );
       if (!locked.acquired) {
+        if (locked.problem) {
+          logger.error('corrupt host lock treated as held', {
+            captureId,
+            instanceId: id,
+            key: lockKey(id),
+            problem: locked.problem,
+            until: locked.until?.toISOString(),
+          });
+        }
         refused.push({
           instanceId: id,
           reason: 'host-busy',
-          message: `${id} is already capturing (${locked.holder?.captureId ?? 'unknown capture'} until ${locked.holder?.endsAt ?? locked.holder?.expiresAt ?? '?'})`,
-          details: { holder: locked.holder?.captureId },
+          message: locked.problem
+            ? `${id} has a corrupt capture lock, treated as held until ${locked.until?.toISOString() ?? '?'} (${locked.problem})`
+            : `${id} is already capturing (${locked.holder?.captureId ?? 'unknown capture'} until ${locked.holder?.endsAt ?? locked.holder?.expiresAt ?? '?'})`,
+          details: {
+            holder: locked.holder?.captureId,
+            ...(locked.problem
+              ? { corruptGuard: locked.problem, until: locked.until?.toISOString() }
+              : {}),
+          },
         });
         return undefined;
       }
@@ -440,7 +484,16 @@ export async function startCapture(
         const cooled = await acquireLease(store, cooldownKey(fingerprint, id), cooldown, startedAt);
         if (!cooled.acquired) {
           await releaseLease(store, lockKey(id), captureId, now(), 'cooldown refused the capture');
-          refused.push(cooldownRefusal(fingerprint, id, cooled.holder));
+          if (cooled.problem) {
+            logger.error('corrupt cooldown object treated as live', {
+              captureId,
+              instanceId: id,
+              key: cooldownKey(fingerprint, id),
+              problem: cooled.problem,
+              until: cooled.until?.toISOString(),
+            });
+          }
+          refused.push(cooldownRefusal(fingerprint, id, cooled));
           return undefined;
         }
       }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type EvidenceStore, getJson, listKeys, putJson } from './store.ts';
+import { GetObjectCommand, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
+import { type EvidenceStore, listKeys, putJson } from './store.ts';
 
 /**
  * Capture guards kept in the evidence bucket. Each is a lease object created with
@@ -29,7 +30,150 @@ export interface Lease {
 
 export type LeaseResult =
   | { acquired: true; key: string; etag: string; tookOverFrom?: Lease | undefined }
-  | { acquired: false; key: string; holder: Lease | undefined };
+  | {
+      acquired: false;
+      key: string;
+      /** The holder as stored (undefined when it is not a JSON object at all). */
+      holder: Lease | undefined;
+      /** When the holder stops being live (leaseLiveness); undefined when it cannot be bounded. */
+      until?: Date | undefined;
+      /** Set when the holder is corrupt and was treated as held (see leaseLiveness). */
+      problem?: string | undefined;
+    };
+
+/**
+ * The longest any lease may stay live past its last write: the longest capture
+ * (MAX_DURATION_SECONDS ≤ 1 day) plus the longest LOCK_TTL_SECONDS (7 days), plus an hour of
+ * clock skew between the writer and S3. Cooldowns and notice windows are at most 7 days.
+ */
+export const MAX_LEASE_SECONDS = 8 * 86_400 + 3_600;
+
+export interface LeaseLiveness {
+  live: boolean;
+  /**
+   * When the lease stops (or stopped) being live: its expiresAt, capped at its last write +
+   * MAX_LEASE_SECONDS. Undefined for a released lease, and for a corrupt one read without its
+   * write time (then it stays live: nothing bounds it).
+   */
+  until?: Date | undefined;
+  /** What is wrong with the stored lease, when it is corrupt (it is then treated as held). */
+  problem?: string | undefined;
+}
+
+/**
+ * THE liveness rule for every lease (locks, cooldowns, notice markers); every reader decides
+ * with it so that none lets through what another would hold.
+ *
+ * - `state: "released"` is not live.
+ * - Otherwise the lease is live while `now < expiresAt` (at exactly expiresAt it has expired).
+ * - A corrupt lease (not a JSON object, a state other than held/released, a missing or
+ *   unparseable expiresAt) fails closed: it is treated as held, because a guard that reads as
+ *   free would let a flood of captures (or notices) through. It must not wedge the host forever
+ *   either, so it is live only until `writtenAt` (the object's S3 LastModified, which the writer
+ *   cannot forge) + MAX_LEASE_SECONDS; after that it is taken over like any expired lease
+ *   (IfMatch on its ETag). The same cap bounds a parseable expiresAt implausibly far ahead.
+ * The problem is returned so that callers log and record it.
+ */
+export function leaseLiveness(lease: unknown, now: Date, writtenAt?: Date): LeaseLiveness {
+  const problems: string[] = [];
+  const value =
+    typeof lease === 'object' && lease !== null && !Array.isArray(lease)
+      ? (lease as Record<string, unknown>)
+      : undefined;
+  if (!value) problems.push('the lease is not a JSON object');
+  const state = value?.state;
+  if (state === 'released') return { live: false };
+  if (value && state !== 'held') {
+    problems.push(
+      `state ${JSON.stringify(state ?? null)?.slice(0, 40)} is neither held nor released`,
+    );
+  }
+  const raw = value?.expiresAt;
+  const parsed = typeof raw === 'string' ? Date.parse(raw) : Number.NaN;
+  const expiry = Number.isFinite(parsed) ? parsed : undefined;
+  if (value && expiry === undefined) {
+    problems.push(
+      raw === undefined
+        ? 'expiresAt is missing'
+        : `expiresAt ${JSON.stringify(raw)?.slice(0, 40)} is not a date`,
+    );
+  }
+  const written = writtenAt?.getTime();
+  const cap =
+    written !== undefined && Number.isFinite(written)
+      ? written + MAX_LEASE_SECONDS * 1000
+      : undefined;
+  if (expiry !== undefined && cap !== undefined && expiry > cap) {
+    problems.push(
+      `expiresAt ${(raw as string).slice(0, 40)} is more than ${MAX_LEASE_SECONDS} s past the last write`,
+    );
+  }
+  const end = expiry === undefined ? cap : cap === undefined ? expiry : Math.min(expiry, cap);
+  return {
+    live: end === undefined || now.getTime() < end,
+    until: end === undefined ? undefined : new Date(end),
+    problem: problems.length > 0 ? problems.join('; ') : undefined,
+  };
+}
+
+/** leaseLiveness(...).live: whether the lease still holds at `now`. */
+export function isLeaseLive(lease: unknown, now: Date, writtenAt?: Date): boolean {
+  return leaseLiveness(lease, now, writtenAt).live;
+}
+
+export interface StoredLease<T extends Lease = Lease> {
+  /** The stored object when it is a JSON object (fields unchecked: see `liveness.problem`). */
+  lease: T | undefined;
+  etag: string;
+  lastModified?: Date | undefined;
+}
+
+function isMissing(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/**
+ * Reads a lease object with its ETag and LastModified; undefined when there is none. A body that
+ * is not a JSON object is returned as `lease: undefined` (a corrupt lease, see leaseLiveness),
+ * not thrown: a broken guard object must not turn every request for its host into an error.
+ */
+export async function readLease<T extends Lease = Lease>(
+  store: EvidenceStore,
+  key: string,
+): Promise<StoredLease<T> | undefined> {
+  let out: GetObjectCommandOutput;
+  try {
+    out = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+  const text = (await out.Body?.transformToString()) ?? '';
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+  return {
+    lease: isObject ? (value as T) : undefined,
+    etag: out.ETag ?? '',
+    lastModified: out.LastModified,
+  };
+}
+
+/** Reads a lease and decides whether it is live at `now` (one GET, no write). */
+export async function peekLease<T extends Lease = Lease>(
+  store: EvidenceStore,
+  key: string,
+  now: Date,
+): Promise<(StoredLease<T> & { liveness: LeaseLiveness }) | undefined> {
+  const stored = await readLease<T>(store, key);
+  if (!stored) return undefined;
+  return { ...stored, liveness: leaseLiveness(stored.lease, now, stored.lastModified) };
+}
 
 export const lockKey = (instanceId: string) => `locks/${instanceId}.json`;
 
@@ -56,34 +200,43 @@ export function cooldownKey(fingerprint: string, instanceId: string): string {
 
 /**
  * Acquire a lease. `mayTakeOver` can allow taking over a live lease (rolling captures take over
- * from the previous rolling capture in its last seconds); released or expired leases are always
- * free.
+ * from the previous rolling capture in its last seconds; notice markers take over a corrupt
+ * marker); it is given the holder as stored (undefined when not a JSON object) and its
+ * liveness. Released or expired leases are always free. Every takeover is an IfMatch write on
+ * the ETag read, so of concurrent takers exactly one wins.
  */
 export async function acquireLease(
   store: EvidenceStore,
   key: string,
   lease: Lease,
   now: Date,
-  mayTakeOver: (holder: Lease) => boolean = () => false,
+  mayTakeOver: (holder: Lease | undefined, liveness: LeaseLiveness) => boolean = () => false,
 ): Promise<LeaseResult> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const retention = guardRetention(store, lease.expiresAt, now);
     const created = await putJson(store, key, lease, { ifNoneMatch: true }, retention);
     if (created) return { acquired: true, key, etag: created.etag };
-    const current = await getJson<Lease>(store, key);
+    const current = await readLease(store, key);
     if (!current) continue; // vanished between our two calls: try to create again
-    const holder = current.value;
-    const free =
-      holder.state === 'released' ||
-      Date.parse(holder.expiresAt) <= now.getTime() ||
-      mayTakeOver(holder);
-    if (!free) return { acquired: false, key, holder };
+    const holder = current.lease;
+    const liveness = leaseLiveness(holder, now, current.lastModified);
+    const free = !liveness.live || mayTakeOver(holder, liveness);
+    if (!free) {
+      return { acquired: false, key, holder, until: liveness.until, problem: liveness.problem };
+    }
     const replaced = await putJson(store, key, lease, { ifMatch: current.etag }, retention);
     if (replaced) return { acquired: true, key, etag: replaced.etag, tookOverFrom: holder };
     // Someone else replaced it first: read again and decide again.
   }
-  const holder = (await getJson<Lease>(store, key))?.value;
-  return { acquired: false, key, holder };
+  const last = await readLease(store, key);
+  const liveness = last ? leaseLiveness(last.lease, now, last.lastModified) : undefined;
+  return {
+    acquired: false,
+    key,
+    holder: last?.lease,
+    until: liveness?.until,
+    problem: liveness?.problem,
+  };
 }
 
 /**
@@ -98,12 +251,16 @@ export async function releaseLease(
   because: string,
 ): Promise<boolean> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const current = await getJson<Lease>(store, key);
-    if (!current || current.value.captureId !== captureId || current.value.state !== 'held') {
+    const current = await readLease(store, key);
+    if (
+      !current?.lease ||
+      current.lease.captureId !== captureId ||
+      current.lease.state !== 'held'
+    ) {
       return false;
     }
     const released: Lease = {
-      ...current.value,
+      ...current.lease,
       state: 'released',
       releasedAt: now.toISOString(),
       releasedBecause: because,
@@ -119,8 +276,8 @@ export async function heldLocks(store: EvidenceStore): Promise<{ key: string; le
   const keys = await listKeys(store, 'locks/');
   const out: { key: string; lease: Lease }[] = [];
   for (const key of keys) {
-    const current = await getJson<Lease>(store, key);
-    if (current?.value.state === 'held') out.push({ key, lease: current.value });
+    const current = await readLease(store, key);
+    if (current?.lease?.state === 'held') out.push({ key, lease: current.lease });
   }
   return out;
 }

@@ -1,5 +1,12 @@
-import { acquireLease, cooldownKey, type Lease, releaseLease } from '../evidence/guards.ts';
-import { type EvidenceStore, getJson } from '../evidence/store.ts';
+import { TaplineError } from '../errors.ts';
+import {
+  acquireLease,
+  cooldownKey,
+  type Lease,
+  peekLease,
+  releaseLease,
+} from '../evidence/guards.ts';
+import type { EvidenceStore } from '../evidence/store.ts';
 
 /**
  * Notice markers: "this was already reported in this window", the rate limit for notification
@@ -36,14 +43,27 @@ export function findingNoticeKey(fingerprint: string): string {
 }
 
 export type NoticeClaim =
-  /** This claimant reports; `previous` is the expired marker of the last window, if any. */
-  | { first: true; key: string; previous?: NoticeMarker | undefined }
-  /** Already reported in this window, by `holder`. */
-  | { first: false; key: string; holder?: NoticeMarker | undefined };
-
-function live(marker: NoticeMarker | undefined, at: Date): marker is NoticeMarker {
-  return marker?.state === 'held' && Date.parse(marker.expiresAt) > at.getTime();
-}
+  /**
+   * This claimant reports; `previous` is the expired marker of the last window, if any;
+   * `replacedCorrupt` says what was wrong with a corrupt marker this claim replaced.
+   */
+  | {
+      first: true;
+      key: string;
+      previous?: NoticeMarker | undefined;
+      replacedCorrupt?: string | undefined;
+    }
+  /**
+   * Already reported in this window, by `holder`, until `until`. `problem`: what is wrong with
+   * the holder when it is corrupt (a corrupt marker is normally taken over, see claimNotice).
+   */
+  | {
+      first: false;
+      key: string;
+      holder?: NoticeMarker | undefined;
+      until?: Date | undefined;
+      problem?: string | undefined;
+    };
 
 /**
  * Claims the notice at `key` until `until` for `reporter` (a capture ID, a notification ID).
@@ -63,8 +83,17 @@ export async function claimNotice(
     until: Date;
   },
 ): Promise<NoticeClaim> {
-  const current = (await getJson<NoticeMarker>(store, key))?.value;
-  if (live(current, claim.at)) return { first: false, key, holder: current };
+  if (!Number.isFinite(claim.until.getTime())) {
+    throw new TaplineError('a notice window must end at a valid instant', {
+      code: 'NOTICE_WINDOW_INVALID',
+      details: { key },
+    });
+  }
+  const peeked = await peekLease<NoticeMarker>(store, key, claim.at);
+  const current = peeked?.lease;
+  if (peeked?.liveness.live && !peeked.liveness.problem) {
+    return { first: false, key, holder: current, until: peeked.liveness.until };
+  }
   const marker: NoticeMarker = {
     kind: 'cooldown',
     state: 'held',
@@ -75,15 +104,32 @@ export async function claimNotice(
     createdAt: claim.at.toISOString(),
     expiresAt: claim.until.toISOString(),
   };
-  const got = await acquireLease(store, key, marker, claim.at);
+  // A corrupt marker is live by the lease rule (guards.ts leaseLiveness), but a notice fails
+  // open: it is taken over (IfMatch: exactly one claimant reports, and the marker is sound
+  // again), so a broken marker costs at most one duplicate notice instead of silencing the
+  // fingerprint until the corrupt object ages out.
+  const got = await acquireLease(
+    store,
+    key,
+    marker,
+    claim.at,
+    (_holder, liveness) => liveness.problem !== undefined,
+  );
   if (got.acquired) {
     return {
       first: true,
       key,
       previous: (got.tookOverFrom as NoticeMarker | undefined) ?? current,
+      ...(peeked?.liveness.problem ? { replacedCorrupt: peeked.liveness.problem } : {}),
     };
   }
-  return { first: false, key, holder: got.holder as NoticeMarker | undefined };
+  return {
+    first: false,
+    key,
+    holder: got.holder as NoticeMarker | undefined,
+    until: got.until,
+    problem: got.problem,
+  };
 }
 
 /**

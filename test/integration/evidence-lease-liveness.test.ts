@@ -1,0 +1,235 @@
+/**
+ * The three places that decide whether a lease holds (acquireLease, the notice markers'
+ * claimNotice, startCapture's read-only cooldown check) decide with one rule
+ * (guards.ts leaseLiveness) against the same stored objects in moto, including corrupt ones:
+ * a corrupt lock or cooldown holds (fail closed, reported), until its S3 LastModified +
+ * MAX_LEASE_SECONDS; a corrupt notice marker is taken over (a notice fails open).
+ */
+import { CreateKeyCommand } from '@aws-sdk/client-kms';
+import {
+  CreateBucketCommand,
+  HeadObjectCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
+import {
+  acquireLease,
+  cooldownKey,
+  type Lease,
+  lockKey,
+  MAX_LEASE_SECONDS,
+  peekLease,
+  releaseLease,
+} from '../../shared/evidence/guards.ts';
+import { readManifest } from '../../shared/evidence/manifest.ts';
+import type { EvidenceStore } from '../../shared/evidence/store.ts';
+import { claimNotice, refusalNoticeKey } from '../../shared/notify/notice-marker.ts';
+import type { CoreLogger } from '../../shared/observability.ts';
+import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
+import { motoClients, uniqueName } from '../support/aws.ts';
+
+const { s3, kms } = motoClients();
+
+async function put(store: EvidenceStore, key: string, body: string): Promise<Date> {
+  await s3.send(new PutObjectCommand({ Bucket: store.bucket, Key: key, Body: body }));
+  const head = await s3.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key }));
+  return head.LastModified!;
+}
+
+const held = (expiresAt: unknown, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    kind: 'cooldown',
+    state: 'held',
+    captureId: 'cap-20261123T115500Z-0a1b2c3d',
+    instanceId: 'i-0123456789abcdef0',
+    createdAt: new Date().toISOString(),
+    ...(expiresAt === undefined ? {} : { expiresAt }),
+    ...extra,
+  });
+
+describe('one lease liveness rule for guards, notice markers and the capture core (moto)', () => {
+  let store: EvidenceStore;
+  beforeAll(async () => {
+    const bucket = uniqueName('tl-lease');
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(
+      new PutBucketVersioningCommand({
+        Bucket: bucket,
+        VersioningConfiguration: { Status: 'Enabled' },
+      }),
+    );
+    const keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    store = { s3, bucket, keyArn };
+  });
+
+  it('peekLease, acquireLease and claimNotice agree on past, exactly-now, future, released and corrupt leases', async () => {
+    const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const iso = (seconds: number) => new Date(now.getTime() + seconds * 1000).toISOString();
+    const cases: { name: string; body: string; live: boolean; corrupt?: boolean }[] = [
+      { name: 'future', body: held(iso(600)), live: true },
+      { name: 'past', body: held(iso(-1)), live: false },
+      { name: 'exactly now', body: held(now.toISOString()), live: false },
+      { name: 'released', body: held(iso(600), { state: 'released' }), live: false },
+      { name: 'missing expiry', body: held(undefined), live: true, corrupt: true },
+      { name: 'unparseable expiry', body: held('tomorrow-ish'), live: true, corrupt: true },
+      { name: 'null expiry', body: held(null), live: true, corrupt: true },
+      {
+        name: 'unknown state',
+        body: held(iso(600), { state: 'zombie' }),
+        live: true,
+        corrupt: true,
+      },
+      { name: 'JSON null', body: 'null', live: true, corrupt: true },
+      { name: 'not JSON', body: '{"state":"held","expiresAt":', live: true, corrupt: true },
+    ];
+    for (const [n, c] of cases.entries()) {
+      const instanceId = `i-0000000000000${String(n).padStart(4, '0')}`;
+      const fingerprint = `liveness:${c.name}`;
+      // the same object at a cooldown key and at its refusal-notice key
+      const cooldown = cooldownKey(fingerprint, instanceId);
+      const notice = refusalNoticeKey(fingerprint, instanceId);
+      await put(store, cooldown, c.body);
+      await put(store, notice, c.body);
+
+      const peeked = await peekLease(store, cooldown, now);
+      expect(peeked?.liveness.live, c.name).toBe(c.live);
+      expect(peeked?.liveness.problem !== undefined, c.name).toBe(c.corrupt === true);
+
+      const fresh: Lease = {
+        kind: 'cooldown',
+        state: 'held',
+        captureId: 'cap-20261123T120000Z-00000001',
+        instanceId,
+        createdAt: now.toISOString(),
+        expiresAt: iso(900),
+      };
+      const acquired = await acquireLease(store, cooldown, fresh, now);
+      expect(acquired.acquired, c.name).toBe(!c.live);
+      if (!acquired.acquired) {
+        expect(acquired.problem !== undefined, c.name).toBe(c.corrupt === true);
+        expect(acquired.until, c.name).toBeDefined();
+      }
+
+      const claim = await claimNotice(store, notice, {
+        purpose: 'refusal-notice',
+        reporter: 'cap-20261123T120000Z-00000002',
+        fingerprint,
+        instanceId,
+        at: now,
+        until: new Date(iso(900)),
+      });
+      // a sound marker agrees with the guards; a corrupt one is taken over (notices fail open)
+      expect(claim.first, c.name).toBe(!c.live || c.corrupt === true);
+      if (claim.first && c.corrupt) expect(claim.replacedCorrupt, c.name).toBeDefined();
+      // whoever claimed, the marker is sound now: the next claimant in the window is suppressed
+      const again = await claimNotice(store, notice, {
+        purpose: 'refusal-notice',
+        reporter: 'cap-20261123T120000Z-00000003',
+        fingerprint,
+        instanceId,
+        at: now,
+        until: new Date(iso(900)),
+      });
+      expect(again.first, c.name).toBe(false);
+      expect(again.first === false && again.problem, c.name).toBeFalsy();
+    }
+  });
+
+  it('a corrupt lease does not wedge the key: free once LastModified + MAX_LEASE_SECONDS has passed', async () => {
+    const key = lockKey('i-0c0c0c0c0c0c0c0c0');
+    const written = await put(store, key, held('never'));
+    const lease: Lease = {
+      kind: 'lock',
+      state: 'held',
+      captureId: 'cap-20261123T120000Z-0000c0c0',
+      instanceId: 'i-0c0c0c0c0c0c0c0c0',
+      createdAt: written.toISOString(),
+      expiresAt: new Date(written.getTime() + 3_600_000).toISOString(),
+    };
+    const bound = new Date(written.getTime() + MAX_LEASE_SECONDS * 1000);
+    const before = await acquireLease(store, key, lease, new Date(bound.getTime() - 1000));
+    expect(before).toMatchObject({ acquired: false, until: bound });
+    expect(before.acquired === false && before.problem).toMatch(/expiresAt "never" is not a date/);
+    // only the capture it names may release it early
+    expect(await releaseLease(store, key, 'cap-20261123T115500Z-ffffffff', bound, 'x')).toBe(false);
+    const after = await acquireLease(
+      store,
+      key,
+      { ...lease, expiresAt: bound.toISOString() },
+      bound,
+    );
+    expect(after.acquired).toBe(true);
+    expect(after.acquired && after.tookOverFrom?.expiresAt).toBe('never');
+  });
+
+  it('startCapture refuses on a corrupt cooldown or lock (reported, no exception) and starts on an expired one', async () => {
+    const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 212);
+    const errors: { message: string; extra: unknown }[] = [];
+    const logger: CoreLogger = {
+      ...world.deps.logger,
+      error: (message: string, extra?: unknown) => {
+        errors.push({ message, extra });
+      },
+    };
+    const now = new Date();
+    const deps: CaptureDeps = { ...world.deps, logger, now: () => now };
+    const worldStore: EvidenceStore = {
+      s3: world.clients.s3,
+      bucket: world.config.EVIDENCE_BUCKET,
+      keyArn: world.keyArn,
+    };
+    const fingerprint = 'port-zero:tcp:10.212.1.5:198.51.100.7';
+    const request = (instanceId: string) => ({
+      targets: { kind: 'instances' as const, instanceIds: [instanceId] },
+      reason: 'detector: port-0',
+      fingerprint,
+      durationSeconds: 60,
+      source: 'detector' as const,
+    });
+
+    // A cooldown that expired exactly now: the capture starts (all three readers: not live).
+    await put(worldStore, cooldownKey(fingerprint, topo.nat.instanceId), held(now.toISOString()));
+    const started = await startCapture(request(topo.nat.instanceId), deps);
+    expect(started.started.map((s) => s.instanceId)).toEqual([topo.nat.instanceId]);
+
+    // A cooldown without an expiry: refused as cooling down (it used to read as not live here
+    // while acquireLease held it), recorded, with the corruption in the refusal.
+    const written = await put(
+      worldStore,
+      cooldownKey(fingerprint, topo.sensor.instanceId),
+      held(undefined),
+    );
+    const cooled = await startCapture(request(topo.sensor.instanceId), deps);
+    expect(cooled.state).toBe('refused');
+    expect(cooled.recorded).toBeUndefined();
+    expect(cooled.refused).toHaveLength(1);
+    expect(cooled.refused[0]).toMatchObject({
+      reason: 'cooldown',
+      details: {
+        until: new Date(written.getTime() + MAX_LEASE_SECONDS * 1000).toISOString(),
+        corruptGuard: 'expiresAt is missing',
+      },
+    });
+    expect(errors.map((e) => e.message)).toContain('corrupt cooldown object treated as live');
+    const manifest = await readManifest(worldStore, cooled.captureId);
+    expect(manifest?.manifest.state).toBe('refused');
+    // the refusal notice marker is sound (expires with the bounded cooldown), so a repeat is quiet
+    const repeat = await startCapture(request(topo.sensor.instanceId), deps);
+    expect(repeat.recorded).toBe(false);
+    expect(repeat.reportedBy).toEqual([cooled.captureId]);
+
+    // A lock whose body is not JSON: the host is busy, not an exception.
+    await put(worldStore, lockKey(topo.workload.instanceId), '\u0000garbage');
+    const busy = await startCapture(
+      { ...request(topo.workload.instanceId), fingerprint: 'another:fingerprint' },
+      deps,
+    );
+    expect(busy.refused).toMatchObject([
+      { reason: 'host-busy', details: { corruptGuard: 'the lease is not a JSON object' } },
+    ]);
+    expect(busy.refused[0]!.message).toMatch(/corrupt capture lock, treated as held until/);
+  }, 60_000);
+});
