@@ -77,6 +77,14 @@ export interface CaptureOutcome {
   recorded?: boolean | undefined;
   /** Set with recorded: false: the capture IDs whose refusals reported this window. */
   reportedBy?: string[] | undefined;
+  /**
+   * Hosts whose refusal notice marker could not be read or claimed (S3 error): the refusal was
+   * recorded and published anyway (the rate limit fails open), and the manifest history says so
+   * (`refusal-notice-unavailable`).
+   */
+  refusalNoticeUnavailable?:
+    | { instanceId: string; error: { name: string; status?: number; message: string } }[]
+    | undefined;
 }
 
 export interface CaptureClients {
@@ -194,13 +202,33 @@ function cooldownRefusal(fingerprint: string, instanceId: string, holding: Holdi
   };
 }
 
+/** A failed AWS call as the manifest and the log keep it (no stack, bounded message). */
+function failureInfo(error: unknown): { name: string; status?: number; message: string } {
+  const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e?.$metadata?.httpStatusCode;
+  return {
+    name: e?.name ?? 'Error',
+    ...(status !== undefined ? { status } : {}),
+    message: String(e?.message ?? error).slice(0, 300),
+  };
+}
+
+interface NoticeCheck {
+  /** The capture IDs that reported this window; undefined: this refusal is to be recorded. */
+  reportedBy?: string[] | undefined;
+  /** Hosts whose refusal notice marker could not be read or claimed. */
+  unavailable: { instanceId: string; error: ReturnType<typeof failureInfo> }[];
+}
+
 /**
  * Rate limit for refusal floods (a detector re-reporting one anomaly while its host cools
  * down): when every refusal is a cooldown refusal, only the first per fingerprint, host and
  * cooldown window is recorded (manifest) and published. Each host's first refusal creates a
  * notice marker next to the cooldown (IfNoneMatch, expiring with the cooldown); a request whose
- * hosts all have a notice already is not recorded. Returns the capture IDs that reported, or
- * undefined when this refusal is to be recorded.
+ * hosts all have a notice already is not recorded. A marker that cannot be read or claimed
+ * (S3 5xx, throttling, AccessDenied) fails open: the refusal is recorded and published as if it
+ * were the first (a duplicate notice beats a lost one), and the failure is returned to be logged
+ * and written to the manifest; it never escapes startCapture.
  */
 async function alreadyReported(
   store: EvidenceStore,
@@ -208,27 +236,36 @@ async function alreadyReported(
   refused: Refusal[],
   captureId: string,
   at: Date,
-): Promise<string[] | undefined> {
-  if (!fingerprint || refused.length === 0) return undefined;
-  if (!refused.every((r) => r.reason === 'cooldown' && r.instanceId)) return undefined;
+): Promise<NoticeCheck> {
+  const unavailable: NoticeCheck['unavailable'] = [];
+  if (!fingerprint || refused.length === 0) return { unavailable };
+  if (!refused.every((r) => r.reason === 'cooldown' && r.instanceId)) return { unavailable };
   const reporters: string[] = [];
   let first = false;
   await Promise.all(
     refused.map(async (r) => {
+      const instanceId = r.instanceId!;
       const until = (r.details?.until as string | undefined) ?? at.toISOString();
-      const claim = await claimNotice(store, refusalNoticeKey(fingerprint, r.instanceId!), {
-        purpose: 'refusal-notice',
-        reporter: captureId,
-        fingerprint,
-        instanceId: r.instanceId!,
-        at,
-        until: new Date(until),
-      });
-      if (claim.first) first = true;
-      else if (claim.holder) reporters.push(claim.holder.captureId);
+      try {
+        const claim = await claimNotice(store, refusalNoticeKey(fingerprint, instanceId), {
+          purpose: 'refusal-notice',
+          reporter: captureId,
+          fingerprint,
+          instanceId,
+          at,
+          until: new Date(until),
+        });
+        if (claim.first) first = true;
+        else if (typeof claim.holder?.captureId === 'string') {
+          reporters.push(claim.holder.captureId);
+        }
+      } catch (error) {
+        unavailable.push({ instanceId, error: failureInfo(error) });
+      }
     }),
   );
-  return first ? undefined : [...new Set(reporters)];
+  if (first || unavailable.length > 0) return { unavailable };
+  return { reportedBy: [...new Set(reporters)], unavailable };
 }
 
 function redactRequest(request: CaptureRequest): Record<string, unknown> {
@@ -521,10 +558,23 @@ export async function startCapture(
     }),
   );
   const cleared = guarded.filter((t): t is ResolvedTarget => t !== undefined);
-  const reportedBy =
+  const notices: NoticeCheck =
     cleared.length === 0
       ? await alreadyReported(store, fingerprint, refused, captureId, startedAt)
-      : undefined;
+      : { unavailable: [] };
+  const reportedBy = notices.reportedBy;
+  if (notices.unavailable.length > 0) {
+    logger.error('refusal notice marker unavailable; recording and publishing the refusal anyway', {
+      captureId,
+      fingerprint,
+      unavailable: notices.unavailable,
+    });
+    history.push({
+      at: now().toISOString(),
+      event: 'refusal-notice-unavailable',
+      unavailable: notices.unavailable,
+    });
+  }
   if (reportedBy) {
     logger.info(
       'capture refused (cooldown); already reported for this window, not recorded again',
@@ -576,8 +626,14 @@ export async function startCapture(
       requestedBy,
       invokedBy: deps.invokedBy,
       source: request.source,
+      ...(notices.unavailable.length > 0
+        ? { refusalNoticeUnavailable: notices.unavailable.map((u) => u.instanceId) }
+        : {}),
     });
-    return refusedOutcome({ ssmAvailabilityUnknown: online.unknownBecause });
+    return refusedOutcome({
+      ssmAvailabilityUnknown: online.unknownBecause,
+      ...(notices.unavailable.length > 0 ? { refusalNoticeUnavailable: notices.unavailable } : {}),
+    });
   }
 
   // 5. Manifest first (custody records the intent before anything runs), then SSM.

@@ -1,0 +1,133 @@
+/**
+ * The refusal-notice marker (the rate limit on cooldown refusal floods) fails open: when S3
+ * refuses or fails the marker's read or claim (AccessDenied, 5xx, throttling), startCapture
+ * still returns the cooldown refusal as its typed outcome, records it in the manifest (with the
+ * marker failure in the history) and publishes it; nothing escapes as an exception. Normal path
+ * on moto; the faults are injected into the S3 client for the marker keys only.
+ */
+import { S3ServiceException } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
+import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
+import { readManifest } from '../../shared/evidence/manifest.ts';
+import type { CoreLogger } from '../../shared/observability.ts';
+import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
+import { motoClients } from '../support/aws.ts';
+
+type Middleware = (
+  next: (args: { input: Record<string, unknown> }) => Promise<unknown>,
+  ctx: { commandName?: string },
+) => (args: { input: Record<string, unknown> }) => Promise<unknown>;
+
+interface Fault {
+  name: string;
+  status: number;
+  fault: 'client' | 'server';
+  /** Which marker call fails: its read (GetObject) or its claim (PutObject). */
+  command: 'GetObjectCommand' | 'PutObjectCommand';
+}
+
+/** moto clients whose S3 calls on refusal-notice keys fail with `fault`; counts publications. */
+function faultyClients(fault: Fault) {
+  const clients = motoClients();
+  const calls = new Map<string, number>();
+  const failing: Middleware = (next, ctx) => async (args) => {
+    const key = String(args.input.Key ?? '');
+    if (ctx.commandName === fault.command && key.endsWith('.refusal-notice.json')) {
+      throw new S3ServiceException({
+        name: fault.name,
+        $fault: fault.fault,
+        $metadata: { httpStatusCode: fault.status },
+        message: `injected ${fault.name} on ${key}`,
+      });
+    }
+    return next(args);
+  };
+  clients.s3.middlewareStack.add(failing as never, { step: 'initialize', name: 'injectFault' });
+  const counting: Middleware = (next, ctx) => async (args) => {
+    calls.set(ctx.commandName!, (calls.get(ctx.commandName!) ?? 0) + 1);
+    return next(args);
+  };
+  clients.sns.middlewareStack.add(counting as never, { step: 'initialize', name: 'countCalls' });
+  clients.eventBridge.middlewareStack.add(counting as never, {
+    step: 'initialize',
+    name: 'countCalls',
+  });
+  return { clients, calls };
+}
+
+describe('refusal-notice marker faults in startCapture', () => {
+  it('records, logs and publishes the cooldown refusal when the marker read or claim fails', async () => {
+    const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 213);
+    const request = {
+      targets: { kind: 'instances' as const, instanceIds: [topo.nat.instanceId] },
+      reason: 'detector: port-0 from 198.51.100.9',
+      fingerprint: 'port-zero:tcp:10.213.1.5:198.51.100.9',
+      durationSeconds: 60,
+      source: 'detector' as const,
+    };
+    const first = await startCapture(request, world.deps);
+    expect(first.started).toHaveLength(1);
+
+    const faults: Fault[] = [
+      { name: 'AccessDenied', status: 403, fault: 'client', command: 'GetObjectCommand' },
+      { name: 'InternalError', status: 500, fault: 'server', command: 'PutObjectCommand' },
+      { name: 'SlowDown', status: 503, fault: 'server', command: 'GetObjectCommand' },
+      { name: 'ServiceUnavailable', status: 503, fault: 'server', command: 'PutObjectCommand' },
+    ];
+    for (const fault of faults) {
+      const { clients, calls } = faultyClients(fault);
+      const logged: { message: string; extra: unknown }[] = [];
+      const logger: CoreLogger = {
+        ...world.deps.logger,
+        error: (message: string, extra?: unknown) => {
+          logged.push({ message, extra });
+        },
+      };
+      const deps: CaptureDeps = { ...world.deps, clients, logger };
+
+      const outcome = await startCapture(request, deps);
+
+      // the typed refusal, as before notice markers existed
+      expect(outcome.state, fault.name).toBe('refused');
+      expect(outcome.started).toEqual([]);
+      expect(outcome.refused.map((r) => r.reason)).toEqual(['cooldown']);
+      expect(outcome.refused[0]!.details).toMatchObject({ holder: first.captureId });
+      expect(outcome.recorded).toBeUndefined();
+      expect(outcome.refusalNoticeUnavailable).toEqual([
+        {
+          instanceId: topo.nat.instanceId,
+          error: { name: fault.name, status: fault.status, message: expect.any(String) },
+        },
+      ]);
+      // logged loudly
+      expect(logged.map((l) => l.message)).toContain(
+        'refusal notice marker unavailable; recording and publishing the refusal anyway',
+      );
+      // recorded: the manifest exists and its history says the rate limit was unavailable
+      const manifest = (await readManifest(
+        { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
+        outcome.captureId,
+      ))!.manifest;
+      expect(manifest.state).toBe('refused');
+      expect(manifest.hosts[topo.nat.instanceId]?.status).toBe('refused');
+      const events = manifest.history.map((h) => h.event);
+      expect(events).toEqual(expect.arrayContaining(['refusal-notice-unavailable', 'refused']));
+      expect(manifest.history.find((h) => h.event === 'refusal-notice-unavailable')).toMatchObject({
+        unavailable: [{ instanceId: topo.nat.instanceId, error: { name: fault.name } }],
+      });
+      // published, not silently dropped
+      expect(calls.get('PublishCommand') ?? 0, fault.name).toBe(1);
+      expect(calls.get('PutEventsCommand') ?? 0, fault.name).toBe(1);
+    }
+
+    // With S3 healthy again the rate limit works: the failed claims left no marker behind, so
+    // the next refusal is the window's first (recorded), and the one after it is quiet.
+    const healthy = await startCapture(request, world.deps);
+    expect(healthy.recorded).toBeUndefined();
+    expect(healthy.refusalNoticeUnavailable).toBeUndefined();
+    const quiet = await startCapture(request, world.deps);
+    expect(quiet.recorded).toBe(false);
+    expect(quiet.reportedBy).toEqual([healthy.captureId]);
+  }, 60_000);
+});
