@@ -1,11 +1,15 @@
-import { createGzip } from 'node:zlib';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { TaplineConfig } from '../config.ts';
 import { CorruptPcapError, MalformedEventError } from '../errors.ts';
 import type { NotifyDeps, PublishResult } from '../notify/publish.ts';
 import { publishEvent } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
-import { type AnalyzeLimits, analyzePcap, type PcapAnalysis } from '../pcap/index.ts';
+import {
+  type AnalyzeLimits,
+  type AnalyzeOptions,
+  analyzePcap,
+  type PcapAnalysis,
+} from '../pcap/index.ts';
 import { type CarveMode, type CarveTally, s3CarveOptions } from './carve.ts';
 import { DecoderFailedError, ResultWriteError, SourceObjectError } from './errors.ts';
 import {
@@ -18,6 +22,7 @@ import {
 import { parsePcapKey, type ResultLayout, type ResultTable, resultLayout } from './layout.ts';
 import { readManifestFacts } from './manifest.ts';
 import {
+  JsonLinesGzipWriter,
   putResultBytes,
   putResultJsonLines,
   type ResultStore,
@@ -32,7 +37,12 @@ import {
   summaryRow,
   tlsRows,
 } from './rows.ts';
-import { HashingSource, inspectSourceObject, openSourceBody } from './source.ts';
+import {
+  HashingSource,
+  inspectSourceObject,
+  openSourceBody,
+  type SourceObjectInfo,
+} from './source.ts';
 
 /** The object to process: what an S3 event names (key already URL-decoded). */
 export interface PcapRef {
@@ -159,71 +169,44 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
   const carve = s3CarveOptions(carveMode, store, layout.streams, manifest.request, tally);
 
   // One pass: S3 body → hash (whole + per part) → decoder → carve uploads. Conversations
-  // come out of the decoder in batches and go straight into the gzip of their table, so no
-  // array of 100,000s of conversation objects is ever built.
-  const body = await openSourceBody(s3, info);
-  const source = new HashingSource(body, info.partPlan);
+  // come out of the decoder in batches (each awaited) and stream through gzip into the
+  // multipart upload of their table, so neither the rows nor the compressed table are held.
+  // The table becomes visible only at finish(), after the integrity checks; any failure
+  // before that aborts its upload.
   const ctx: FileColumns = {
     capture_id: keyParts.captureId,
     instance_id: keyParts.instanceId,
     file: keyParts.file,
     version_id: info.versionId ?? 'null',
   };
-  const conversationTable = new GzipJsonLines();
-  let analysis: PcapAnalysis | null = null;
-  let decodeError: { code: string; message: string } | null = null;
+  const conversationTable = new JsonLinesGzipWriter(store, layout.tables.conversations);
+  let decoded: DecodedObject;
   try {
-    analysis = await (deps.analyze ?? analyzePcap)(source, {
+    decoded = await decodeAndHash(ref, info, deps, {
       ...(carve ? { carve } : {}),
       ...(deps.limits ? { limits: deps.limits } : {}),
       onConversations: (batch) => conversationTable.add(conversationRows(ctx, batch)),
     });
-  } catch (error) {
-    if (error instanceof CorruptPcapError) {
-      decodeError = { code: error.code, message: error.message };
-      logger.warn('pcap object cannot be decoded; recording it as unreadable', {
-        key: ref.key,
-        error: error.message,
-      });
-    } else {
-      await source.abort().catch(() => undefined);
-      if (error instanceof ResultWriteError || error instanceof SourceObjectError) throw error;
-      const detail = error instanceof Error ? error.message : String(error);
-      const where = { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes };
-      if (source.sourceError !== undefined) {
-        throw new SourceObjectError(`reading ${ref.key} failed: ${detail}`, where, error);
-      }
-      throw new DecoderFailedError(`the decoder failed on ${ref.key}: ${detail}`, where, error);
+    const streamed = conversationTable.records;
+    if (decoded.analysis && streamed !== decoded.analysis.conversationCount) {
+      throw new DecoderFailedError(
+        `the decoder reported ${decoded.analysis.conversationCount} conversations of ${ref.key} but streamed ${streamed}`,
+        { key: ref.key, versionId: info.versionId, streamed },
+      );
     }
-  }
-  try {
-    await source.drain();
   } catch (error) {
-    throw new SourceObjectError(
-      `reading ${ref.key} failed`,
-      { key: ref.key, bytesRead: source.hasher.bytes },
-      error,
-    );
+    await conversationTable.abort();
+    throw error;
   }
-  if (source.hasher.bytes !== info.size) {
-    throw new SourceObjectError(
-      `read ${source.hasher.bytes} bytes of ${ref.key}, S3 says ${info.size}: short read`,
-      { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes, size: info.size },
-    );
-  }
-
-  const hashed = source.hasher.finish();
+  const { analysis, decodeError, hashed } = decoded;
   const integrity = integrityVerdict(
     hashed.sha256,
-    source.hasher.bytes,
+    hashed.bytes,
     checkHostHash(info.metadata.sha256, hashed.sha256),
     checkS3Checksum(info.checksumSha256, info.checksumType, info.parts, hashed),
     checkManifestHash(manifest.file, hashed.sha256),
   );
 
-  // a decoder that does not stream (a test double) still returns them in the analysis
-  await conversationTable.add(conversationRows(ctx, analysis?.conversations ?? []));
-  const conversationsGz = await conversationTable.finish();
   const summary = summaryRow({
     ctx,
     source: info,
@@ -233,7 +216,6 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     manifest,
     carveMode,
   });
-  const empty: never[] = [];
   const [summaryObject, conversations, dns, tls, http, portZero] = await Promise.all([
     putResultBytes(
       store,
@@ -241,19 +223,14 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
       Buffer.from(`${JSON.stringify(summary)}\n`),
       'application/json',
     ),
-    putResultBytes(
-      store,
-      layout.tables.conversations,
-      conversationsGz.bytes,
-      'application/gzip',
-    ).then((written) => ({ ...written, records: conversationsGz.records })),
-    putResultJsonLines(store, layout.tables.dns, dnsRows(ctx, analysis?.dns ?? empty)),
-    putResultJsonLines(store, layout.tables.tls, tlsRows(ctx, analysis?.tls ?? empty)),
-    putResultJsonLines(store, layout.tables.http, httpRows(ctx, analysis?.http ?? empty)),
+    conversationTable.finish(),
+    putResultJsonLines(store, layout.tables.dns, dnsRows(ctx, analysis ? analysis.dns : [])),
+    putResultJsonLines(store, layout.tables.tls, tlsRows(ctx, analysis ? analysis.tls : [])),
+    putResultJsonLines(store, layout.tables.http, httpRows(ctx, analysis ? analysis.http : [])),
     putResultJsonLines(
       store,
       layout.tables.port_zero,
-      portZeroRows(ctx, analysis?.portZero ?? empty),
+      portZeroRows(ctx, analysis ? analysis.portZero : []),
     ),
   ]);
   const tables = {
@@ -375,39 +352,67 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
   return outcome;
 }
 
+interface DecodedObject {
+  /** null when the file cannot be decoded at all (decodeError says why). */
+  analysis: PcapAnalysis | null;
+  decodeError: { code: string; message: string } | null;
+  /** Digests of every byte of the object version (whole and per S3 part). */
+  hashed: ReturnType<HashingSource['hasher']['finish']> & { bytes: number };
+}
+
 /**
- * Gzip-compressed JSON lines built batch by batch (the conversations table): only the
- * compressed bytes are kept (tens of bytes per row; the decoder's conversation limit bounds
- * them), in the exact format `putResultJsonLines` writes (one JSON object per line, gzip
- * level 6).
+ * Streams the object version through the hasher into the decoder, then reads (and hashes)
+ * whatever the decoder left, so the hash always covers the whole object. A file the decoder
+ * cannot read is a result (decodeError), not a failure; a broken download, a short read or a
+ * decoder bug is a failure (the record is retried).
  */
-class GzipJsonLines {
-  readonly #gzip = createGzip({ level: 6 });
-  readonly #out: Buffer[] = [];
-  records = 0;
-
-  constructor() {
-    this.#gzip.on('data', (chunk: Buffer) => this.#out.push(chunk));
-  }
-
-  async add(rows: Iterable<unknown>): Promise<void> {
-    let text = '';
-    for (const row of rows) {
-      text += `${JSON.stringify(row)}\n`;
-      this.records += 1;
+async function decodeAndHash(
+  ref: PcapRef,
+  info: SourceObjectInfo,
+  deps: ProcessDeps,
+  options: AnalyzeOptions,
+): Promise<DecodedObject> {
+  const body = await openSourceBody(deps.s3, info);
+  const source = new HashingSource(body, info.partPlan);
+  let analysis: PcapAnalysis | null = null;
+  let decodeError: { code: string; message: string } | null = null;
+  try {
+    analysis = await (deps.analyze ?? analyzePcap)(source, options);
+  } catch (error) {
+    if (error instanceof CorruptPcapError) {
+      decodeError = { code: error.code, message: error.message };
+      deps.logger.warn('pcap object cannot be decoded; recording it as unreadable', {
+        key: ref.key,
+        error: error.message,
+      });
+    } else {
+      await source.abort().catch(() => undefined);
+      if (error instanceof ResultWriteError || error instanceof SourceObjectError) throw error;
+      const detail = error instanceof Error ? error.message : String(error);
+      const where = { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes };
+      if (source.sourceError !== undefined) {
+        throw new SourceObjectError(`reading ${ref.key} failed: ${detail}`, where, error);
+      }
+      throw new DecoderFailedError(`the decoder failed on ${ref.key}: ${detail}`, where, error);
     }
-    if (text === '') return;
-    if (!this.#gzip.write(text)) await new Promise((r) => this.#gzip.once('drain', r));
   }
-
-  async finish(): Promise<{ bytes: Buffer; records: number }> {
-    await new Promise<void>((resolve, reject) => {
-      this.#gzip.once('error', reject);
-      this.#gzip.once('end', resolve);
-      this.#gzip.end();
-    });
-    return { bytes: Buffer.concat(this.#out), records: this.records };
+  try {
+    await source.drain();
+  } catch (error) {
+    throw new SourceObjectError(
+      `reading ${ref.key} failed`,
+      { key: ref.key, bytesRead: source.hasher.bytes },
+      error,
+    );
   }
+  const bytes = source.hasher.bytes;
+  if (bytes !== info.size) {
+    throw new SourceObjectError(
+      `read ${bytes} bytes of ${ref.key}, S3 says ${info.size}: short read`,
+      { key: ref.key, versionId: info.versionId, bytesRead: bytes, size: info.size },
+    );
+  }
+  return { analysis, decodeError, hashed: { ...source.hasher.finish(), bytes } };
 }
 
 function alreadyProcessed(

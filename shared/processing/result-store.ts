@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createGzip } from 'node:zlib';
+import { createGzip, type Gzip } from 'node:zlib';
 import {
   AbortMultipartUploadCommand,
   type CompletedPart,
@@ -33,8 +33,9 @@ import { ResultWriteError } from './errors.ts';
  *   checksum; treating that as a mismatch made duplicate deliveries write a second version).
  *   The store asks again with a short back-off and, if the checksum still does not show
  *   (an object written without one), hashes the stored bytes and compares whole-object SHA-256;
- * - results are produced as streams (JSON lines through gzip) and cut into parts of
- *   PART_BYTES, never built as one string.
+ * - `*.jsonl.gz` results are streamed (JsonLinesGzipWriter: rows → gzip → parts of exactly
+ *   PART_BYTES → multipart upload) while they are produced, never built as one string or
+ *   buffer.
  */
 
 export const PART_BYTES = 8 * 1024 * 1024;
@@ -243,8 +244,11 @@ async function settleExisting(
 }
 
 /**
- * Cuts a byte stream into parts: the first PART_BYTES stay in memory (most results end as one
- * PutObject); past that a multipart upload starts and each part goes out as it fills.
+ * Cuts a byte stream into parts of exactly PART_BYTES (the last one shorter): the first part
+ * stays in memory (most results end as one PutObject); past that a multipart upload starts and
+ * each part goes out as it fills, awaited, so at most one part is held whatever the object's
+ * size. Part boundaries depend only on the bytes, never on how they arrived in chunks, so the
+ * same bytes always give the same composite checksum (which is how a re-run recognises them).
  */
 class PartUploader {
   private readonly store: ResultStore;
@@ -266,11 +270,16 @@ class PartUploader {
   }
 
   async push(chunk: Buffer): Promise<void> {
-    this.chunks.push(chunk);
     this.whole.update(chunk);
-    this.buffered += chunk.byteLength;
     this.bytes += chunk.byteLength;
-    if (this.buffered >= PART_BYTES) await this.flushPart();
+    let rest = chunk;
+    while (rest.byteLength > 0) {
+      const take = Math.min(rest.byteLength, PART_BYTES - this.buffered);
+      this.chunks.push(take === rest.byteLength ? rest : rest.subarray(0, take));
+      this.buffered += take;
+      rest = rest.subarray(take);
+      if (this.buffered === PART_BYTES) await this.flushPart();
+    }
   }
 
   private takeBuffered(): Buffer {
@@ -317,23 +326,25 @@ class PartUploader {
   }
 
   async finish(): Promise<WrittenObject> {
-    if (!this.uploadId) {
+    if (!this.uploadId && this.parts.length === 0) {
       return putResultBytes(this.store, this.key, this.takeBuffered(), this.contentType);
     }
     if (this.buffered > 0) await this.flushPart();
+    const uploadId = this.uploadId;
     const checksum = `${createHash('sha256').update(Buffer.concat(this.digests)).digest('base64')}-${this.parts.length}`;
     const complete = (ifNoneMatch: boolean) =>
       this.store.s3.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.store.bucket,
           Key: this.key,
-          UploadId: this.uploadId,
+          UploadId: uploadId,
           MultipartUpload: { Parts: this.parts },
           ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
         }),
       );
     try {
       const out = await conditional(() => complete(true));
+      this.uploadId = undefined; // completed: nothing left to abort
       return {
         key: this.key,
         versionId: out.VersionId ?? null,
@@ -355,6 +366,7 @@ class PartUploader {
       const digests = { checksum, fullSha256: this.whole.digest('base64') };
       const settled = await settleExisting(this.store, this.key, digests, this.bytes, async () => {
         const out = await complete(false);
+        this.uploadId = undefined;
         return out.VersionId ?? null;
       });
       if (settled.outcome === 'existing') await this.abort();
@@ -365,7 +377,10 @@ class PartUploader {
     }
   }
 
+  /** Drops the parts uploaded so far (nothing becomes visible); safe to call more than once. */
   async abort(): Promise<void> {
+    this.chunks = [];
+    this.buffered = 0;
     if (!this.uploadId) return;
     const uploadId = this.uploadId;
     this.uploadId = undefined;
@@ -386,41 +401,124 @@ class PartUploader {
   }
 }
 
-/** Batches JSON lines into ~64 KiB strings so the gzip stream sees few, sizeable writes. */
-function* batchedLines(rows: Iterable<unknown>, counter: { records: number }): Generator<string> {
-  let batch = '';
-  for (const row of rows) {
-    batch += `${JSON.stringify(row)}\n`;
-    counter.records += 1;
-    if (batch.length >= 64 * 1024) {
-      yield batch;
-      batch = '';
+/** Text handed to gzip in strings of about this size, so it sees few, sizeable writes. */
+const LINE_BATCH_CHARS = 64 * 1024;
+
+/**
+ * A `*.jsonl.gz` result (one JSON object per line: what Athena's JSON SerDe reads), written
+ * while its rows are produced: rows → JSON lines → gzip (level 6) → parts of PART_BYTES → S3.
+ * `add` resolves once gzip has taken the rows, and waits while the upload is behind (the
+ * gzip buffers are full while a part goes out), so memory stays flat for any row count: at
+ * most one part, the gzip buffers and one batch of text. The object appears only at
+ * `finish` (PutObject or CompleteMultipartUpload, both `IfNoneMatch: '*'`, then the same
+ * reuse/replace rules as every result object); `abort` drops the parts uploaded so far.
+ */
+export class JsonLinesGzipWriter {
+  readonly key: string;
+  #records = 0;
+  readonly #gzip: Gzip;
+  readonly #uploader: PartUploader;
+  /** gzip → uploader; rejects if compressing or a part upload fails. */
+  readonly #compressing: Promise<void>;
+  #state: 'open' | 'finishing' | 'aborted' = 'open';
+
+  constructor(store: ResultStore, key: string) {
+    this.key = key;
+    this.#gzip = createGzip({ level: 6 });
+    this.#uploader = new PartUploader(store, key, 'application/gzip');
+    this.#compressing = pipeline(this.#gzip, async (compressed: AsyncIterable<Buffer>) => {
+      for await (const chunk of compressed) await this.#uploader.push(chunk);
+    });
+    // Observed by add/finish/abort; do not let an early failure count as unhandled.
+    this.#compressing.catch(() => undefined);
+  }
+
+  /** Rows written so far. */
+  get records(): number {
+    return this.#records;
+  }
+
+  async add(rows: Iterable<unknown>): Promise<void> {
+    if (this.#state !== 'open') {
+      throw new ResultWriteError(`cannot add rows to ${this.key}: writer is ${this.#state}`, {
+        key: this.key,
+      });
+    }
+    let batch = '';
+    try {
+      for (const row of rows) {
+        batch += `${JSON.stringify(row)}\n`;
+        this.#records += 1;
+        if (batch.length >= LINE_BATCH_CHARS) {
+          await this.#write(batch);
+          batch = '';
+        }
+      }
+      if (batch.length > 0) await this.#write(batch);
+    } catch (error) {
+      throw this.#failure(error);
     }
   }
-  if (batch.length > 0) yield batch;
+
+  async #write(text: string): Promise<void> {
+    if (this.#gzip.write(text)) return;
+    // The upload is behind: wait for gzip to drain, or for the pipeline to fail.
+    await Promise.race([once(this.#gzip, 'drain'), this.#compressing]);
+  }
+
+  /** Ends the stream and makes the object (created, existing or replaced). */
+  async finish(): Promise<WrittenObject & { records: number }> {
+    if (this.#state !== 'open') {
+      throw new ResultWriteError(`cannot finish ${this.key}: writer is ${this.#state}`, {
+        key: this.key,
+      });
+    }
+    this.#state = 'finishing';
+    try {
+      this.#gzip.end();
+      await this.#compressing;
+    } catch (error) {
+      await this.#uploader.abort();
+      throw this.#failure(error);
+    }
+    const written = await this.#uploader.finish();
+    return { ...written, records: this.#records };
+  }
+
+  /**
+   * Gives up on the object: stops gzip and drops uploaded parts. A no-op once `finish` was
+   * called (it cleans up after itself on failure).
+   */
+  async abort(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'aborted';
+    this.#gzip.destroy();
+    await this.#compressing.catch(() => undefined);
+    await this.#uploader.abort();
+  }
+
+  #failure(error: unknown): ResultWriteError {
+    if (error instanceof ResultWriteError) return error;
+    return new ResultWriteError(
+      `cannot write ${this.key}: ${errorName(error) || error}`,
+      { key: this.key },
+      error,
+    );
+  }
 }
 
-/** `rows` as gzip-compressed JSON lines (one object per line: what Athena's JSON SerDe reads). */
+/** `rows` as a `*.jsonl.gz` result object (see JsonLinesGzipWriter). */
 export async function putResultJsonLines(
   store: ResultStore,
   key: string,
   rows: Iterable<unknown>,
 ): Promise<WrittenObject & { records: number }> {
-  const uploader = new PartUploader(store, key, 'application/gzip');
-  const counter = { records: 0 };
+  const writer = new JsonLinesGzipWriter(store, key);
   try {
-    await pipeline(
-      Readable.from(batchedLines(rows, counter)),
-      createGzip({ level: 6 }),
-      async (compressed: AsyncIterable<Buffer>) => {
-        for await (const chunk of compressed) await uploader.push(chunk);
-      },
-    );
+    await writer.add(rows);
   } catch (error) {
-    await uploader.abort();
-    if (error instanceof ResultWriteError) throw error;
-    throw new ResultWriteError(`cannot write ${key}: ${errorName(error) || error}`, { key }, error);
+    await writer.abort();
+    throw error;
   }
-  const written = await uploader.finish();
-  return { ...written, records: counter.records };
+  return writer.finish();
 }

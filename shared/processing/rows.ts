@@ -169,7 +169,7 @@ export function summaryRow(input: SummaryInput): Record<string, unknown> {
       packets: t.packets,
       bytes: t.bytes,
     })),
-    conversations: a?.conversationCount ?? a?.conversations.length ?? 0,
+    conversations: a ? a.conversationCount : 0,
     tcp_streams: a?.streams ?? 0,
     dns_records: a?.dns.length ?? 0,
     tls_records: a?.tls.length ?? 0,
