@@ -70,15 +70,70 @@ const lookbackField = z
     };
   });
 
-export const hostReportSchema = z.object({
+/** Tool versions as kept: the known tools and any other well-named tool a script reports. */
+export interface ToolVersions {
+  aws?: string | undefined;
+  tcpdump?: string | undefined;
+  [tool: string]: string | undefined;
+}
+
+const TOOL_NAME = /^[a-z0-9][a-z0-9._-]{0,31}$/i;
+const MAX_TOOLS = 16;
+const MAX_TOOL_VERSION = 64;
+
+/**
+ * The `tools` field, parsed leniently like the look-back report: it records what produced the
+ * evidence, so a bad entry (another script version, a wrong type) must not cost the capture its
+ * status and files. Every well-formed entry is kept (unknown tool names too: a newer script may
+ * report more); what is dropped or shortened is said in `problems`, which the manifest keeps
+ * in the host's errors. Values are printable text of at most 64 characters (the script cuts the
+ * version line there); longer values keep their first 64 characters.
+ */
+export function parseTools(value: unknown): {
+  tools: ToolVersions | undefined;
+  problems: string[];
+} {
+  const problems: string[] = [];
+  const say = (what: string) => problems.push(`host report: tools${what}`.slice(0, 300));
+  if (value === undefined) return { tools: undefined, problems };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    const type = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+    say(`: expected an object of tool versions, got ${type}; no tool versions kept`);
+    return { tools: undefined, problems };
+  }
+  const kept: [string, string][] = [];
+  const entries = Object.entries(value);
+  for (const [name, version] of entries.slice(0, MAX_TOOLS)) {
+    const label = TOOL_NAME.test(name) ? `.${name}` : ` entry ${JSON.stringify(name.slice(0, 40))}`;
+    if (!TOOL_NAME.test(name)) {
+      say(`${label}: not a tool name; dropped`);
+    } else if (typeof version !== 'string') {
+      const type = version === null ? 'null' : Array.isArray(version) ? 'an array' : typeof version;
+      say(`${label}: expected a version string, got ${type}; dropped`);
+    } else if (/[\u0000-\u001f\u007f]/.test(version)) {
+      say(`${label}: contains control characters; dropped`);
+    } else if (version.length > MAX_TOOL_VERSION) {
+      say(`${label}: ${version.length} characters, kept the first ${MAX_TOOL_VERSION}`);
+      kept.push([name, version.slice(0, MAX_TOOL_VERSION)]);
+    } else {
+      kept.push([name, version]);
+    }
+  }
+  if (entries.length > MAX_TOOLS) {
+    say(`: ${entries.length - MAX_TOOLS} entries beyond the first ${MAX_TOOLS} dropped`);
+  }
+  return { tools: Object.fromEntries(kept) as ToolVersions, problems };
+}
+
+const hostReportFields = z.object({
   tapline: z.literal('capture-result'),
   version: z.literal(1),
   captureId: z.string().max(64),
   instanceId: z.string().max(32),
   status: z.enum(['success', 'partial', 'failed', 'refused']),
   interface: z.string().max(32),
-  /** The tools that made the evidence ("aws-cli/2.15.0", "tcpdump version 4.99.4"). */
-  tools: z.object({ aws: z.string().max(64), tcpdump: z.string().max(64) }).optional(),
+  /** The tools that made the evidence ("aws-cli/2.15.0", "tcpdump version 4.99.4"): parseTools. */
+  tools: z.unknown().optional(),
   started: z.number(),
   ended: z.number(),
   files: z.array(hostReportFileSchema).max(10_000),
@@ -101,6 +156,16 @@ export const hostReportSchema = z.object({
     )
     .max(10_000),
   errors: z.array(z.string().max(4096)).max(1000),
+});
+
+/**
+ * The report as validated. `reportProblems`: what of the report's lenient parts (`tools`) could
+ * not be kept as sent; readers put it in the manifest host's errors. (A broken look-back report
+ * keeps its own problems, as `lookback.status: "unreadable"`.)
+ */
+export const hostReportSchema = hostReportFields.transform(({ tools, ...rest }) => {
+  const parsed = parseTools(tools);
+  return { ...rest, tools: parsed.tools, reportProblems: parsed.problems };
 });
 
 export type HostReport = z.infer<typeof hostReportSchema>;

@@ -219,7 +219,13 @@ export async function applyHostResult(
     // The look-back report (which ring files covered the finding's time range, how completely):
     // kept per host; readers tolerate its absence.
     if (report?.lookback) host.lookback = report.lookback;
-    host.errors = [...host.errors, ...(report?.errors ?? []), ...errors];
+    // What of the report could not be kept as sent (a bad `tools` entry) is said, not lost.
+    host.errors = [
+      ...host.errors,
+      ...(report?.errors ?? []),
+      ...(report?.reportProblems ?? []),
+      ...errors,
+    ];
     m.history.push({
       at: now().toISOString(),
       event: 'host-finished',

@@ -82,8 +82,14 @@ export interface ManifestHost {
   ssmStatus?: string | undefined;
   ssmAvailability?: 'online' | 'offline' | 'unknown' | undefined;
   interface?: string | undefined;
-  /** Tool versions the host reported (custody: what produced the files). */
-  tools?: { aws: string; tcpdump: string } | undefined;
+  /**
+   * Tool versions the host reported (custody: what produced the files), as host-report keeps
+   * them: entries that did not validate are left out (and said in `errors`), other tools a newer
+   * script reports are kept.
+   */
+  tools?:
+    | { aws?: string | undefined; tcpdump?: string | undefined; [tool: string]: string | undefined }
+    | undefined;
   startedAt?: string | undefined;
   endedAt?: string | undefined;
   deadline?: string | undefined;

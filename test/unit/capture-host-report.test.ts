@@ -97,4 +97,74 @@ describe('parseHostReport', () => {
       expect(kept?.status).toBe('unreadable');
     }
   });
+
+  it('keeps everything else when `tools` is malformed, and says what of it was not kept', () => {
+    const sound = { aws: 'aws-cli/2.15.0', tcpdump: 'tcpdump version 4.99.4' };
+    const baseline = parseHostReport(JSON.stringify({ ...good, tools: sound }));
+    expect(baseline.tools).toEqual(sound);
+    expect(baseline.reportProblems).toEqual([]);
+    const { tools: _tools, reportProblems: _problems, ...rest } = baseline;
+    expect(rest.files).toHaveLength(1);
+    // Older documents print no tools at all: nothing to say.
+    expect(parseHostReport(JSON.stringify(good))).toMatchObject({ reportProblems: [] });
+    expect(parseHostReport(JSON.stringify(good)).tools).toBeUndefined();
+
+    const many = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`tool${i}`, `v${i}`]));
+    const cases: [unknown, unknown, RegExp[]][] = [
+      ['aws-cli/2.15.0', undefined, [/^host report: tools: expected an object .* got string/]],
+      [['aws-cli/2.15.0'], undefined, [/got an array/]],
+      [null, undefined, [/got null/]],
+      [42, undefined, [/got number/]],
+      [
+        { ...sound, aws: 2 },
+        { tcpdump: sound.tcpdump },
+        [/^host report: tools\.aws: .*got number; dropped$/],
+      ],
+      [
+        { ...sound, aws: { version: '2' } },
+        { tcpdump: sound.tcpdump },
+        [/tools\.aws: .*got object/],
+      ],
+      [
+        { ...sound, aws: 'aws-cli\u001b[31m/2' },
+        { tcpdump: sound.tcpdump },
+        [/control characters/],
+      ],
+      [
+        { ...sound, tcpdump: 't'.repeat(100) },
+        { aws: sound.aws, tcpdump: 't'.repeat(64) },
+        [/tools\.tcpdump: 100 characters, kept the first 64/],
+      ],
+      // a newer script's extra tool is kept; a name that is not one is dropped and said
+      [
+        { ...sound, tshark: 'TShark (Wireshark) 4.4.1', '../../etc/passwd': 'x' },
+        { ...sound, tshark: 'TShark (Wireshark) 4.4.1' },
+        [/tools entry "\.\.\/\.\.\/etc\/passwd": not a tool name; dropped/],
+      ],
+      [many, Object.fromEntries(Object.entries(many).slice(0, 16)), [/24 entries beyond/]],
+      [{}, {}, []],
+    ];
+    for (const [tools, kept, problems] of cases) {
+      const label = JSON.stringify(tools)?.slice(0, 60) ?? String(tools);
+      const report = parseHostReport(JSON.stringify({ ...good, tools }));
+      const { tools: gotTools, reportProblems, ...others } = report;
+      expect(others, label).toEqual(rest); // status, files, counts, errors: nothing lost
+      expect(gotTools, label).toEqual(kept);
+      expect(reportProblems, label).toHaveLength(problems.length);
+      for (const [i, problem] of problems.entries()) {
+        expect(reportProblems[i], label).toMatch(problem);
+      }
+      // what is kept fits the manifest's host entry (tsc checks this assignment)
+      const host: Pick<ManifestHost, 'tools'> = {};
+      host.tools = gotTools;
+    }
+  });
+
+  it('still refuses a report whose other fields are broken, whatever `tools` says', () => {
+    expect(() =>
+      parseHostReport(
+        JSON.stringify({ ...good, tools: 'x', files: [{ ...good.files[0], size: -1 }] }),
+      ),
+    ).toThrow(MalformedEventError);
+  });
 });
