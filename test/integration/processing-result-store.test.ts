@@ -8,6 +8,7 @@ import {
   CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectVersionsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
@@ -17,7 +18,9 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../shared/observability.ts';
+import { ResultWriteError } from '../../shared/processing/errors.ts';
 import {
+  JsonLinesGzipWriter,
   PART_BYTES,
   putResultBytes,
   putResultJsonLines,
@@ -239,5 +242,167 @@ describe('concurrent duplicate writers', () => {
     const second = await putResultJsonLines(storeWithChecksumlessHeads(1000), key, rows());
     expect(second).toMatchObject({ outcome: 'existing', versionId: first.versionId });
     expect(await versions(key)).toBe(1);
+  });
+});
+
+/** A store whose S3 client forwards every command to moto, recording its name; `before`
+ *  runs first (to hold or fail a command). */
+function recordingStore(
+  before: (name: string, input: any) => Promise<void> | void = () => undefined,
+): ResultStore & { calls: string[] } {
+  const client = new S3Client({ region: 'us-east-1' });
+  const mock = mockClient(client);
+  const calls: string[] = [];
+  mock.onAnyCommand().callsFake(async (input: any) => {
+    throw new Error(`unexpected command ${JSON.stringify(input)}`);
+  });
+  for (const Command of [
+    HeadObjectCommand,
+    GetObjectCommand,
+    PutObjectCommand,
+    CreateMultipartUploadCommand,
+    UploadPartCommand,
+    CompleteMultipartUploadCommand,
+    AbortMultipartUploadCommand,
+  ] as const) {
+    mock.on(Command as any).callsFake(async (input: any) => {
+      calls.push(Command.name);
+      await before(Command.name, input);
+      return clients.s3.send(new (Command as any)(input));
+    });
+  }
+  return { ...store, s3: client, calls };
+}
+
+/** Rows of base64 noise (gzip cannot shrink it below ~3/4) totalling about `chars`. */
+function noiseRows(chars: number, seed = randomBytes(Math.ceil((chars * 3) / 4))) {
+  const text = seed.toString('base64');
+  const rows: { i: number; noise: string }[] = [];
+  for (let i = 0; i * 4096 < text.length; i++)
+    rows.push({ i, noise: text.slice(i * 4096, (i + 1) * 4096) });
+  return rows;
+}
+
+function* chunked<T>(items: T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+async function pendingUploads(key: string): Promise<number> {
+  const out = await clients.s3.send(
+    new ListMultipartUploadsCommand({ Bucket: store.bucket, Prefix: key }),
+  );
+  return (out.Uploads ?? []).filter((u) => u.Key === key).length;
+}
+
+describe('streaming JSON-lines writer', () => {
+  it('uploads parts while rows are still coming; the object appears only at finish', async () => {
+    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const recording = recordingStore();
+    const writer = new JsonLinesGzipWriter(recording, key);
+    const rows = noiseRows(3.5 * PART_BYTES);
+    for (const batch of chunked(rows, 100)) await writer.add(batch);
+    expect(writer.records).toBe(rows.length);
+    // at least two full parts are out before the last row has even been compressed
+    expect(recording.calls.filter((c) => c === 'UploadPartCommand').length).toBeGreaterThanOrEqual(
+      2,
+    );
+    expect(recording.calls).not.toContain('CompleteMultipartUploadCommand');
+    expect(await versions(key)).toBe(0);
+
+    const out = await writer.finish();
+    expect(out).toMatchObject({ outcome: 'created', records: rows.length });
+    expect(out.checksumSha256).toMatch(/-3$/);
+    const head = await clients.s3.send(
+      new HeadObjectCommand({ Bucket: store.bucket, Key: key, ChecksumMode: 'ENABLED' }),
+    );
+    expect(head.ServerSideEncryption).toBe('aws:kms');
+    // S3 shows a composite checksum as `…-3`; moto leaves the part count off
+    expect(head.ChecksumSHA256?.replace(/-\d+$/, '')).toBe(out.checksumSha256.replace(/-3$/, ''));
+    const lines = gunzipSync(await body(key))
+      .toString()
+      .trimEnd()
+      .split('\n');
+    expect(lines.map((l) => JSON.parse(l))).toEqual(rows);
+  });
+
+  it('holds add() while a part upload is behind (backpressure), then completes', async () => {
+    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let partStarted!: () => void;
+    const started = new Promise<void>((r) => {
+      partStarted = r;
+    });
+    const slow = recordingStore(async (name) => {
+      if (name !== 'UploadPartCommand') return;
+      partStarted();
+      await held;
+    });
+    const writer = new JsonLinesGzipWriter(slow, key);
+    let added = false;
+    const adding = writer.add(noiseRows(2.5 * PART_BYTES)).then(() => {
+      added = true;
+    });
+    await started;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(added).toBe(false);
+    release();
+    await adding;
+    const out = await writer.finish();
+    expect(out.outcome).toBe('created');
+    expect(await versions(key)).toBe(1);
+  });
+
+  it('gives the same bytes and composite checksum however the rows are batched', async () => {
+    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const rows = noiseRows(1.5 * PART_BYTES);
+    const whole = await putResultJsonLines(store, key, rows);
+    const writer = new JsonLinesGzipWriter(store, key);
+    for (const batch of chunked(rows, 7)) await writer.add(batch);
+    const batched = await writer.finish();
+    expect(batched).toMatchObject({
+      outcome: 'existing',
+      versionId: whole.versionId,
+      checksumSha256: whole.checksumSha256,
+    });
+    expect(await versions(key)).toBe(1);
+    expect(await pendingUploads(key)).toBe(0);
+  });
+
+  it('abort drops the parts already uploaded: no object, no pending upload', async () => {
+    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const recording = recordingStore();
+    const writer = new JsonLinesGzipWriter(recording, key);
+    await writer.add(noiseRows(2 * PART_BYTES));
+    expect(recording.calls).toContain('UploadPartCommand');
+    expect(await pendingUploads(key)).toBe(1);
+    await writer.abort();
+    expect(recording.calls).toContain('AbortMultipartUploadCommand');
+    expect(await pendingUploads(key)).toBe(0);
+    expect(await versions(key)).toBe(0);
+    await expect(writer.add([{ late: true }])).rejects.toBeInstanceOf(ResultWriteError);
+    await expect(writer.finish()).rejects.toBeInstanceOf(ResultWriteError);
+  });
+
+  it('fails with ResultWriteError when a part upload fails, and aborts the upload', async () => {
+    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    let parts = 0;
+    const failing = recordingStore((name) => {
+      if (name === 'UploadPartCommand' && ++parts === 2) {
+        throw Object.assign(new Error('connection reset'), { name: 'NetworkingError' });
+      }
+    });
+    const writer = new JsonLinesGzipWriter(failing, key);
+    const failed = (async () => {
+      await writer.add(noiseRows(3 * PART_BYTES));
+      return writer.finish();
+    })();
+    await expect(failed).rejects.toBeInstanceOf(ResultWriteError);
+    await writer.abort();
+    expect(failing.calls).toContain('AbortMultipartUploadCommand');
+    expect(await pendingUploads(key)).toBe(0);
+    expect(await versions(key)).toBe(0);
   });
 });
