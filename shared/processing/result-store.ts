@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip, type Gzip } from 'node:zlib';
@@ -254,7 +253,10 @@ class PartUploader {
   private readonly store: ResultStore;
   private readonly key: string;
   private readonly contentType: string;
+  /** The first part, as it arrives (most results never fill it). */
   private chunks: Buffer[] = [];
+  /** Once the first part has filled: the one buffer every later part is copied into. */
+  private partBuffer: Buffer | undefined;
   private buffered = 0;
   private uploadId: string | undefined;
   private readonly parts: CompletedPart[] = [];
@@ -275,16 +277,28 @@ class PartUploader {
     let rest = chunk;
     while (rest.byteLength > 0) {
       const take = Math.min(rest.byteLength, PART_BYTES - this.buffered);
-      this.chunks.push(take === rest.byteLength ? rest : rest.subarray(0, take));
+      if (this.partBuffer) rest.copy(this.partBuffer, this.buffered, 0, take);
+      else this.chunks.push(take === rest.byteLength ? rest : rest.subarray(0, take));
       this.buffered += take;
       rest = rest.subarray(take);
       if (this.buffered === PART_BYTES) await this.flushPart();
     }
   }
 
+  /**
+   * The bytes buffered so far, as one buffer. After the first part that is a view of
+   * `partBuffer`, reused for the next part once this one's upload has resolved: a multipart
+   * upload holds one part's memory, not one per part until the GC frees them.
+   */
   private takeBuffered(): Buffer {
-    const body = Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [];
+    let body: Buffer;
+    if (this.partBuffer) {
+      body = this.partBuffer.subarray(0, this.buffered);
+    } else {
+      body = Buffer.concat(this.chunks, this.buffered);
+      this.chunks = [];
+      if (body.byteLength === PART_BYTES) this.partBuffer = body;
+    }
     this.buffered = 0;
     return body;
   }
@@ -380,6 +394,7 @@ class PartUploader {
   /** Drops the parts uploaded so far (nothing becomes visible); safe to call more than once. */
   async abort(): Promise<void> {
     this.chunks = [];
+    this.partBuffer = undefined;
     this.buffered = 0;
     if (!this.uploadId) return;
     const uploadId = this.uploadId;
@@ -462,8 +477,21 @@ export class JsonLinesGzipWriter {
 
   async #write(text: string): Promise<void> {
     if (this.#gzip.write(text)) return;
-    // The upload is behind: wait for gzip to drain, or for the pipeline to fail.
-    await Promise.race([once(this.#gzip, 'drain'), this.#compressing]);
+    // The upload is behind: wait until gzip drains, or closes because the pipeline failed.
+    const gzip = this.#gzip;
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        gzip.off('drain', wake);
+        gzip.off('close', wake);
+        resolve();
+      };
+      gzip.on('drain', wake);
+      gzip.on('close', wake);
+    });
+    if (gzip.destroyed) {
+      await this.#compressing; // rejects with what broke it (a premature close at least)
+      throw new Error('the gzip stream closed while rows were being added');
+    }
   }
 
   /** Ends the stream and makes the object (created, existing or replaced). */
