@@ -12,6 +12,7 @@ import {
   s3ObjectsFromEvent,
   scanS3Object,
 } from '../flowlogs/sources/s3.ts';
+import { mapLimit } from '../map-limit.ts';
 import {
   claimNotice,
   findingNoticeKey,
@@ -154,24 +155,6 @@ export function batchesFromEvent(event: unknown, s3?: S3Client): FlowBatch[] {
     'Not a CloudWatch Logs subscription, S3 notification or EventBridge S3 event',
     { keys: typeof event === 'object' && event !== null ? Object.keys(event).slice(0, 10) : [] },
   );
-}
-
-/** Runs `work` over items with at most `limit` in flight; results keep the input order. */
-async function mapLimit<T, R>(
-  items: T[],
-  limit: number,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /** What happened to one finding's notification. */

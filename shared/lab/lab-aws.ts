@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   AssociateRouteTableCommand,
   CreateRouteCommand,
@@ -17,6 +18,7 @@ import {
 import { CreateTopicCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { CreateDocumentCommand } from '@aws-sdk/client-ssm';
+import type { Context } from 'aws-lambda';
 import type { AwsClients } from '../aws/clients.ts';
 import { LAB_ADDRESSES } from './lab-network.ts';
 import { captureDocumentResource, type PackagedTemplate } from './packaged-template.ts';
@@ -45,6 +47,29 @@ export interface LabStack {
   workloadEniId: string;
   /** Environment for the real handlers, as serverless.yml sets it, pointed at moto. */
   functionEnvironment: Record<string, string>;
+}
+
+/**
+ * The Lambda context a real handler gets when the lab (or a test) calls it in-process: the
+ * function name, ARN and log group a deployed `functionName` would see, a fresh request ID and
+ * five minutes left. `overrides` replace any of it.
+ */
+export function lambdaContext(functionName: string, overrides: Partial<Context> = {}): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:us-east-1:123456789012:function:${functionName}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: randomBytes(16).toString('hex'),
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => 300_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+    ...overrides,
+  };
 }
 
 function prop<T>(value: T | undefined, what: string): T {

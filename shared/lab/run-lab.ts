@@ -17,7 +17,7 @@ import { encodeSubscriptionData } from '../flowlogs/sources/cloudwatch.ts';
 import { silentLogger } from '../observability.ts';
 import { parsePcapKey, resultLayout } from '../processing/layout.ts';
 import { nfdumpFlowsFromPcap, toFlowLogLines } from './flows-from-pcap.ts';
-import { type LabStack, provisionLabStack } from './lab-aws.ts';
+import { type LabStack, lambdaContext, provisionLabStack } from './lab-aws.ts';
 import {
   buildLabNetwork,
   LAB_ADDRESSES,
@@ -141,21 +141,12 @@ async function preflight(): Promise<void> {
   }
 }
 
-function lambdaContext(name: string): Context {
-  return {
-    functionName: `tapline-lab-${name}`,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:us-east-1:123456789012:function:tapline-lab-${name}`,
-    memoryLimitInMB: '1024',
+/** The context a lab function's handler gets: `tapline-lab-<name>`, logging to the lab stream. */
+function labContext(name: string): Context {
+  return lambdaContext(`tapline-lab-${name}`, {
     awsRequestId: `lab-${Date.now()}`,
-    logGroupName: `/aws/lambda/tapline-lab-${name}`,
     logStreamName: 'lab',
-    callbackWaitsForEmptyEventLoop: false,
-    getRemainingTimeInMillis: () => 300_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  } as Context;
+  });
 }
 
 /** Starts tcpdump in a namespace and resolves once it is really listening. */
@@ -374,7 +365,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
 
     step('detect-flow-anomalies');
     const detect = await import('../../functions/detect-flow-anomalies.ts');
-    const detected = (await detect.handler(event, lambdaContext('detectFlowAnomalies'))) as {
+    const detected = (await detect.handler(event, labContext('detectFlowAnomalies'))) as {
       findings: { rule: string; fingerprint: string; severity: string }[];
       captures: {
         fingerprint: string;
@@ -547,7 +538,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           awsRegion: 'us-east-1',
         })),
       };
-      const response = await processing.handler(sqsEvent, lambdaContext('processPcap'));
+      const response = await processing.handler(sqsEvent, labContext('processPcap'));
       const failed = new Set(
         (response?.batchItemFailures ?? []).map(
           (f: { itemIdentifier: string }) => f.itemIdentifier,

@@ -6,6 +6,7 @@ import { makeHandler as makeStartHandler } from '../../functions/start-capture.t
 import { makeHandler as makeTrackHandler } from '../../functions/track-capture.ts';
 import { rollingOverlapSeconds } from '../../shared/capture/rolling-capture.ts';
 import { readManifest } from '../../shared/evidence/manifest.ts';
+import { lambdaContext } from '../../shared/lab/lab-aws.ts';
 import {
   type CaptureWorld,
   makeCaptureWorld,
@@ -13,20 +14,12 @@ import {
   runInstance,
 } from '../fixtures/capture/world.ts';
 
-const context = {
-  functionName: 'tapline-test-startCapture',
-  functionVersion: '$LATEST',
-  invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:tapline-test-startCapture',
-  memoryLimitInBytes: '512',
+const context = lambdaContext('tapline-test-startCapture', {
   awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e8deadbeef',
-  logGroupName: '/aws/lambda/tapline-test-startCapture',
   logStreamName: 'test',
   callbackWaitsForEmptyEventLoop: true,
   getRemainingTimeInMillis: () => 60_000,
-  done() {},
-  fail() {},
-  succeed() {},
-} as unknown as Context;
+});
 
 async function sampleEvent(path: string): Promise<any> {
   return JSON.parse(await readFile(new URL(`../../events/${path}`, import.meta.url), 'utf8'));

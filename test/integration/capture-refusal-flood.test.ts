@@ -4,12 +4,12 @@
  * recorded (manifest) and published; the rest are returned, logged and counted, but write
  * nothing to the evidence bucket and publish nothing.
  */
-import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
-import { motoClients } from '../support/aws.ts';
+import { motoClients, objectVersions } from '../support/aws.ts';
 
 /** Clients against moto that count the calls that write or notify. */
 function countingClients() {
@@ -30,35 +30,12 @@ function countingClients() {
 
 /** Every object version in the bucket (writes are versions: nothing is ever overwritten). */
 async function versionCount(deps: CaptureDeps): Promise<number> {
-  let n = 0;
-  let KeyMarker: string | undefined;
-  let VersionIdMarker: string | undefined;
-  for (;;) {
-    const out = await deps.clients.s3.send(
-      new ListObjectVersionsCommand({
-        Bucket: deps.config.EVIDENCE_BUCKET,
-        KeyMarker,
-        VersionIdMarker,
-      }),
-    );
-    n += out.Versions?.length ?? 0;
-    if (!out.IsTruncated) return n;
-    KeyMarker = out.NextKeyMarker;
-    VersionIdMarker = out.NextVersionIdMarker;
-  }
+  const versions = await objectVersions(deps.clients.s3, deps.config.EVIDENCE_BUCKET);
+  return [...versions.values()].reduce((sum, n) => sum + n, 0);
 }
 
 async function flood(count: number, run: () => Promise<Awaited<ReturnType<typeof startCapture>>>) {
-  const outcomes: Awaited<ReturnType<typeof startCapture>>[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      next += 1;
-      outcomes.push(await run());
-    }
-  };
-  await Promise.all(Array.from({ length: 10 }, worker));
-  return outcomes;
+  return mapLimit(Array.from({ length: count }), 10, run);
 }
 
 describe('a flood of cooldown refusals', () => {

@@ -4,7 +4,6 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import type { Context } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CliContext, cliContext } from '../../bin/cli-context.ts';
 import {
@@ -18,6 +17,7 @@ import { planCapture, renderPlan } from '../../bin/commands/plan.ts';
 import { captureStatus, renderStatus } from '../../bin/commands/status.ts';
 import { makeHandler } from '../../functions/start-capture.ts';
 import { applyHostResult } from '../../shared/capture/track-capture.ts';
+import { lambdaContext } from '../../shared/lab/lab-aws.ts';
 import {
   type CaptureWorld,
   makeCaptureWorld,
@@ -29,21 +29,18 @@ import { motoEndpoint } from '../support/aws.ts';
 const binPath = new URL('../../bin/tapline', import.meta.url).pathname;
 const pcapPath = new URL('../fixtures/processing/port-zero.pcap', import.meta.url);
 
-function lambdaContext(): Context {
-  return {
-    functionName: 'tapline-test-startCapture',
-    invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:tapline-test-startCapture',
-    awsRequestId: 'cli-test',
-    getRemainingTimeInMillis: () => 60_000,
-  } as unknown as Context;
-}
-
 /** The Lambda-invoke stand-in: the CLI's payload goes through the real start-capture handler. */
 function handlerInvoker(world: CaptureWorld, calls: string[]): Invoker {
   const handler = makeHandler(() => world.deps);
   return async (functionName, payload) => {
     calls.push(functionName);
-    return handler(payload as never, lambdaContext());
+    return handler(
+      payload as never,
+      lambdaContext('tapline-test-startCapture', {
+        awsRequestId: 'cli-test',
+        getRemainingTimeInMillis: () => 60_000,
+      }),
+    );
   };
 }
 

@@ -1,9 +1,10 @@
-import type { Context } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
 import { evidenceStore, notifyDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import type { DetectDeps } from '../../shared/detection/detect.ts';
 import { encodeSubscriptionData } from '../../shared/flowlogs/sources/cloudwatch.ts';
+import { lambdaContext } from '../../shared/lab/lab-aws.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
@@ -29,10 +30,7 @@ const FORMAT = [
   .map((f) => `\${${f}}`)
   .join(' ');
 
-const context = {
-  functionName: 'tapline-test-detectFlowAnomalies',
-  awsRequestId: 'burst',
-} as Context;
+const context = lambdaContext('tapline-test-detectFlowAnomalies', { awsRequestId: 'burst' });
 
 /**
  * A flood of identical port-0 anomalies, delivered as 1,000 separate CloudWatch Logs deliveries
@@ -106,18 +104,13 @@ describe('1,000 identical port-0 findings in a burst', () => {
     const statuses: string[] = [];
     let notRecorded = 0;
     let notificationsSuppressed = 0;
-    let next = 0;
-    const worker = async () => {
-      while (next < 1000) {
-        const i = next++;
-        const response = await handler(delivery(i), context);
-        expect(response.findings).toHaveLength(1);
-        statuses.push(...response.captures.map((c) => c.status));
-        notRecorded += response.captures.filter((c) => c.recorded === false).length;
-        notificationsSuppressed += response.notificationsSuppressed;
-      }
-    };
-    await Promise.all(Array.from({ length: 16 }, worker));
+    await mapLimit(Array.from({ length: 1000 }), 16, async (_, i) => {
+      const response = await handler(delivery(i), context);
+      expect(response.findings).toHaveLength(1);
+      statuses.push(...response.captures.map((c) => c.status));
+      notRecorded += response.captures.filter((c) => c.recorded === false).length;
+      notificationsSuppressed += response.notificationsSuppressed;
+    });
 
     expect(statuses).toHaveLength(1000);
     const perHost = new Map<string, number>();

@@ -5,18 +5,18 @@
  * names the previous notification. The finding-notice marker is created with IfNoneMatch, so
  * concurrent invocations publish once, and writes one object version per window.
  */
-import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { evidenceStore, notifyDeps } from '../../shared/capture/start-capture.ts';
 import { type DetectDeps, detectFlowAnomalies } from '../../shared/detection/detect.ts';
 import type { EvidenceStore } from '../../shared/evidence/store.ts';
 import { encodeSubscriptionData } from '../../shared/flowlogs/sources/cloudwatch.ts';
+import { mapLimit } from '../../shared/map-limit.ts';
 import { findingNoticeKey } from '../../shared/notify/notice-marker.ts';
 import type { CoreLogger } from '../../shared/observability.ts';
 import { silentLogger } from '../../shared/observability.ts';
 import { loadRules } from '../../shared/rules/config.ts';
 import { makeCaptureWorld } from '../fixtures/capture/world.ts';
-import { motoClients } from '../support/aws.ts';
+import { motoClients, versionsOf } from '../support/aws.ts';
 
 const t0 = Math.floor(Date.parse('2026-11-23T09:00:00Z') / 1000);
 
@@ -96,25 +96,13 @@ async function makeWorld(notifyWindowSeconds: number) {
   };
 }
 
-async function versions(store: EvidenceStore, key: string): Promise<number> {
-  const out = await store.s3.send(
-    new ListObjectVersionsCommand({ Bucket: store.bucket, Prefix: key }),
-  );
-  return (out.Versions ?? []).filter((v) => v.Key === key).length;
-}
+const versions = (store: EvidenceStore, key: string) => versionsOf(store.s3, store.bucket, key);
 
 /** `count` invocations, `width` at a time, each one delivery. */
 async function invocations(deps: DetectDeps, count: number, width = 10, dst?: string) {
-  const reports: Awaited<ReturnType<typeof detectFlowAnomalies>>[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      reports.push(await detectFlowAnomalies(delivery(i, dst), deps));
-    }
-  };
-  await Promise.all(Array.from({ length: width }, worker));
-  return reports;
+  return mapLimit(Array.from({ length: count }), width, (_, i) =>
+    detectFlowAnomalies(delivery(i, dst), deps),
+  );
 }
 
 describe('finding notifications, rate-limited per fingerprint and window', () => {

@@ -11,12 +11,12 @@ import {
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
 } from '@aws-sdk/client-sqs';
-import type { Context } from 'aws-lambda';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
 import type { CaptureRequest } from '../../shared/capture/request.ts';
 import type { DetectDeps } from '../../shared/detection/detect.ts';
+import { lambdaContext } from '../../shared/lab/lab-aws.ts';
 import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { motoClients, uniqueName } from '../support/aws.ts';
@@ -26,12 +26,9 @@ const fixture = (name: string) =>
 const eventTemplate = (name: string) =>
   JSON.parse(readFileSync(new URL(`../../events/s3-flowlogs/${name}`, import.meta.url), 'utf8'));
 
-const context = {
-  functionName: 'tapline-test-detectFlowAnomalies',
+const context = lambdaContext('tapline-test-detectFlowAnomalies', {
   awsRequestId: 'test-request',
-  invokedFunctionArn:
-    'arn:aws:lambda:us-east-1:123456789012:function:tapline-test-detectFlowAnomalies',
-} as Context;
+});
 
 /** An S3 client that records every GetObject (key and Range) it sends. */
 function recordingClients() {

@@ -9,7 +9,6 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
-  ListObjectVersionsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
   S3Client,
@@ -26,7 +25,7 @@ import {
   putResultJsonLines,
   type ResultStore,
 } from '../../shared/processing/result-store.ts';
-import { motoClients, uniqueName } from '../support/aws.ts';
+import { motoClients, uniqueName, versionsOf } from '../support/aws.ts';
 
 const clients = motoClients();
 let store: ResultStore;
@@ -36,12 +35,7 @@ async function body(key: string): Promise<Buffer> {
   return Buffer.from(await out.Body!.transformToByteArray());
 }
 
-async function versions(key: string): Promise<number> {
-  const out = await clients.s3.send(
-    new ListObjectVersionsCommand({ Bucket: store.bucket, Prefix: key }),
-  );
-  return (out.Versions ?? []).filter((v) => v.Key === key).length;
-}
+const versions = (key: string) => versionsOf(clients.s3, store.bucket, key);
 
 beforeAll(async () => {
   const bucket = uniqueName('results-store');

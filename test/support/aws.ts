@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { inject } from 'vitest';
 import { type AwsClients, makeAwsClients } from '../../shared/aws/clients.ts';
 import { parseConfig, type TaplineConfig } from '../../shared/config.ts';
@@ -30,4 +31,34 @@ export function testConfig(overrides: Record<string, string> = {}): TaplineConfi
     NOTIFICATION_TOPIC: 'arn:aws:sns:us-east-1:123456789012:tapline-test',
     ...overrides,
   });
+}
+
+/** Every version of every object under a prefix, all pages of it: key → number of versions. */
+export async function objectVersions(
+  s3: S3Client,
+  bucket: string,
+  prefix = '',
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  let keyMarker: string | undefined;
+  let versionMarker: string | undefined;
+  for (;;) {
+    const out = await s3.send(
+      new ListObjectVersionsCommand({
+        Bucket: bucket,
+        Prefix: prefix,
+        KeyMarker: keyMarker,
+        VersionIdMarker: versionMarker,
+      }),
+    );
+    for (const v of out.Versions ?? []) counts.set(v.Key!, (counts.get(v.Key!) ?? 0) + 1);
+    if (!out.IsTruncated) return counts;
+    keyMarker = out.NextKeyMarker;
+    versionMarker = out.NextVersionIdMarker;
+  }
+}
+
+/** How many versions the object `key` has (0: none). */
+export async function versionsOf(s3: S3Client, bucket: string, key: string): Promise<number> {
+  return (await objectVersions(s3, bucket, key)).get(key) ?? 0;
 }
