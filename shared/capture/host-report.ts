@@ -51,24 +51,28 @@ export const lookbackReportSchema = z.object({
 export type LookbackReport = z.infer<typeof lookbackReportSchema>;
 
 /**
+ * A look-back report as kept (the manifest host's `lookback`): the validated report, or
+ * `unreadable` with the problems found in `errors` when it did not validate.
+ */
+export type KeptLookbackReport = Omit<LookbackReport, 'status'> & {
+  status: LookbackReport['status'] | 'unreadable';
+};
+
+/**
  * A look-back report that does not validate does not cost the capture its files: it is kept
  * as `unreadable` with the problems found (the rest of the report is checked as strictly).
  */
-const lookbackField = z
-  .unknown()
-  .transform((value): LookbackReport | { status: 'unreadable'; errors: string[] } | undefined => {
-    if (value === undefined) return undefined;
-    const parsed = lookbackReportSchema.safeParse(value);
-    if (parsed.success) return parsed.data;
-    return {
-      status: 'unreadable',
-      errors: parsed.error.issues
-        .slice(0, 10)
-        .map((i) =>
-          `look-back report: ${i.path.join('.') || '(root)'}: ${i.message}`.slice(0, 300),
-        ),
-    };
-  });
+const lookbackField = z.unknown().transform((value): KeptLookbackReport | undefined => {
+  if (value === undefined) return undefined;
+  const parsed = lookbackReportSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  return {
+    status: 'unreadable',
+    errors: parsed.error.issues
+      .slice(0, 10)
+      .map((i) => `look-back report: ${i.path.join('.') || '(root)'}: ${i.message}`.slice(0, 300)),
+  };
+});
 
 /** Tool versions as kept: the known tools and any other well-named tool a script reports. */
 export interface ToolVersions {

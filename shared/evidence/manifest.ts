@@ -1,4 +1,5 @@
 import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import type { KeptLookbackReport, ToolVersions } from '../capture/host-report.ts';
 import { TaplineError } from '../errors.ts';
 import { type EvidenceStore, getJson, putJson } from './store.ts';
 
@@ -47,33 +48,10 @@ export interface ManifestFile {
  * the finding's time range were uploaded, and how completely they cover it (docs/lookback.md).
  * shared/capture/host-report.ts validates it from the host's report line (epoch seconds; `gaps`
  * are [start, end] pairs); a report that does not validate is kept as `unreadable` with the
- * problems in `errors`. Absent for hosts without the look-back step.
+ * problems in `errors`. Absent for hosts without the look-back step. The type is the host-report
+ * schema's, so the two cannot drift apart.
  */
-export interface ManifestLookback {
-  status:
-    | 'ok'
-    | 'partial'
-    | 'failed'
-    | 'no-ring'
-    | 'empty'
-    | 'skipped'
-    | 'not-requested'
-    | 'unreadable';
-  requestedSeconds?: number | undefined;
-  windowStart?: number | null | undefined;
-  windowEnd?: number | null | undefined;
-  ringDirectory?: string | undefined;
-  ring?: string | undefined;
-  rotated?: boolean | undefined;
-  fileCount?: number | undefined;
-  bytes?: number | undefined;
-  silentFiles?: number | undefined;
-  coverageStart?: number | null | undefined;
-  coverageEnd?: number | null | undefined;
-  complete?: boolean | undefined;
-  gaps?: [number, number][] | undefined;
-  errors: string[];
-}
+export type ManifestLookback = KeptLookbackReport;
 
 export interface ManifestHost {
   status: HostStatus;
@@ -84,12 +62,10 @@ export interface ManifestHost {
   interface?: string | undefined;
   /**
    * Tool versions the host reported (custody: what produced the files), as host-report keeps
-   * them: entries that did not validate are left out (and said in `errors`), other tools a newer
-   * script reports are kept.
+   * them (parseTools): entries that did not validate are left out (and said in `errors`), other
+   * tools a newer script reports are kept.
    */
-  tools?:
-    | { aws?: string | undefined; tcpdump?: string | undefined; [tool: string]: string | undefined }
-    | undefined;
+  tools?: ToolVersions | undefined;
   startedAt?: string | undefined;
   endedAt?: string | undefined;
   deadline?: string | undefined;
