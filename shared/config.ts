@@ -5,11 +5,17 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-/** An optional string where empty or blank means "not set" (a stage param left at ""). */
-const optionalText = z.preprocess(
-  (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
-  z.string().optional(),
-);
+/**
+ * The one rule for optional text settings: empty or blank means "not set" (a stage param left
+ * at ""). The config schema applies it; so does whatever reads such a setting from elsewhere
+ * (the CLI's raw environment, a flag), so both read the same value the same way.
+ */
+export function unsetIfBlank<T>(value: T): T | undefined {
+  return typeof value === 'string' && value.trim() === '' ? undefined : value;
+}
+
+/** An optional string where empty or blank means "not set" (unsetIfBlank). */
+const optionalText = z.preprocess(unsetIfBlank, z.string().optional());
 const csv = z.string().transform((v) =>
   v
     .split(',')

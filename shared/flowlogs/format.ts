@@ -1,3 +1,4 @@
+import { unsetIfBlank } from '../config.ts';
 import { FlowLogFormatError } from '../errors.ts';
 
 /**
@@ -175,7 +176,11 @@ export function looksLikeHeader(line: string): boolean {
   return known > 0 && known >= tokens.length / 2;
 }
 
-/** Resolves the format to use: an explicit string, else the default version 2 format. */
+/**
+ * Resolves the format to use: an explicit string, else (unset, empty or blank, as the config
+ * reads FLOW_LOG_FORMAT) the default version 2 format.
+ */
 export function resolveFlowLogFormat(text: string | undefined): FlowLogFormat {
-  return text === undefined || text.trim() === '' ? DEFAULT_FORMAT : parseFlowLogFormat(text);
+  const explicit = unsetIfBlank(text);
+  return explicit === undefined ? DEFAULT_FORMAT : parseFlowLogFormat(explicit);
 }
