@@ -5,6 +5,7 @@ import {
   CreateRouteTableCommand,
   CreateSubnetCommand,
   CreateVpcCommand,
+  type EC2Client,
   ModifyInstanceAttributeCommand,
   RunInstancesCommand,
 } from '@aws-sdk/client-ec2';
@@ -20,6 +21,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand } from '@aws-sdk/client-s
 import { CreateDocumentCommand } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
 import type { AwsClients } from '../aws/clients.ts';
+import { parseTag } from '../targets/resolve.ts';
 import { LAB_ADDRESSES } from './lab-network.ts';
 import { captureDocumentResource, type PackagedTemplate } from './packaged-template.ts';
 
@@ -95,6 +97,120 @@ export function functionEnvironmentFrom(
     env[name] = value;
   }
   return env;
+}
+
+/** An EC2 instance modelled in moto: its ID, primary ENI and private address. */
+export interface ModelInstance {
+  instanceId: string;
+  eniId: string;
+  privateIp: string;
+}
+
+/**
+ * Launches one instance into a subnet, tagged with `key=value` tags (read as CAPTURE_TAG and
+ * SENSOR_TAG are: parseTag), at `privateIpAddress` when given, else where EC2 puts it.
+ */
+export async function runInstance(
+  ec2: EC2Client,
+  subnetId: string,
+  tags: string[] = [],
+  privateIpAddress?: string,
+): Promise<ModelInstance> {
+  const out = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: 'ami-12c6146b',
+      InstanceType: 't3.micro',
+      MinCount: 1,
+      MaxCount: 1,
+      SubnetId: subnetId,
+      ...(privateIpAddress ? { PrivateIpAddress: privateIpAddress } : {}),
+      ...(tags.length > 0
+        ? {
+            TagSpecifications: [
+              {
+                ResourceType: 'instance',
+                Tags: tags.map(parseTag).map(({ key, value }) => ({ Key: key, Value: value })),
+              },
+            ],
+          }
+        : {}),
+    }),
+  );
+  const instance = prop(out.Instances?.[0], 'instance');
+  return {
+    instanceId: prop(instance.InstanceId, 'instance id'),
+    eniId: prop(instance.NetworkInterfaces?.[0]?.NetworkInterfaceId, 'instance ENI'),
+    privateIp: prop(instance.PrivateIpAddress, 'instance address'),
+  };
+}
+
+/** What buildNatVpc makes: the VPC, its two subnets, the private route table and the hosts. */
+export interface NatVpc {
+  vpcId: string;
+  publicSubnetId: string;
+  privateSubnetId: string;
+  /** Explicitly associated with the private subnet; 0.0.0.0/0 goes to the NAT instance. */
+  routeTableId: string;
+  nat: ModelInstance;
+  workload: ModelInstance;
+}
+
+/**
+ * The shape of network Tapline captures in, modelled in EC2 (moto): a VPC with a public subnet
+ * holding a NAT instance (source/destination check off, as a NAT instance needs) and a private
+ * subnet holding a workload, whose explicitly associated route table sends 0.0.0.0/0 to the NAT
+ * instance. The lab models its namespaces with it; the capture tests add their own hosts and
+ * routes to it.
+ */
+export async function buildNatVpc(
+  ec2: EC2Client,
+  spec: {
+    vpcCidr: string;
+    publicSubnet: string;
+    privateSubnet: string;
+    nat: { tags: string[]; address?: string | undefined };
+    workload: { tags: string[]; address?: string | undefined };
+  },
+): Promise<NatVpc> {
+  const vpcId = prop(
+    (await ec2.send(new CreateVpcCommand({ CidrBlock: spec.vpcCidr }))).Vpc?.VpcId,
+    'vpc',
+  );
+  const subnet = async (cidr: string) =>
+    prop(
+      (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: cidr }))).Subnet?.SubnetId,
+      'subnet',
+    );
+  const publicSubnetId = await subnet(spec.publicSubnet);
+  const privateSubnetId = await subnet(spec.privateSubnet);
+  const nat = await runInstance(ec2, publicSubnetId, spec.nat.tags, spec.nat.address);
+  await ec2.send(
+    new ModifyInstanceAttributeCommand({
+      InstanceId: nat.instanceId,
+      SourceDestCheck: { Value: false },
+    }),
+  );
+  const workload = await runInstance(
+    ec2,
+    privateSubnetId,
+    spec.workload.tags,
+    spec.workload.address,
+  );
+  const routeTableId = prop(
+    (await ec2.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable?.RouteTableId,
+    'route table',
+  );
+  await ec2.send(
+    new AssociateRouteTableCommand({ RouteTableId: routeTableId, SubnetId: privateSubnetId }),
+  );
+  await ec2.send(
+    new CreateRouteCommand({
+      RouteTableId: routeTableId,
+      DestinationCidrBlock: '0.0.0.0/0',
+      InstanceId: nat.instanceId,
+    }),
+  );
+  return { vpcId, publicSubnetId, privateSubnetId, routeTableId, nat, workload };
 }
 
 export async function provisionLabStack(
@@ -244,71 +360,18 @@ export async function provisionLabStack(
     }),
   );
 
-  // EC2: the lab network as a VPC; the private subnet's default route goes to the NAT instance.
-  const vpcId = prop(
-    (await clients.ec2.send(new CreateVpcCommand({ CidrBlock: LAB_ADDRESSES.vpcCidr }))).Vpc?.VpcId,
-    'vpc',
-  );
-  const subnet = async (cidr: string) =>
-    prop(
-      (await clients.ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: cidr }))).Subnet
-        ?.SubnetId,
-      'subnet',
-    );
-  const privateSubnetId = await subnet(LAB_ADDRESSES.privateSubnet);
-  const publicSubnetId = await subnet(LAB_ADDRESSES.publicSubnet);
-  const run = async (subnetId: string, address: string, tags: Record<string, string>) => {
-    const out = await clients.ec2.send(
-      new RunInstancesCommand({
-        ImageId: 'ami-12c6146b',
-        InstanceType: 't3.micro',
-        MinCount: 1,
-        MaxCount: 1,
-        SubnetId: subnetId,
-        PrivateIpAddress: address,
-        TagSpecifications: [
-          {
-            ResourceType: 'instance',
-            Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
-          },
-        ],
-      }),
-    );
-    const instance = prop(out.Instances?.[0], 'instance');
-    return {
-      instanceId: prop(instance.InstanceId, 'instance id'),
-      eniId: prop(instance.NetworkInterfaces?.[0]?.NetworkInterfaceId, 'instance ENI'),
-    };
-  };
-  const [captureTagKey, captureTagValue] = (
-    functionEnvironmentFrom(pkg).CAPTURE_TAG ?? 'tapline:capture=true'
-  ).split('=');
-  const nat = await run(publicSubnetId, LAB_ADDRESSES.natPublic, {
-    Name: 'lab-nat',
-    [captureTagKey ?? 'tapline:capture']: captureTagValue ?? 'true',
+  // EC2: the lab network as a VPC; the private subnet's default route goes to the NAT instance,
+  // which carries the stage's capture tag.
+  const network = await buildNatVpc(clients.ec2, {
+    vpcCidr: LAB_ADDRESSES.vpcCidr,
+    publicSubnet: LAB_ADDRESSES.publicSubnet,
+    privateSubnet: LAB_ADDRESSES.privateSubnet,
+    nat: {
+      address: LAB_ADDRESSES.natPublic,
+      tags: ['Name=lab-nat', functionEnvironmentFrom(pkg).CAPTURE_TAG ?? 'tapline:capture=true'],
+    },
+    workload: { address: LAB_ADDRESSES.workload, tags: ['Name=lab-workload'] },
   });
-  await clients.ec2.send(
-    new ModifyInstanceAttributeCommand({
-      InstanceId: nat.instanceId,
-      SourceDestCheck: { Value: false },
-    }),
-  );
-  const workload = await run(privateSubnetId, LAB_ADDRESSES.workload, { Name: 'lab-workload' });
-  const routeTableId = prop(
-    (await clients.ec2.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable
-      ?.RouteTableId,
-    'route table',
-  );
-  await clients.ec2.send(
-    new CreateRouteCommand({
-      RouteTableId: routeTableId,
-      DestinationCidrBlock: '0.0.0.0/0',
-      InstanceId: nat.instanceId,
-    }),
-  );
-  await clients.ec2.send(
-    new AssociateRouteTableCommand({ RouteTableId: routeTableId, SubnetId: privateSubnetId }),
-  );
 
   const functionEnvironment = {
     ...functionEnvironmentFrom(pkg),
@@ -323,14 +386,14 @@ export async function provisionLabStack(
     keyArn,
     keyAlias: alias,
     documentName: document.Name as string,
-    vpcId,
-    privateSubnetId,
-    publicSubnetId,
-    routeTableId,
-    natInstanceId: nat.instanceId,
-    natEniId: nat.eniId,
-    workloadInstanceId: workload.instanceId,
-    workloadEniId: workload.eniId,
+    vpcId: network.vpcId,
+    privateSubnetId: network.privateSubnetId,
+    publicSubnetId: network.publicSubnetId,
+    routeTableId: network.routeTableId,
+    natInstanceId: network.nat.instanceId,
+    natEniId: network.nat.eniId,
+    workloadInstanceId: network.workload.instanceId,
+    workloadEniId: network.workload.eniId,
     functionEnvironment,
   };
 }
