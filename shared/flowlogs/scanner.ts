@@ -14,6 +14,17 @@ import {
   STATUS_SKIPDATA,
 } from './field-parser.ts';
 import {
+  type FlowLinesWasm,
+  flowLinesWasm,
+  MAX_WASM_FIELDS,
+  META_AWS_SERVICE,
+  META_DST,
+  META_SRC,
+  SLOT_END,
+  SLOT_META,
+  SLOT_START,
+} from './flow-lines-wasm.ts';
+import {
   DEFAULT_FORMAT,
   type FlowLogFormat,
   looksLikeHeader,
@@ -134,6 +145,12 @@ export interface ScannerOptions {
   maxMalformedSample?: number;
   /** Longer lines are malformed (hostile input cannot make us buffer without bound). */
   maxLineBytes?: number;
+  /**
+   * 'auto' (default): regular lines are decoded by the WebAssembly fast path when it loads,
+   * the rest by the JavaScript parser; 'js': the JavaScript parser only. Both give the same
+   * records, statistics and findings (test/unit/flowlog-wasm-parity.test.ts).
+   */
+  parser?: 'auto' | 'js';
 }
 
 const CR = 0x0d;
@@ -169,6 +186,7 @@ export class FlowScanner {
   private readonly maxSample: number;
   private readonly maxLineBytes: number;
   private readonly cursor = new FlowCursor();
+  private readonly wasm: FlowLinesWasm | null;
   private pending: Buffer | null = null;
   private skippingLongLine = false;
   private firstLine = true;
@@ -180,6 +198,7 @@ export class FlowScanner {
     this.header = options.header ?? 'auto';
     this.maxSample = options.maxMalformedSample ?? 10;
     this.maxLineBytes = options.maxLineBytes ?? 16 * 1024;
+    this.wasm = options.parser === 'js' ? null : flowLinesWasm();
     this.stats = {
       lines: 0,
       records: 0,
@@ -243,28 +262,112 @@ export class FlowScanner {
     if (pos < buf.length) this.keepTail(buf, pos);
   }
 
+  /** Which parser the records of this input go through (for reports and tests). */
+  get parser(): 'wasm' | 'js' {
+    return this.wasm !== null && this.layout.count <= MAX_WASM_FIELDS ? 'wasm' : 'js';
+  }
+
   /**
-   * The records of one chunk from `pos`; returns where the unfinished last line starts (or the
-   * chunk's length). The loop is a function of its own so that V8's on-stack-replaced code for
-   * it ends in a plain return: when it ended in `push`'s tail handling, which the interpreter
-   * had not yet run when the loop got hot, that compare had no type feedback and sent `push`
-   * back to the interpreter at the end of nearly every chunk (70-80 deoptimizations per 2 M
-   * records; 2-7 now; the time saved is within this machine's run-to-run noise).
+   * The records of one chunk from `from`; returns where the unfinished last line starts (or
+   * the chunk's length). The loops are functions of their own so that V8's on-stack-replaced
+   * code for them ends in a plain return: when the loop ended in `push`'s tail handling, which
+   * the interpreter had not yet run when the loop got hot, that compare had no type feedback
+   * and sent `push` back to the interpreter at the end of nearly every chunk (70-80
+   * deoptimizations per 2 M records; 2-7 now).
    */
   private lines(buf: Buffer, from: number): number {
+    let pos = from;
+    if (this.firstLine) {
+      // the first line may be a header: found with indexOf, looked at as text
+      const nl = buf.indexOf(LF, pos);
+      if (nl < 0) return pos;
+      if (nl - pos > this.maxLineBytes) this.tooLong();
+      else this.line(buf, pos, nl);
+      pos = nl + 1;
+    }
+    if (this.wasm === null || this.layout.count > MAX_WASM_FIELDS) return this.jsLines(buf, pos);
+    return this.wasmLines(this.wasm, buf, pos);
+  }
+
+  /**
+   * The WebAssembly fast path: the chunk is copied into its memory a window at a time; lines
+   * it could not decode strictly go to the JavaScript parser one by one, so both paths agree.
+   */
+  private wasmLines(w: FlowLinesWasm, buf: Buffer, from: number): number {
+    const len = buf.length;
+    const kinds = this.layout.kinds;
+    w.memory.set(kinds, w.kindsOffset);
+    let pos = from;
+    while (pos < len) {
+      const n = Math.min(len - pos, w.inputCapacity);
+      w.memory.set(buf.subarray(pos, pos + n), w.inputOffset);
+      let at = 0;
+      for (;;) {
+        const k = w.parse(kinds.length, at, n);
+        this.deliver(w, buf, pos, k);
+        at = w.stop();
+        if (k < w.maxRecords) break;
+      }
+      if (pos + n >= len) return pos + at; // the rest (if any) continues in the next chunk
+      // a line longer than the window (only with maxLineBytes above it): the JavaScript loop
+      if (at === 0) return this.jsLines(buf, pos);
+      pos += at;
+    }
+    return pos;
+  }
+
+  /** Hands `count` decoded records (line offsets relative to `base` in `buf`) to the sink. */
+  private deliver(w: FlowLinesWasm, buf: Buffer, base: number, count: number): void {
+    const r = w.records;
+    const stride = w.stride;
+    const c = this.cursor;
+    const stats = this.stats;
+    const kinds = this.layout.kinds;
+    for (let i = 0, o = 0; i < count; i++, o += stride) {
+      const start = base + r[o + SLOT_START]!;
+      const end = base + r[o + SLOT_END]!;
+      if (end - start > this.maxLineBytes) {
+        this.tooLong();
+        continue;
+      }
+      stats.lines += 1;
+      const meta = r[o + SLOT_META]!;
+      if (meta < 0) {
+        this.settle(buf, start, end, parseFields(kinds, buf, start, end, c, -1));
+        continue;
+      }
+      const m = meta | 0;
+      c.srcport = r[o + 2]! | 0;
+      c.dstport = r[o + 3]! | 0;
+      c.protocol = r[o + 4]! | 0;
+      c.packets = r[o + 5]!;
+      c.bytes = r[o + 6]!;
+      c.start = r[o + 7]!;
+      c.end = r[o + 8]!;
+      c.tcpFlags = r[o + 9]! | 0;
+      c.src = r[o + 10]! | 0;
+      c.dst = r[o + 11]! | 0;
+      c.srcV4 = (m & META_SRC) !== 0;
+      c.dstV4 = (m & META_DST) !== 0;
+      c.srcText = null;
+      c.dstText = null;
+      c.action = m & 3;
+      c.status = (m >> 2) & 3;
+      c.dstIsAwsService = (m & META_AWS_SERVICE) !== 0;
+      c.buf = buf;
+      c.lineStart = start;
+      c.lineEnd = end;
+      stats.records += 1;
+      this.sink.observe(c);
+    }
+  }
+
+  /** The JavaScript loop: every line when there is no wasm (or the format is too wide). */
+  private jsLines(buf: Buffer, from: number): number {
     let pos = from;
     const len = buf.length;
     const c = this.cursor;
     while (pos < len) {
-      if (this.firstLine) {
-        // the first line may be a header: found with indexOf, looked at as text
-        const nl = buf.indexOf(LF, pos);
-        if (nl < 0) break;
-        if (nl - pos > this.maxLineBytes) this.tooLong();
-        else this.line(buf, pos, nl);
-        pos = nl + 1;
-        continue;
-      }
       // finding the line's end and decoding its fields is one pass over its bytes
       const parsed = parseFields(this.layout.kinds, buf, pos, len, c, LF);
       const nl = c.parsedTo;

@@ -1,0 +1,132 @@
+// Fast path of the flow-log field parser (see shared/flowlogs/field-parser.ts): strictly
+// regular lines only (fields separated by one space, LF at the end, IPv4 addresses, digits,
+// ACCEPT/REJECT, OK); any other line is marked for the JavaScript parser.
+
+const KINDS: usize = 1 << 16;
+const OUT: usize = 1 << 20;
+export const MAX_RECORDS: i32 = 16384;
+export const STRIDE: i32 = 16;
+const IN: usize = OUT + <usize>(MAX_RECORDS * STRIDE * 8);
+export const IN_CAPACITY: i32 = 1 << 20;
+
+const K_SKIP: u8 = 0;
+const K_SRCPORT: u8 = 1;
+const K_DSTPORT: u8 = 2;
+const K_PROTOCOL: u8 = 3;
+const K_FLAGS: u8 = 8;
+const K_SRC: u8 = 9;
+const K_DST: u8 = 10;
+const K_ACTION: u8 = 11;
+const K_STATUS: u8 = 12;
+
+let stopAt: i32 = 0;
+
+export function kindsOffset(): usize { return KINDS; }
+export function inputOffset(): usize { return IN; }
+export function outputOffset(): usize { return OUT; }
+export function stop(): i32 { return stopAt; }
+
+@inline function put(n: i32, k: i32, v: f64): void {
+  store<f64>(OUT + (<usize>(n * STRIDE + k) << 3), v);
+}
+
+/** Parses lines in [from, len) of the input; returns how many records it wrote. */
+export function parse(count: i32, from: i32, len: i32): i32 {
+  const end: usize = IN + <usize>len;
+  let p: usize = IN + <usize>from;
+  let n: i32 = 0;
+  while (n < MAX_RECORDS && p < end) {
+    const ls = p;
+    let ok = true;
+    let f: i32 = 0;
+    // slots 2..15 default to "not applicable"
+    for (let k = 2; k < 16; k++) put(n, k, -1);
+    put(n, 10, 0);
+    put(n, 11, 0);
+    let meta: i32 = 3 << 2; // status NONE until a log-status field says OK
+    while (true) {
+      if (p >= end) { stopAt = <i32>(ls - IN); return n; }
+      let b = load<u8>(p);
+      if (b <= 32) { ok = false; break; }
+      const kind = load<u8>(KINDS + <usize>f);
+      if (kind == K_SKIP) {
+        p++;
+        while (p < end && load<u8>(p) > 32) p++;
+      } else if (kind <= K_FLAGS) {
+        let v: u64 = 0;
+        let digits = 0;
+        while (p < end) {
+          b = load<u8>(p);
+          if (b <= 32) break;
+          const d = <u32>b - 48;
+          if (d > 9) { ok = false; break; }
+          v = v * 10 + d;
+          digits++;
+          p++;
+        }
+        if (!ok || digits > 15) { ok = false; break; }
+        if ((kind == K_SRCPORT || kind == K_DSTPORT) && v > 65535) { ok = false; break; }
+        if ((kind == K_PROTOCOL || kind == K_FLAGS) && v > 255) { ok = false; break; }
+        // slots: 2 srcport 3 dstport 4 protocol 5 packets 6 bytes 7 start 8 end 9 flags
+        put(n, 1 + <i32>kind, <f64>v);
+      } else if (kind == K_SRC || kind == K_DST) {
+        let value: u32 = 0;
+        let octet: u32 = 0;
+        let digits = 0;
+        let dots = 0;
+        while (p < end) {
+          b = load<u8>(p);
+          if (b <= 32) break;
+          const d = <u32>b - 48;
+          if (d <= 9) {
+            if (digits == 3 || (digits == 1 && octet == 0)) { ok = false; break; }
+            octet = octet * 10 + d;
+            digits++;
+          } else if (b == 46) {
+            if (digits == 0 || octet > 255 || dots == 3) { ok = false; break; }
+            value = (value << 8) | octet;
+            octet = 0;
+            digits = 0;
+            dots++;
+          } else { ok = false; break; }
+          p++;
+        }
+        if (!ok || dots != 3 || digits == 0 || octet > 255) { ok = false; break; }
+        put(n, kind == K_SRC ? 10 : 11, <f64><i32>((value << 8) | octet));
+        meta |= kind == K_SRC ? 16 : 32;
+      } else {
+        const s = p;
+        while (p < end && load<u8>(p) > 32) p++;
+        const len2 = p - s;
+        if (kind == K_ACTION) {
+          if (len2 == 6 && load<u32>(s) == 0x45434341 && load<u16>(s + 4) == 0x5450) meta = (meta & ~3) | 1;
+          else if (len2 == 6 && load<u32>(s) == 0x454a4552 && load<u16>(s + 4) == 0x5443) meta = (meta & ~3) | 2;
+          else { ok = false; break; }
+        } else if (kind == K_STATUS) {
+          if (len2 == 2 && load<u16>(s) == 0x4b4f) meta = meta & ~12;
+          else { ok = false; break; }
+        } else {
+          // pkt-dst-aws-service: any value but "-" names a service
+          if (!(len2 == 1 && load<u8>(s) == 45)) meta |= 64;
+        }
+      }
+      if (p >= end) { stopAt = <i32>(ls - IN); return n; }
+      b = load<u8>(p);
+      f++;
+      if (f == count) { if (b != 10) ok = false; break; }
+      if (b != 32) { ok = false; break; }
+      p++;
+    }
+    if (!ok) {
+      while (p < end && load<u8>(p) != 10) p++;
+      if (p >= end) { stopAt = <i32>(ls - IN); return n; }
+    }
+    put(n, 0, <f64>(ls - IN));
+    put(n, 1, <f64>(p - IN));
+    put(n, 12, ok ? <f64>meta : -1);
+    n++;
+    p++;
+  }
+  stopAt = <i32>(p - IN);
+  return n;
+}
