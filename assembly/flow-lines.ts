@@ -35,14 +35,23 @@ export function parse(count: i32, from: i32, len: i32): i32 {
   const end: usize = IN + <usize>len;
   let p: usize = IN + <usize>from;
   let n: i32 = 0;
+  // slots of fields the format lacks: written once per record ("not applicable"), the others
+  // are written by their field
+  let absent: u32 = (0xff << 2) | (3 << 10);
+  for (let k = 0; k < count; k++) {
+    const kind = <u32>load<u8>(KINDS + <usize>k);
+    if (kind >= 1 && kind <= 8) absent &= ~(<u32>1 << (kind + 1));
+    else if (kind == 9 || kind == 10) absent &= ~(<u32>1 << (kind + 1));
+  }
   while (n < MAX_RECORDS && p < end) {
     const ls = p;
     let ok = true;
     let f: i32 = 0;
-    // slots 2..15 default to "not applicable"
-    for (let k = 2; k < 16; k++) put(n, k, -1);
-    put(n, 10, 0);
-    put(n, 11, 0);
+    if (absent != 0) {
+      for (let k = 2; k < 10; k++) if (absent & (<u32>1 << k)) put(n, k, -1);
+      if (absent & (1 << 10)) put(n, 10, 0);
+      if (absent & (1 << 11)) put(n, 11, 0);
+    }
     let meta: i32 = 3 << 2; // status NONE until a log-status field says OK
     while (true) {
       if (p >= end) { stopAt = <i32>(ls - IN); return n; }

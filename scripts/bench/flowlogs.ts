@@ -187,7 +187,12 @@ function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return fn().then((v) => [v, Number(process.hrtime.bigint() - t) / 1e9]);
 }
 
-async function detectFile(): Promise<{ records: number; findings: number; lines: number }> {
+async function detectFile(): Promise<{
+  records: number;
+  findings: number;
+  lines: number;
+  parser: string;
+}> {
   // the same path as `tapline detect FILE` and the Lambda (S3 body): stream → gunzip (zlib on
   // the thread pool) → scanner → rules
   const engine = new RuleEngine(loadRules());
@@ -195,7 +200,12 @@ async function detectFile(): Promise<{ records: number; findings: number; lines:
   await scanStream(createReadStream(file, { highWaterMark: 1 << 20 }), scanner);
   const stats = scanner.end();
   const findings = engine.finish();
-  return { records: stats.records, findings: findings.length, lines: stats.lines };
+  return {
+    records: stats.records,
+    findings: findings.length,
+    lines: stats.lines,
+    parser: scanner.parser,
+  };
 }
 
 /** `zcat FILE | wc -l`: wall seconds, and CPU seconds of both processes (bash `time`). */
@@ -223,7 +233,7 @@ const ours: number[] = [];
 const scanCpu: number[] = [];
 const zcat: number[] = [];
 const zcatCpu: number[] = [];
-let result = { records: 0, findings: 0, lines: 0 };
+let result = { records: 0, findings: 0, lines: 0, parser: '' };
 let zLines = 0;
 for (let i = 0; i < runs; i++) {
   const z = zcatWc();
@@ -244,7 +254,7 @@ const zcatRate = zLines / zcatS;
 const oursS = median(ours);
 const oursRate = result.lines / oursS;
 console.log(
-  `records: ${result.records.toLocaleString('en')} (${result.lines.toLocaleString('en')} lines), findings: ${result.findings}`,
+  `records: ${result.records.toLocaleString('en')} (${result.lines.toLocaleString('en')} lines), findings: ${result.findings}, parser: ${result.parser}`,
 );
 console.log(
   `tapline detect (gz → findings):  ${(oursRate / 1e6).toFixed(2)} M records/s (${oursS.toFixed(3)} s, median of ${runs})`,
