@@ -343,7 +343,18 @@ class PartUploader {
     if (!this.uploadId && this.parts.length === 0) {
       return putResultBytes(this.store, this.key, this.takeBuffered(), this.contentType);
     }
-    if (this.buffered > 0) await this.flushPart();
+    if (this.buffered > 0) {
+      try {
+        await this.flushPart();
+      } catch (error) {
+        await this.abort();
+        throw new ResultWriteError(
+          `cannot upload the last part of ${this.key}: ${errorName(error) || error}`,
+          { key: this.key },
+          error,
+        );
+      }
+    }
     const uploadId = this.uploadId;
     const checksum = `${createHash('sha256').update(Buffer.concat(this.digests)).digest('base64')}-${this.parts.length}`;
     const complete = (ifNoneMatch: boolean) =>

@@ -399,4 +399,24 @@ describe('streaming JSON-lines writer', () => {
     expect(await pendingUploads(key)).toBe(0);
     expect(await versions(key)).toBe(0);
   });
+
+  it('cleans up after itself when the last, short part fails during finish', async () => {
+    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    let parts = 0;
+    const failing = recordingStore((name) => {
+      if (name === 'UploadPartCommand' && ++parts === 2) {
+        throw Object.assign(new Error('slow down'), { name: 'SlowDown' });
+      }
+    });
+    const writer = new JsonLinesGzipWriter(failing, key);
+    await writer.add(noiseRows(1.5 * PART_BYTES));
+    expect(parts).toBe(1); // the first, full part is out; the short rest waits for finish
+    const failed = writer.finish();
+    await expect(failed).rejects.toBeInstanceOf(ResultWriteError);
+    await expect(failed).rejects.toThrow(/SlowDown/);
+    // no abort() from the caller: finish dropped the upload itself
+    expect(failing.calls).toContain('AbortMultipartUploadCommand');
+    expect(await pendingUploads(key)).toBe(0);
+    expect(await versions(key)).toBe(0);
+  });
 });
