@@ -236,6 +236,7 @@ async function alreadyReported(
   refused: Refusal[],
   captureId: string,
   at: Date,
+  logger: CoreLogger,
 ): Promise<NoticeCheck> {
   const unavailable: NoticeCheck['unavailable'] = [];
   if (!fingerprint || refused.length === 0) return { unavailable };
@@ -255,8 +256,16 @@ async function alreadyReported(
           at,
           until: new Date(until),
         });
-        if (claim.first) first = true;
-        else if (typeof claim.holder?.captureId === 'string') {
+        if (claim.first) {
+          first = true;
+          if (claim.replacedCorrupt) {
+            logger.error('replaced a corrupt refusal-notice marker', {
+              key: claim.key,
+              problem: claim.replacedCorrupt,
+              captureId,
+            });
+          }
+        } else if (typeof claim.holder?.captureId === 'string') {
           reporters.push(claim.holder.captureId);
         }
       } catch (error) {
@@ -560,7 +569,7 @@ export async function startCapture(
   const cleared = guarded.filter((t): t is ResolvedTarget => t !== undefined);
   const notices: NoticeCheck =
     cleared.length === 0
-      ? await alreadyReported(store, fingerprint, refused, captureId, startedAt)
+      ? await alreadyReported(store, fingerprint, refused, captureId, startedAt, deps.logger)
       : { unavailable: [] };
   const reportedBy = notices.reportedBy;
   if (notices.unavailable.length > 0) {

@@ -210,6 +210,13 @@ async function notifyFinding(finding: Finding, deps: DetectDeps): Promise<Notify
         },
       };
     }
+    if (claim?.first && claim.replacedCorrupt) {
+      deps.logger.error('replaced a corrupt finding-notice marker', {
+        key: claim.key,
+        problem: claim.replacedCorrupt,
+        fingerprint: finding.fingerprint,
+      });
+    }
     if (claim?.first) {
       notification = {
         id,

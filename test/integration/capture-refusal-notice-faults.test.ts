@@ -5,10 +5,11 @@
  * marker failure in the history) and publishes it; nothing escapes as an exception. Normal path
  * on moto; the faults are injected into the S3 client for the marker keys only.
  */
-import { S3ServiceException } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import { readManifest } from '../../shared/evidence/manifest.ts';
+import { refusalNoticeKey } from '../../shared/notify/notice-marker.ts';
 import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
@@ -129,5 +130,30 @@ describe('refusal-notice marker faults in startCapture', () => {
     const quiet = await startCapture(request, world.deps);
     expect(quiet.recorded).toBe(false);
     expect(quiet.reportedBy).toEqual([healthy.captureId]);
+
+    // A corrupt marker (here: not JSON) is taken over by the next refusal, which is recorded,
+    // and the takeover is logged as an error, not passed over in silence.
+    await world.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: world.config.EVIDENCE_BUCKET,
+        Key: refusalNoticeKey(request.fingerprint, topo.nat.instanceId),
+        Body: '{"state":"held","expiresAt":',
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: world.keyArn,
+      }),
+    );
+    const errors: { message: string; extra: unknown }[] = [];
+    const logger: CoreLogger = {
+      ...world.deps.logger,
+      error: (message: string, extra?: unknown) => {
+        errors.push({ message, extra });
+      },
+    };
+    const afterCorrupt = await startCapture(request, { ...world.deps, logger });
+    expect(afterCorrupt.recorded).toBeUndefined();
+    expect(errors).toContainEqual({
+      message: 'replaced a corrupt refusal-notice marker',
+      extra: expect.objectContaining({ problem: expect.any(String) }),
+    });
   }, 60_000);
 });

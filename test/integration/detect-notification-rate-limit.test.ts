@@ -5,6 +5,7 @@
  * names the previous notification. The finding-notice marker is created with IfNoneMatch, so
  * concurrent invocations publish once, and writes one object version per window.
  */
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { evidenceStore, notifyDeps } from '../../shared/capture/start-capture.ts';
 import { type DetectDeps, detectFlowAnomalies } from '../../shared/detection/detect.ts';
@@ -202,5 +203,38 @@ describe('finding notifications, rate-limited per fingerprint and window', () =>
     await invocations(deps, 3, 3);
     expect(w.findingEvents()).toHaveLength(3);
     expect(warnings.filter((m) => String(m).includes('finding-notice marker'))).toHaveLength(3);
+  }, 60_000);
+
+  it('takes over a corrupt marker, publishes, and logs the takeover as an error', async () => {
+    const w = await makeWorld(900);
+    await detectFlowAnomalies(delivery(0), w.deps);
+    expect(w.findingEvents()).toHaveLength(1);
+    const fingerprint = w.findingEvents()[0]!.detail.fingerprint as string;
+    await w.notices.s3.send(
+      new PutObjectCommand({
+        Bucket: w.notices.bucket,
+        Key: findingNoticeKey(fingerprint),
+        Body: 'not a marker',
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: w.notices.keyArn,
+      }),
+    );
+    const errors: Array<{ message: string; extra: any }> = [];
+    const deps: DetectDeps = {
+      ...w.deps,
+      logger: {
+        ...w.deps.logger,
+        error: (message: string, extra?: unknown) => errors.push({ message, extra }),
+      } as CoreLogger,
+    };
+    await detectFlowAnomalies(delivery(1), deps);
+    expect(w.findingEvents()).toHaveLength(2);
+    expect(errors).toContainEqual({
+      message: 'replaced a corrupt finding-notice marker',
+      extra: expect.objectContaining({ fingerprint, problem: expect.any(String) }),
+    });
+    // and the new marker holds the window again
+    await detectFlowAnomalies(delivery(2), w.deps);
+    expect(w.findingEvents()).toHaveLength(2);
   }, 60_000);
 });
