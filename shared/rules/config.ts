@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { unsetIfBlank } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import defaults from './default-rules.json' with { type: 'json' };
 
@@ -142,7 +143,7 @@ export function loadRules(
 ): RulesConfig {
   let merged: unknown = structuredClone(defaults);
   overrides.forEach((override, i) => {
-    if (override === undefined || (typeof override === 'string' && override.trim() === '')) return;
+    if (unsetIfBlank(override) === undefined) return;
     let value: unknown = override;
     if (typeof override === 'string') {
       try {
