@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -8,15 +7,13 @@ import {
 } from '../../shared/flowlogs/scanner.ts';
 import { loadRules } from '../../shared/rules/config.ts';
 import { RuleEngine } from '../../shared/rules/engine.ts';
+import { flowLogFixtures, hostileBytes, pushInPieces } from '../support/flowlog-inputs.ts';
 
 // The scanner finds line ends and decodes fields in one pass over each chunk; a line cut by a
 // chunk boundary is carried over. Whatever the chunking, the records, their decoded fields and
 // the statistics (malformed reasons, samples, line numbers) must be the same.
 
-const dir = new URL('../fixtures/flowlogs/', import.meta.url);
-const fixtures = readdirSync(dir)
-  .filter((f) => f.endsWith('.log'))
-  .map((f) => readFileSync(new URL(f, dir), 'latin1'));
+const fixtures = flowLogFixtures();
 
 const hostile = [
   'version srcaddr dstaddr srcport dstport protocol action log-status',
@@ -40,12 +37,7 @@ function run(text: string, cuts: number[], options: ScannerOptions) {
       seen.push([c.text(), c.srcKey(), c.dstKey(), c.srcport, c.dstport, c.protocol, c.action]),
   };
   const scanner = new FlowScanner(sink, options);
-  const buf = Buffer.from(text, 'latin1');
-  let at = 0;
-  for (const cut of [...cuts.map((c) => c % (buf.length + 1)).sort((a, b) => a - b), buf.length]) {
-    scanner.push(buf.subarray(at, Math.max(at, cut)));
-    at = Math.max(at, cut);
-  }
+  pushInPieces(scanner, Buffer.from(text, 'latin1'), cuts);
   return { seen, stats: scanner.end() };
 }
 
@@ -69,42 +61,18 @@ describe('flow-log scanner chunking', () => {
 
   it('accounts for every line of hostile bytes and never throws (random and mutated records)', () => {
     const seed = Buffer.from(fixtures.join('\n'), 'latin1');
-    const mutated = fc
-      .tuple(
-        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 60 }),
-        fc.nat(),
-      )
-      .map(([edits, cut]) => {
-        const b = Buffer.from(seed);
-        for (const [at, byte] of edits) b[at % b.length] = byte;
-        return b.subarray(0, 1 + (cut % b.length));
-      });
     fc.assert(
-      fc.property(
-        fc.oneof(
-          fc.uint8Array({ maxLength: 4000 }).map((u) => Buffer.from(u)),
-          mutated,
-        ),
-        fc.array(fc.nat(), { maxLength: 8 }),
-        (bytes, cuts) => {
-          const engine = new RuleEngine(loadRules());
-          const scanner = new FlowScanner(engine, { header: 'auto', maxLineBytes: 512 });
-          let at = 0;
-          for (const cut of [
-            ...cuts.map((c) => c % (bytes.length + 1)).sort((a, b) => a - b),
-            bytes.length,
-          ]) {
-            scanner.push(bytes.subarray(at, Math.max(at, cut)));
-            at = Math.max(at, cut);
-          }
-          const s = scanner.end();
-          engine.finish();
-          expect(s.records + s.nodata + s.skipdata + s.blank + s.malformed + s.headerLines).toBe(
-            s.lines,
-          );
-          expect(s.malformedSample.length).toBeLessThanOrEqual(10);
-        },
-      ),
+      fc.property(hostileBytes(seed, 4000), fc.array(fc.nat(), { maxLength: 8 }), (bytes, cuts) => {
+        const engine = new RuleEngine(loadRules());
+        const scanner = new FlowScanner(engine, { header: 'auto', maxLineBytes: 512 });
+        pushInPieces(scanner, bytes, cuts);
+        const s = scanner.end();
+        engine.finish();
+        expect(s.records + s.nodata + s.skipdata + s.blank + s.malformed + s.headerLines).toBe(
+          s.lines,
+        );
+        expect(s.malformedSample.length).toBeLessThanOrEqual(10);
+      }),
       { numRuns: 300 },
     );
   });
