@@ -69,8 +69,13 @@ describe.runIf(canRun)('capture document with look-back, for real', () => {
     ...overrides,
   });
 
-  function runCapture(captureId: string, overrides: Record<string, string> = {}) {
+  function runCapture(
+    captureId: string,
+    overrides: Record<string, string> = {},
+    onStderr?: (text: string) => void,
+  ) {
     return runCommandDocument({
+      ...(onStderr ? { onStderr } : {}),
       document: capture,
       parameters: labCaptureParameters(evidence, bridge.url, captureId, {
         Interface: 'cap0',
@@ -159,9 +164,22 @@ describe.runIf(canRun)('capture document with look-back, for real', () => {
     await sleep(3000);
 
     const captureId = newCaptureId();
-    const running = runCapture(captureId, { LookbackSeconds: '6' });
     // Probes during the forward capture land in the forward files, not the look-back ones.
-    await sleep(2500);
+    // They go out once the document says its tcpdump listens (a fixed sleep lost them to a
+    // slow start on a loaded CI machine: look-back rotation and uploads come first).
+    let stderr = '';
+    let listening: () => void = () => {};
+    const listens = new Promise<void>((resolve) => {
+      listening = resolve;
+    });
+    const running = runCapture(captureId, { LookbackSeconds: '6' }, (text) => {
+      stderr += text;
+      if (stderr.includes('tapline: tcpdump listening on')) listening();
+    });
+    await Promise.race([listens, running]);
+    expect(stderr, 'the capture ended before its tcpdump listened').toContain(
+      'tapline: tcpdump listening on',
+    );
     await probe();
     const result = await running;
     expect(result.exitCode, result.stderr).toBe(0);
