@@ -6,7 +6,7 @@ import {
 } from '../flowlogs/scanner.ts';
 import { CidrSet } from './cidr.ts';
 import type { RuleName, RulesConfig } from './config.ts';
-import { IntPairTable, IntSet } from './int-table.ts';
+import { IntPairTable, IntTripleSet } from './int-table.ts';
 
 /**
  * The rules over one batch (a CloudWatch Logs delivery, one S3 object, one local file). Every
@@ -56,23 +56,29 @@ export interface EngineStats {
 }
 
 class SourceState {
-  /** port-scan: one Agg per destination, in creation order (IPv4 pairs are also indexed in
-   * the engine's pair table; pairs involving IPv6 in `pairs6`). */
-  pairList: Agg[] | null = null;
-  pairs6: Map<number | string, Agg> | null = null;
-  /** host-sweep: (protocol, port) → distinct destinations. */
-  services: Map<number, Agg> | null = null;
+  /** Aggregate rows of this source, one list per rule, in creation order (linked through
+   * AggStore.next; -1 ends a list). IPv4 pairs are indexed in the engine's pair tables,
+   * services in its service table; pairs involving IPv6 in `pairs6`/`egress6`. */
+  pairHead = -1;
+  pairTail = -1;
+  pairs6: Map<number | string, number> | null = null;
+  serviceHead = -1;
+  serviceTail = -1;
   /** reject-burst. */
-  rejects: Agg | null = null;
-  /** egress-volume: one Agg per external destination, in creation order (indexed like pairs). */
-  egressList: Agg[] | null = null;
-  egress6: Map<number | string, Agg> | null = null;
+  rejects = -1;
+  egressHead = -1;
+  egressTail = -1;
+  egress6: Map<number | string, number> | null = null;
   // the last pair and service seen from this source (runs of one conversation)
   lastPairV4 = false;
   lastPairDst = 0;
-  lastPair: Agg | undefined;
+  lastPair = -1;
   lastService = -1;
-  lastSweep: Agg | undefined;
+  lastSweep = -1;
+  readonly id: number;
+  constructor(id: number) {
+    this.id = id;
+  }
 }
 
 const W_SCAN = 0;
@@ -80,71 +86,156 @@ const W_SWEEP = 1;
 const W_REJECT = 2;
 const W_EGRESS = 3;
 
-class Agg {
-  records = 0;
-  packets = 0;
-  bytes = 0;
-  /** Seconds since the engine's base; -1 until set (small integers: no boxed doubles). */
-  first = -1;
-  last = -1;
-  windowStart = -1;
-  /**
-   * Raw lines as (position, length) pairs in the engine's evidence arena, allocated on the
-   * first piece of evidence; text only for the aggregates that become findings.
-   */
-  evidence: number[] | null = null;
-  /** Distinct values: the first integer inline, a table from the second on; text in a Set. */
-  hasOne = false;
-  oneInt = 0;
-  ints: IntSet | null = null;
-  texts: Set<string> | null = null;
-  distinct = 0;
-  // identity, filled by the rule when created
-  src: number | string = -1;
-  dst: number | string = -1;
-  protocol = -1;
-  port = -1;
+/**
+ * The aggregates (one per pair, service, rejecting source, egress pair or per-record
+ * fingerprint) as rows of typed-array columns. Ordinary traffic makes well over 100,000 of
+ * them per 2 M records; as objects, each with its own distinct-value set and evidence list,
+ * they were most of what the garbage collector traced, several times per batch.
+ */
+class AggStore {
+  size = 0;
+  records = new Float64Array(0);
+  packets = new Float64Array(0);
+  bytes = new Float64Array(0);
+  /** Seconds since the engine's base; -1 until set. */
+  first = new Float64Array(0);
+  last = new Float64Array(0);
+  windowStart = new Float64Array(0);
+  /** Distinct values: the first integer inline, the others in the engine's IntTripleSet
+   * under (row, generation); IPv6 text in `textSets`. A closed window bumps the generation. */
+  hasOne = new Uint8Array(0);
+  oneInt = new Int32Array(0);
+  generation = new Int32Array(0);
+  distinct = new Int32Array(0);
+  /** Identity: IPv4 keys here, IPv6 keys (text) in `texts` under row * 2 (src) / row * 2 + 1. */
+  src = new Int32Array(0);
+  dst = new Int32Array(0);
+  protocol = new Int32Array(0);
+  port = new Int32Array(0);
+  /** Next row in the owner's list. */
+  next = new Int32Array(0);
+  /** Evidence: a list of (position, length) entries in the engine's EvidenceList. */
+  evidenceHead = new Int32Array(0);
+  evidenceTail = new Int32Array(0);
+  evidenceCount = new Int32Array(0);
+  readonly texts = new Map<number, string>();
+  readonly textSets = new Map<number, Set<string>>();
 
-  reset(): void {
-    this.records = 0;
-    this.packets = 0;
-    this.bytes = 0;
-    this.first = -1;
-    this.last = -1;
-    this.windowStart = -1;
-    this.evidence = null;
-    this.hasOne = false;
-    this.ints = null;
-    this.texts = null;
-    this.distinct = 0;
+  /** A new row with no records; src/dst unset (-1), protocol and port -1. */
+  add(): number {
+    if (this.size === this.records.length) this.grow(Math.max(1024, this.size * 2));
+    const row = this.size++;
+    this.reset(row);
+    this.src[row] = -1;
+    this.dst[row] = -1;
+    this.protocol[row] = -1;
+    this.port[row] = -1;
+    this.next[row] = -1;
+    return row;
   }
 
-  /** Adds an int32 value (port key, IPv4 address) to the distinct set; true when it is new. */
-  addInt(v: number): boolean {
-    if (this.ints === null) {
-      if (!this.hasOne) {
-        this.hasOne = true;
-        this.oneInt = v;
-        this.distinct += 1;
-        return true;
-      }
-      if (this.oneInt === v) return false;
-      this.ints = new IntSet();
-      this.ints.add(this.oneInt);
+  reset(row: number): void {
+    this.records[row] = 0;
+    this.packets[row] = 0;
+    this.bytes[row] = 0;
+    this.first[row] = -1;
+    this.last[row] = -1;
+    this.windowStart[row] = -1;
+    this.hasOne[row] = 0;
+    this.generation[row] += 1;
+    this.distinct[row] = 0;
+    this.evidenceHead[row] = -1;
+    this.evidenceTail[row] = -1;
+    this.evidenceCount[row] = 0;
+    if (this.textSets.size > 0) this.textSets.delete(row);
+  }
+
+  setSrc(row: number, key: number | string): void {
+    if (typeof key === 'number') this.src[row] = key;
+    else this.texts.set(row * 2, key);
+  }
+
+  setDst(row: number, key: number | string): void {
+    if (typeof key === 'number') this.dst[row] = key;
+    else this.texts.set(row * 2 + 1, key);
+  }
+
+  srcKey(row: number): number | string {
+    return this.texts.get(row * 2) ?? this.src[row]!;
+  }
+
+  dstKey(row: number): number | string {
+    return this.texts.get(row * 2 + 1) ?? this.dst[row]!;
+  }
+
+  private grow(capacity: number): void {
+    const f64 = (old: Float64Array) => {
+      const a = new Float64Array(capacity);
+      a.set(old);
+      return a;
+    };
+    const i32 = (old: Int32Array) => {
+      const a = new Int32Array(capacity);
+      a.set(old);
+      return a;
+    };
+    this.records = f64(this.records);
+    this.packets = f64(this.packets);
+    this.bytes = f64(this.bytes);
+    this.first = f64(this.first);
+    this.last = f64(this.last);
+    this.windowStart = f64(this.windowStart);
+    const hasOne = new Uint8Array(capacity);
+    hasOne.set(this.hasOne);
+    this.hasOne = hasOne;
+    this.oneInt = i32(this.oneInt);
+    this.generation = i32(this.generation);
+    this.distinct = i32(this.distinct);
+    this.src = i32(this.src);
+    this.dst = i32(this.dst);
+    this.protocol = i32(this.protocol);
+    this.port = i32(this.port);
+    this.next = i32(this.next);
+    this.evidenceHead = i32(this.evidenceHead);
+    this.evidenceTail = i32(this.evidenceTail);
+    this.evidenceCount = i32(this.evidenceCount);
+  }
+}
+
+/** Evidence entries (arena position, length, next entry of the same aggregate). */
+class EvidenceList {
+  size = 0;
+  position = new Float64Array(4096);
+  length = new Int32Array(4096);
+  next = new Int32Array(4096);
+
+  add(position: number, length: number): number {
+    if (this.size === this.position.length) {
+      const capacity = this.size * 2;
+      const p = new Float64Array(capacity);
+      p.set(this.position);
+      this.position = p;
+      const l = new Int32Array(capacity);
+      l.set(this.length);
+      this.length = l;
+      const n = new Int32Array(capacity);
+      n.set(this.next);
+      this.next = n;
     }
-    if (!this.ints.add(v)) return false;
-    this.distinct += 1;
-    return true;
+    const entry = this.size++;
+    this.position[entry] = position;
+    this.length[entry] = length;
+    this.next[entry] = -1;
+    return entry;
   }
+}
 
-  /** Adds a text value (IPv6 address) to the distinct set; true when it is new. */
-  addText(v: string): boolean {
-    if (this.texts === null) this.texts = new Set();
-    else if (this.texts.has(v)) return false;
-    this.texts.add(v);
-    this.distinct += 1;
-    return true;
-  }
+/** A per-record rule's aggregate (port-zero, rare-protocol, deny-list), by fingerprint. */
+interface RecordAggregate {
+  row: number;
+  rule: RuleName;
+  fp: string;
+  listed?: string;
 }
 
 /**
@@ -228,12 +319,18 @@ export class RuleEngine implements FlowSink {
 
   /** All aggregate state hangs off the source address: one table probe per record (IPv4
    * sources in an int table, IPv6 in a Map; `sourceOrder` keeps creation order for finish). */
-  private readonly sources4 = new IntPairTable<SourceState>();
-  private readonly sources6 = new Map<string, SourceState>();
-  private readonly sourceOrder: SourceState[] = [];
-  /** IPv4 (source, destination) → port-scan / egress-volume state. */
-  private readonly pairs4 = new IntPairTable<Agg>();
-  private readonly egress4 = new IntPairTable<Agg>();
+  private sources4 = new IntPairTable<SourceState>();
+  private sources6 = new Map<string, SourceState>();
+  private sourceOrder: SourceState[] = [];
+  private aggs = new AggStore();
+  /** Distinct values of the aggregates beyond their first: (row, generation, value). */
+  private distinctValues = new IntTripleSet();
+  private evidenceList = new EvidenceList();
+  /** IPv4 (source, destination) → port-scan / egress-volume row; (source id, service) →
+   * host-sweep row. */
+  private pairs4 = new IntPairTable<number>();
+  private egress4 = new IntPairTable<number>();
+  private services = new IntPairTable<number>();
   private readonly onZero: boolean;
   private readonly onRare: boolean;
   private readonly onDeny: boolean;
@@ -243,10 +340,7 @@ export class RuleEngine implements FlowSink {
   private readonly onEgress: boolean;
   private readonly egressIgnoreAws: boolean;
   private readonly egressEvidenceBytes: number;
-  private readonly perRecord = new Map<
-    string,
-    Agg & { rule: RuleName; fp: string; listed?: string }
-  >();
+  private readonly perRecord = new Map<string, RecordAggregate>();
   private readonly found = new Map<string, RawFinding>();
   /** Evidence bytes (one batch's worth; dropped with the engine). */
   private readonly arena = new EvidenceArena();
@@ -355,7 +449,7 @@ export class RuleEngine implements FlowSink {
       }
       let source = this.sources4.get(src, 0);
       if (source === undefined) {
-        source = new SourceState();
+        source = new SourceState(this.sourceOrder.length);
         this.sources4.set(src, 0, source);
         this.sourceOrder.push(source);
       }
@@ -370,7 +464,7 @@ export class RuleEngine implements FlowSink {
     }
     let source = this.sources6.get(text);
     if (source === undefined) {
-      source = new SourceState();
+      source = new SourceState(this.sourceOrder.length);
       this.sources6.set(text, source);
       this.sourceOrder.push(source);
     }
@@ -402,57 +496,95 @@ export class RuleEngine implements FlowSink {
     return true;
   }
 
+  /** Adds an int32 value (port key, IPv4 address) to a row's distinct values; true when new. */
+  private addInt(row: number, v: number): boolean {
+    const a = this.aggs;
+    if (a.hasOne[row] === 0) {
+      a.hasOne[row] = 1;
+      a.oneInt[row] = v;
+      a.distinct[row] += 1;
+      return true;
+    }
+    if (a.oneInt[row] === v) return false;
+    if (!this.distinctValues.add(row, a.generation[row]!, v)) return false;
+    a.distinct[row] += 1;
+    return true;
+  }
+
+  /** Adds a text value (IPv6 address) to a row's distinct values; true when it is new. */
+  private addText(row: number, v: string): boolean {
+    const a = this.aggs;
+    let texts = a.textSets.get(row);
+    if (texts === undefined) {
+      texts = new Set();
+      a.textSets.set(row, texts);
+    } else if (texts.has(v)) return false;
+    texts.add(v);
+    a.distinct[row] += 1;
+    return true;
+  }
+
   /** Window bookkeeping shared by the aggregate rules; closes the window when it expired. */
-  private touch(agg: Agg, c: FlowCursor, which: number, window: number): void {
+  private touch(row: number, c: FlowCursor, which: number, window: number): void {
+    const a = this.aggs;
     // times relative to the batch's first record stay small integers (no boxed doubles)
     const start = c.start >= 0 ? c.start - this.base : -1;
     const end = c.end >= 0 ? c.end - this.base : start;
     const t = start >= 0 ? start : end;
-    if (agg.windowStart < 0) agg.windowStart = t;
-    else if (t >= 0 && t >= agg.windowStart + window) {
-      if (which === W_SCAN) this.closeScan(agg);
-      else if (which === W_SWEEP) this.closeSweep(agg);
-      else if (which === W_REJECT) this.closeReject(agg);
-      else this.closeEgress(agg);
-      agg.reset();
-      agg.windowStart = t;
+    const windowStart = a.windowStart[row]!;
+    if (windowStart < 0) a.windowStart[row] = t;
+    else if (t >= 0 && t >= windowStart + window) {
+      if (which === W_SCAN) this.closeScan(row);
+      else if (which === W_SWEEP) this.closeSweep(row);
+      else if (which === W_REJECT) this.closeReject(row);
+      else this.closeEgress(row);
+      a.reset(row);
+      a.windowStart[row] = t;
     }
-    agg.records += 1;
-    if (c.packets > 0) agg.packets += c.packets;
-    if (c.bytes > 0) agg.bytes += c.bytes;
-    if (start >= 0 && (agg.first < 0 || start < agg.first)) agg.first = start;
-    if (end > agg.last) agg.last = end;
+    a.records[row] += 1;
+    if (c.packets > 0) a.packets[row] += c.packets;
+    if (c.bytes > 0) a.bytes[row] += c.bytes;
+    const first = a.first[row]!;
+    if (start >= 0 && (first < 0 || start < first)) a.first[row] = start;
+    if (end > a.last[row]!) a.last[row] = end;
   }
 
-  private evidence(agg: Agg, c: FlowCursor): void {
+  private evidence(row: number, c: FlowCursor): void {
+    const a = this.aggs;
+    const count = a.evidenceCount[row]!;
+    if (count > 0 && count >= this.maxEvidence) return;
     const len = c.lineEnd - c.lineStart;
-    if (agg.evidence === null) {
-      agg.evidence = [this.arena.add(c.buf, c.lineStart, len), len];
-    } else if (agg.evidence.length < 2 * this.maxEvidence) {
-      agg.evidence.push(this.arena.add(c.buf, c.lineStart, len), len);
-    }
+    const entry = this.evidenceList.add(this.arena.add(c.buf, c.lineStart, len), len);
+    if (count === 0) a.evidenceHead[row] = entry;
+    else this.evidenceList.next[a.evidenceTail[row]!] = entry;
+    a.evidenceTail[row] = entry;
+    a.evidenceCount[row] = count + 1;
   }
 
   // ---- per-record rules (aggregated by fingerprint) -------------------------------------
 
-  private perRecordAgg(rule: RuleName, fp: string, c: FlowCursor) {
+  private perRecordAgg(rule: RuleName, fp: string, c: FlowCursor): RecordAggregate | undefined {
+    const a = this.aggs;
     let agg = this.perRecord.get(fp);
     if (agg === undefined) {
       if (!this.canTrack()) return undefined;
-      agg = Object.assign(new Agg(), { rule, fp });
-      agg.src = c.srcKey();
-      agg.dst = c.dstKey();
-      agg.protocol = c.protocol;
+      const row = a.add();
+      a.setSrc(row, c.srcKey());
+      a.setDst(row, c.dstKey());
+      a.protocol[row] = c.protocol;
+      agg = { row, rule, fp };
       this.perRecord.set(fp, agg);
     }
-    agg.records += 1;
-    if (c.packets > 0) agg.packets += c.packets;
-    if (c.bytes > 0) agg.bytes += c.bytes;
+    const row = agg.row;
+    a.records[row] += 1;
+    if (c.packets > 0) a.packets[row] += c.packets;
+    if (c.bytes > 0) a.bytes[row] += c.bytes;
     const start = c.start >= 0 ? c.start - this.base : -1;
     const end = c.end >= 0 ? c.end - this.base : start;
-    if (start >= 0 && (agg.first < 0 || start < agg.first)) agg.first = start;
-    if (end > agg.last) agg.last = end;
-    this.evidence(agg, c);
+    const first = a.first[row]!;
+    if (start >= 0 && (first < 0 || start < first)) a.first[row] = start;
+    if (end > a.last[row]!) a.last[row] = end;
+    this.evidence(row, c);
     return agg;
   }
 
@@ -464,7 +596,8 @@ export class RuleEngine implements FlowSink {
     const [lo, hi] = src < dst ? [src, dst] : [dst, src];
     const fp = `port-zero:${protocolName(c.protocol)}:${lo}:${hi}`;
     const agg = this.perRecordAgg('port-zero', fp, c);
-    if (agg && agg.records === 1) agg.port = c.dstport === 0 ? 0 : 1; // 0: dst side is zero
+    // port: 0 when the destination side is zero, 1 when the source side is
+    if (agg && this.aggs.records[agg.row] === 1) this.aggs.port[agg.row] = c.dstport === 0 ? 0 : 1;
   }
 
   private rare(c: FlowCursor): void {
@@ -491,105 +624,111 @@ export class RuleEngine implements FlowSink {
 
   // ---- aggregate rules -------------------------------------------------------------------
 
+  /** A new row at the end of one of a source's lists. */
+  private newRow(c: FlowCursor, tail: number): number {
+    const row = this.aggs.add();
+    this.aggs.setSrc(row, c.srcKey());
+    if (tail >= 0) this.aggs.next[tail] = row;
+    return row;
+  }
+
   private portScan(source: SourceState, c: FlowCursor): void {
-    let agg: Agg | undefined;
+    let row: number | undefined;
     const v4 = c.srcV4 && c.dstV4;
     if (v4 && source.lastPairV4 && source.lastPairDst === c.dst) {
-      agg = source.lastPair;
+      row = source.lastPair;
     } else if (v4) {
-      agg = this.pairs4.get(c.src, c.dst);
+      row = this.pairs4.get(c.src, c.dst);
     } else if (source.pairs6 !== null) {
-      agg = source.pairs6.get(c.dstKey());
+      row = source.pairs6.get(c.dstKey());
     }
-    if (agg === undefined) {
+    if (row === undefined) {
       if (!this.canTrack()) return;
-      agg = new Agg();
-      agg.src = c.srcKey();
-      agg.dst = c.dstKey();
+      row = this.newRow(c, source.pairTail);
+      const dst = c.dstKey();
+      this.aggs.setDst(row, dst);
       if (v4) {
-        this.pairs4.set(c.src, c.dst, agg);
+        this.pairs4.set(c.src, c.dst, row);
       } else {
         if (source.pairs6 === null) source.pairs6 = new Map();
-        source.pairs6.set(agg.dst, agg);
+        source.pairs6.set(dst, row);
       }
-      if (source.pairList === null) source.pairList = [agg];
-      else source.pairList.push(agg);
+      if (source.pairHead < 0) source.pairHead = row;
+      source.pairTail = row;
     }
     source.lastPairV4 = v4;
     source.lastPairDst = v4 ? c.dst : 0;
-    source.lastPair = agg;
-    this.touch(agg, c, W_SCAN, this.windows.scan);
+    source.lastPair = row;
+    this.touch(row, c, W_SCAN, this.windows.scan);
     // evidence from the second distinct port on: the one-port pairs of normal traffic
-    // (almost all of them) never allocate any
-    if (agg.addInt(c.protocol * 65536 + c.dstport) && agg.distinct > 1) this.evidence(agg, c);
+    // (almost all of them) never keep any
+    if (this.addInt(row, c.protocol * 65536 + c.dstport) && this.aggs.distinct[row]! > 1)
+      this.evidence(row, c);
   }
 
   private hostSweep(source: SourceState, c: FlowCursor, portful: boolean): void {
-    let services = source.services;
-    if (services === null) {
-      services = new Map();
-      source.services = services;
-    }
     const port = portful ? Math.max(c.dstport, 0) : 0;
     const service = c.protocol * 65536 + port;
-    let agg = service === source.lastService ? source.lastSweep : services.get(service);
-    if (agg === undefined) {
+    let row =
+      service === source.lastService ? source.lastSweep : this.services.get(source.id, service);
+    if (row === undefined) {
       if (!this.canTrack()) return;
-      agg = new Agg();
-      agg.src = c.srcKey();
-      agg.protocol = c.protocol;
-      agg.port = portful ? port : -1;
-      services.set(service, agg);
+      row = this.newRow(c, source.serviceTail);
+      this.aggs.protocol[row] = c.protocol;
+      this.aggs.port[row] = portful ? port : -1;
+      this.services.set(source.id, service, row);
+      if (source.serviceHead < 0) source.serviceHead = row;
+      source.serviceTail = row;
     }
     source.lastService = service;
-    source.lastSweep = agg;
-    this.touch(agg, c, W_SWEEP, this.windows.sweep);
-    const added = c.dstV4 ? agg.addInt(c.dst) : agg.addText(c.dstText!);
-    if (added && agg.distinct > 1) this.evidence(agg, c);
+    source.lastSweep = row;
+    this.touch(row, c, W_SWEEP, this.windows.sweep);
+    const added = c.dstV4 ? this.addInt(row, c.dst) : this.addText(row, c.dstText!);
+    if (added && this.aggs.distinct[row]! > 1) this.evidence(row, c);
   }
 
   private reject(source: SourceState, c: FlowCursor): void {
-    let agg = source.rejects;
-    if (agg === null) {
+    let row = source.rejects;
+    if (row < 0) {
       if (!this.canTrack()) return;
-      agg = new Agg();
-      agg.src = c.srcKey();
-      source.rejects = agg;
+      row = this.newRow(c, -1);
+      source.rejects = row;
     }
-    this.touch(agg, c, W_REJECT, this.windows.reject);
+    this.touch(row, c, W_REJECT, this.windows.reject);
     // single rejects (internet background noise) keep no evidence; a burst keeps from #2 on
-    if (agg.records > 1) this.evidence(agg, c);
+    if (this.aggs.records[row]! > 1) this.evidence(row, c);
   }
 
   private egressVolume(source: SourceState, c: FlowCursor): void {
     const v4 = c.srcV4 && c.dstV4;
-    let agg = v4 ? this.egress4.get(c.src, c.dst) : source.egress6?.get(c.dstKey());
-    if (agg === undefined) {
+    let row = v4 ? this.egress4.get(c.src, c.dst) : source.egress6?.get(c.dstKey());
+    if (row === undefined) {
       if (!this.canTrack()) return;
-      agg = new Agg();
-      agg.src = c.srcKey();
-      agg.dst = c.dstKey();
+      row = this.newRow(c, source.egressTail);
+      const dst = c.dstKey();
+      this.aggs.setDst(row, dst);
       if (v4) {
-        this.egress4.set(c.src, c.dst, agg);
+        this.egress4.set(c.src, c.dst, row);
       } else {
         if (!source.egress6) source.egress6 = new Map();
-        source.egress6.set(agg.dst, agg);
+        source.egress6.set(dst, row);
       }
-      if (source.egressList === null) source.egressList = [agg];
-      else source.egressList.push(agg);
+      if (source.egressHead < 0) source.egressHead = row;
+      source.egressTail = row;
     }
-    this.touch(agg, c, W_EGRESS, this.windows.egress);
+    this.touch(row, c, W_EGRESS, this.windows.egress);
     // evidence once the pair has moved a quarter of the threshold
-    if (agg.bytes >= this.egressEvidenceBytes) this.evidence(agg, c);
+    if (this.aggs.bytes[row]! >= this.egressEvidenceBytes) this.evidence(row, c);
   }
 
   // ---- closing windows into findings -----------------------------------------------------
 
-  private closeScan(a: Agg): void {
-    if (a.distinct < this.config.rules['port-scan'].distinctPorts) return;
-    const src = addressKeyToString(a.src);
-    const dst = addressKeyToString(a.dst);
-    this.emit(a, {
+  private closeScan(row: number): void {
+    const distinct = this.aggs.distinct[row]!;
+    if (distinct < this.config.rules['port-scan'].distinctPorts) return;
+    const src = addressKeyToString(this.aggs.srcKey(row));
+    const dst = addressKeyToString(this.aggs.dstKey(row));
+    this.emit(row, {
       rule: 'port-scan',
       fingerprint: `port-scan:${src}:${dst}`,
       srcaddr: src,
@@ -597,30 +736,32 @@ export class RuleEngine implements FlowSink {
       srcport: null,
       dstport: null,
       protocol: null,
-      distinct: a.distinct,
+      distinct,
     });
   }
 
-  private closeSweep(a: Agg): void {
-    if (a.distinct < this.config.rules['host-sweep'].distinctHosts) return;
-    const src = addressKeyToString(a.src);
-    const port = a.port >= 0 ? a.port : null;
-    this.emit(a, {
+  private closeSweep(row: number): void {
+    const distinct = this.aggs.distinct[row]!;
+    if (distinct < this.config.rules['host-sweep'].distinctHosts) return;
+    const src = addressKeyToString(this.aggs.srcKey(row));
+    const protocol = this.aggs.protocol[row]!;
+    const port = this.aggs.port[row]! >= 0 ? this.aggs.port[row]! : null;
+    this.emit(row, {
       rule: 'host-sweep',
-      fingerprint: `host-sweep:${src}:${protocolName(a.protocol)}${port === null ? '' : `:${port}`}`,
+      fingerprint: `host-sweep:${src}:${protocolName(protocol)}${port === null ? '' : `:${port}`}`,
       srcaddr: src,
       dstaddr: null,
       srcport: null,
       dstport: port,
-      protocol: a.protocol,
-      distinct: a.distinct,
+      protocol,
+      distinct,
     });
   }
 
-  private closeReject(a: Agg): void {
-    if (a.records < this.config.rules['reject-burst'].minRejects) return;
-    const src = addressKeyToString(a.src);
-    this.emit(a, {
+  private closeReject(row: number): void {
+    if (this.aggs.records[row]! < this.config.rules['reject-burst'].minRejects) return;
+    const src = addressKeyToString(this.aggs.srcKey(row));
+    this.emit(row, {
       rule: 'reject-burst',
       fingerprint: `reject-burst:${src}`,
       srcaddr: src,
@@ -632,11 +773,11 @@ export class RuleEngine implements FlowSink {
     });
   }
 
-  private closeEgress(a: Agg): void {
-    if (a.bytes < this.config.rules['egress-volume'].minBytes) return;
-    const src = addressKeyToString(a.src);
-    const dst = addressKeyToString(a.dst);
-    this.emit(a, {
+  private closeEgress(row: number): void {
+    if (this.aggs.bytes[row]! < this.config.rules['egress-volume'].minBytes) return;
+    const src = addressKeyToString(this.aggs.srcKey(row));
+    const dst = addressKeyToString(this.aggs.dstKey(row));
+    this.emit(row, {
       rule: 'egress-volume',
       fingerprint: `egress-volume:${src}:${dst}`,
       srcaddr: src,
@@ -649,24 +790,28 @@ export class RuleEngine implements FlowSink {
   }
 
   private emit(
-    a: Agg,
+    row: number,
     f: Omit<
       RawFinding,
       'records' | 'packets' | 'bytes' | 'start' | 'end' | 'evidence' | 'occurrences'
     >,
   ): void {
+    const a = this.aggs;
+    const records = a.records[row]!;
+    const packets = a.packets[row]!;
+    const bytes = a.bytes[row]!;
+    const first = this.epoch(a.first[row]!, a.last[row]!);
+    const last = this.epoch(a.last[row]!, a.first[row]!);
     const existing = this.found.get(f.fingerprint);
     if (existing) {
-      existing.records += a.records;
-      existing.packets += a.packets;
-      existing.bytes += a.bytes;
+      existing.records += records;
+      existing.packets += packets;
+      existing.bytes += bytes;
       existing.occurrences += 1;
-      const first = this.epoch(a.first, a.last);
-      const last = this.epoch(a.last, a.first);
       if (first < existing.start) existing.start = first;
       if (last > existing.end) existing.end = last;
       if (f.distinct !== null) existing.distinct = Math.max(existing.distinct ?? 0, f.distinct);
-      for (const line of this.evidenceLines(a)) {
+      for (const line of this.evidenceLines(row)) {
         if (existing.evidence.length >= this.maxEvidence) break;
         existing.evidence.push(line);
       }
@@ -674,21 +819,21 @@ export class RuleEngine implements FlowSink {
     }
     this.found.set(f.fingerprint, {
       ...f,
-      records: a.records,
-      packets: a.packets,
-      bytes: a.bytes,
-      start: this.epoch(a.first, a.last),
-      end: this.epoch(a.last, a.first),
-      evidence: this.evidenceLines(a),
+      records,
+      packets,
+      bytes,
+      start: first,
+      end: last,
+      evidence: this.evidenceLines(row),
       occurrences: 1,
     });
   }
 
-  private evidenceLines(a: Agg): string[] {
+  private evidenceLines(row: number): string[] {
     const lines: string[] = [];
-    const ev = a.evidence;
-    if (ev !== null)
-      for (let i = 0; i < ev.length; i += 2) lines.push(this.arena.text(ev[i]!, ev[i + 1]!));
+    const list = this.evidenceList;
+    for (let e = this.aggs.evidenceHead[row]!; e >= 0; e = list.next[e]!)
+      lines.push(this.arena.text(list.position[e]!, list.length[e]!));
     return lines;
   }
 
@@ -699,34 +844,40 @@ export class RuleEngine implements FlowSink {
 
   /** Closes every open window and returns the batch's findings (rule order, then time). */
   finish(): RawFinding[] {
+    const a = this.aggs;
     for (const agg of this.perRecord.values()) {
-      const src = addressKeyToString(agg.src);
-      const dst = addressKeyToString(agg.dst);
+      const row = agg.row;
+      const src = addressKeyToString(a.srcKey(row));
+      const dst = addressKeyToString(a.dstKey(row));
       const zero = agg.rule === 'port-zero';
-      this.emit(agg, {
+      this.emit(row, {
         rule: agg.rule,
         fingerprint: agg.fp,
         srcaddr: src,
         dstaddr: dst,
-        srcport: zero && agg.port === 1 ? 0 : null,
-        dstport: zero && agg.port === 0 ? 0 : null,
-        protocol: agg.protocol,
+        srcport: zero && a.port[row] === 1 ? 0 : null,
+        dstport: zero && a.port[row] === 0 ? 0 : null,
+        protocol: a.protocol[row]!,
         distinct: null,
         ...(agg.listed ? { listed: agg.listed } : {}),
       });
     }
     this.perRecord.clear();
     for (const source of this.sourceOrder) {
-      if (source.pairList) for (const a of source.pairList) this.closeScan(a);
-      if (source.services) for (const a of source.services.values()) this.closeSweep(a);
-      if (source.rejects) this.closeReject(source.rejects);
-      if (source.egressList) for (const a of source.egressList) this.closeEgress(a);
+      for (let row = source.pairHead; row >= 0; row = a.next[row]!) this.closeScan(row);
+      for (let row = source.serviceHead; row >= 0; row = a.next[row]!) this.closeSweep(row);
+      if (source.rejects >= 0) this.closeReject(source.rejects);
+      for (let row = source.egressHead; row >= 0; row = a.next[row]!) this.closeEgress(row);
     }
-    this.sources4.clear();
-    this.sources6.clear();
-    this.sourceOrder.length = 0;
-    this.pairs4.clear();
-    this.egress4.clear();
+    this.sources4 = new IntPairTable<SourceState>();
+    this.sources6 = new Map();
+    this.sourceOrder = [];
+    this.aggs = new AggStore();
+    this.distinctValues = new IntTripleSet();
+    this.evidenceList = new EvidenceList();
+    this.pairs4 = new IntPairTable<number>();
+    this.egress4 = new IntPairTable<number>();
+    this.services = new IntPairTable<number>();
     this.lastSrcV4 = false;
     this.lastSrcText = null;
     this.lastSource = undefined;

@@ -99,48 +99,67 @@ export class IntPairTable<V> {
   }
 }
 
-/** Set of int32 values (distinct IPv4 destinations), no allocation per lookup. */
-export class IntSet {
-  private keys: Int32Array;
+/**
+ * Set of int32 triples: the distinct values of every aggregate in one table, keyed (aggregate
+ * row, window generation, value), instead of one set object per aggregate. A window that
+ * closes bumps its row's generation, so its old entries stop matching without being removed;
+ * the table holds at most one entry per record observed.
+ */
+export class IntTripleSet {
+  private keysA: Int32Array;
+  private keysB: Int32Array;
+  private keysC: Int32Array;
   private used: Uint8Array;
   private mask: number;
   size = 0;
 
-  constructor() {
-    this.keys = new Int32Array(8);
-    this.used = new Uint8Array(8);
-    this.mask = 7;
+  constructor(initialCapacity = 1024) {
+    let cap = 16;
+    while (cap < initialCapacity * 2) cap *= 2;
+    this.keysA = new Int32Array(cap);
+    this.keysB = new Int32Array(cap);
+    this.keysC = new Int32Array(cap);
+    this.used = new Uint8Array(cap);
+    this.mask = cap - 1;
   }
 
-  /** Adds v; true when it was not there yet. */
-  add(v: number): boolean {
-    if ((this.size + 1) * 2 > this.keys.length) this.grow();
-    return this.insert(v | 0);
+  /** Adds (a, b, c); true when it was not there yet. */
+  add(a: number, b: number, c: number): boolean {
+    if ((this.size + 1) * 2 > this.used.length) this.grow();
+    return this.insert(a | 0, b | 0, c | 0);
   }
 
-  private insert(v: number): boolean {
+  private insert(a: number, b: number, c: number): boolean {
     const mask = this.mask;
-    let i = hash(v, 0) & mask;
+    const used = this.used;
+    const ka = this.keysA;
+    const kb = this.keysB;
+    const kc = this.keysC;
+    let i = hash(Math.imul(a, 0x01000193) ^ b, c) & mask;
     for (;;) {
-      if (this.used[i] === 0) {
-        this.used[i] = 1;
-        this.keys[i] = v;
+      if (used[i] === 0) {
+        used[i] = 1;
+        ka[i] = a;
+        kb[i] = b;
+        kc[i] = c;
         this.size += 1;
         return true;
       }
-      if (this.keys[i] === v) return false;
+      if (kc[i] === c && ka[i] === a && kb[i] === b) return false;
       i = (i + 1) & mask;
     }
   }
 
   private grow(): void {
-    const keys = this.keys;
-    const used = this.used;
-    const cap = keys.length * 2;
-    this.keys = new Int32Array(cap);
+    const { keysA, keysB, keysC, used } = this;
+    const cap = used.length * 2;
+    this.keysA = new Int32Array(cap);
+    this.keysB = new Int32Array(cap);
+    this.keysC = new Int32Array(cap);
     this.used = new Uint8Array(cap);
     this.mask = cap - 1;
     this.size = 0;
-    for (let i = 0; i < keys.length; i++) if (used[i] === 1) this.insert(keys[i]!);
+    for (let i = 0; i < used.length; i++)
+      if (used[i] === 1) this.insert(keysA[i]!, keysB[i]!, keysC[i]!);
   }
 }

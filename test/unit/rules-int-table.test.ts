@@ -1,13 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { IntPairTable, IntSet } from '../../shared/rules/int-table.ts';
+import { IntPairTable, IntTripleSet } from '../../shared/rules/int-table.ts';
 
 // The rule engine's int-keyed tables must behave exactly like Map/Set over the same keys,
 // including negative int32 keys (IPv4 addresses ≥ 128.0.0.0 as int32) and growth.
 
 const int32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
 
-describe('IntPairTable and IntSet', () => {
+describe('IntPairTable and IntTripleSet', () => {
   it('IntPairTable agrees with a Map keyed by both ints', () => {
     fc.assert(
       fc.property(
@@ -33,16 +33,20 @@ describe('IntPairTable and IntSet', () => {
     );
   });
 
-  it('IntSet agrees with a Set', () => {
+  it('IntTripleSet agrees with a Set of triples', () => {
+    const small = fc.integer({ min: -3, max: 3 });
     fc.assert(
       fc.property(
-        fc.array(fc.oneof(int32, fc.integer({ min: -5, max: 5 })), { maxLength: 3000 }),
-        (values) => {
-          const set = new IntSet();
-          const reference = new Set<number>();
-          for (const v of values) {
-            expect(set.add(v)).toBe(!reference.has(v));
-            reference.add(v);
+        fc.array(fc.tuple(fc.oneof(int32, small), small, fc.oneof(int32, small)), {
+          maxLength: 3000,
+        }),
+        (triples) => {
+          const set = new IntTripleSet(4);
+          const reference = new Set<string>();
+          for (const [a, b, c] of triples) {
+            const key = `${a},${b},${c}`;
+            expect(set.add(a, b, c)).toBe(!reference.has(key));
+            reference.add(key);
           }
           expect(set.size).toBe(reference.size);
         },
