@@ -7,7 +7,7 @@ import type { Finding } from '../../shared/detection/finding.ts';
 import { isTaplineError, MalformedEventError } from '../../shared/errors.ts';
 import { resolveFlowLogFormat } from '../../shared/flowlogs/format.ts';
 import { scanParquetBuffer } from '../../shared/flowlogs/sources/parquet.ts';
-import { isParquetKey, scanStream } from '../../shared/flowlogs/sources/s3.ts';
+import { GZIP_INPUT_PIECE, isParquetKey, scanStream } from '../../shared/flowlogs/sources/s3.ts';
 import { loadRules, loadRulesFile } from '../../shared/rules/config.ts';
 import { protocolName } from '../../shared/rules/engine.ts';
 
@@ -118,7 +118,9 @@ export function register(program: Command): void {
             return;
           }
           const input =
-            file === '-' ? process.stdin : createReadStream(file, { highWaterMark: 1 << 20 });
+            file === '-'
+              ? process.stdin
+              : createReadStream(file, { highWaterMark: GZIP_INPUT_PIECE });
           await scanStream(input as AsyncIterable<Buffer>, scanner);
         },
       };

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createGzip } from 'node:zlib';
 import { DEFAULT_FIELDS } from '../../shared/flowlogs/format.ts';
 import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
-import { scanStream } from '../../shared/flowlogs/sources/s3.ts';
+import { GZIP_INPUT_PIECE, scanStream } from '../../shared/flowlogs/sources/s3.ts';
 import { loadRules } from '../../shared/rules/config.ts';
 import { RuleEngine } from '../../shared/rules/engine.ts';
 
@@ -197,7 +197,7 @@ async function detectFile(): Promise<{
   // the thread pool) → scanner → rules
   const engine = new RuleEngine(loadRules());
   const scanner = new FlowScanner(engine, { header: 'auto' });
-  await scanStream(createReadStream(file, { highWaterMark: 1 << 20 }), scanner);
+  await scanStream(createReadStream(file, { highWaterMark: GZIP_INPUT_PIECE }), scanner);
   const stats = scanner.end();
   const findings = engine.finish();
   return {

@@ -1,0 +1,99 @@
+import { gzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
+import { coalesce, scanStream } from '../../shared/flowlogs/sources/s3.ts';
+import { defaultRules } from '../../shared/rules/config.ts';
+import { RuleEngine } from '../../shared/rules/engine.ts';
+import { flowLogFixtures } from '../support/flowlog-inputs.ts';
+
+// scanStream is the S3 object / CLI path: socket-sized chunks → pieces for zlib → scanner.
+
+async function* chunked(bytes: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
+  let at = 0;
+  for (let i = 0; at < bytes.length; i++) {
+    const n = Math.max(1, sizes.length > 0 ? sizes[i % sizes.length]! : bytes.length);
+    yield bytes.subarray(at, at + n);
+    at += n;
+  }
+}
+
+async function collect(source: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const piece of source) out.push(piece);
+  return out;
+}
+
+function scanWhole(text: Buffer) {
+  const engine = new RuleEngine(defaultRules());
+  const scanner = new FlowScanner(engine, { header: 'auto' });
+  scanner.push(text);
+  return { stats: scanner.end(), findings: engine.finish() };
+}
+
+async function scanChunks(source: AsyncIterable<Buffer>) {
+  const engine = new RuleEngine(defaultRules());
+  const scanner = new FlowScanner(engine, { header: 'auto' });
+  await scanStream(source, scanner);
+  return { stats: scanner.end(), findings: engine.finish() };
+}
+
+describe('coalesce (zlib input pieces)', () => {
+  it('keeps every byte in order; pieces reach the minimum except the last', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 5000 }),
+        fc.array(fc.integer({ min: 1, max: 700 }), { maxLength: 20 }),
+        fc.integer({ min: 1, max: 1500 }),
+        async (data, sizes, min) => {
+          const bytes = Buffer.from(data);
+          const pieces = await collect(coalesce(chunked(bytes, sizes), min));
+          expect(Buffer.concat(pieces).equals(bytes)).toBe(true);
+          for (const piece of pieces.slice(0, -1)) expect(piece.length).toBeGreaterThanOrEqual(min);
+          expect(pieces.every((p) => p.length > 0)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('passes a chunk that is already big enough through without copying', async () => {
+    const big = Buffer.alloc(64, 1);
+    async function* one() {
+      yield big;
+    }
+    const [piece] = await collect(coalesce(one(), 32));
+    expect(piece).toBe(big);
+  });
+});
+
+describe('scanStream over socket-sized chunks', () => {
+  const text = Buffer.from(flowLogFixtures().join(''));
+
+  it('gzip in small chunks (one byte first, several gzip members) reads like the plain text', async () => {
+    const whole = scanWhole(text);
+    expect(whole.stats.records).toBeGreaterThan(100);
+    const half = text.lastIndexOf(10, text.length >> 1) + 1;
+    const members = Buffer.concat([
+      gzipSync(text.subarray(0, half)),
+      gzipSync(text.subarray(half)),
+    ]);
+    for (const [bytes, sizes] of [
+      [gzipSync(text), [16_384]],
+      [gzipSync(text), [1, 7, 300]],
+      [members, [4096, 13]],
+      [text, [333]],
+    ] as const) {
+      const streamed = await scanChunks(chunked(bytes, [...sizes]));
+      expect(streamed.stats).toEqual(whole.stats);
+      expect(streamed.findings).toEqual(whole.findings);
+    }
+  });
+
+  it('a damaged gzip stream rejects instead of ending early', async () => {
+    const gz = gzipSync(text);
+    gz[gz.length >> 1] ^= 0xff;
+    await expect(scanChunks(chunked(gz, [1000]))).rejects.toThrow();
+    await expect(scanChunks(chunked(gzipSync(text).subarray(0, 500), [100]))).rejects.toThrow();
+  });
+});
