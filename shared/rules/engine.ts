@@ -86,6 +86,17 @@ const W_SWEEP = 1;
 const W_REJECT = 2;
 const W_EGRESS = 3;
 
+/** Slots of an aggregate's hot row (see AggStore.hot). */
+const HOT = 8;
+const H_WINDOW = 0;
+const H_RECORDS = 1;
+const H_PACKETS = 2;
+const H_BYTES = 3;
+const H_FIRST = 4;
+const H_LAST = 5;
+const H_ONE = 6;
+const H_DISTINCT = 7;
+
 /**
  * The aggregates (one per pair, service, rejecting source, egress pair or per-record
  * fingerprint) as rows of typed-array columns. Ordinary traffic makes well over 100,000 of
@@ -94,19 +105,16 @@ const W_EGRESS = 3;
  */
 class AggStore {
   size = 0;
-  records = new Float64Array(0);
-  packets = new Float64Array(0);
-  bytes = new Float64Array(0);
-  /** Seconds since the engine's base; -1 until set. */
-  first = new Float64Array(0);
-  last = new Float64Array(0);
-  windowStart = new Float64Array(0);
-  /** Distinct values: the first integer inline, the others in the engine's IntTripleSet
-   * under (row, generation); IPv6 text in `textSets`. A closed window bumps the generation. */
-  hasOne = new Uint8Array(0);
-  oneInt = new Int32Array(0);
+  /**
+   * What every record updates, HOT doubles per row so that one row is one cache line (rows are
+   * reached in hash order, and a column per field cost a cache miss per field): the window's
+   * start, records, packets, bytes, first and last time (seconds since the engine's base; -1
+   * until set), the first distinct integer (NaN until set) and the distinct count.
+   */
+  hot = new Float64Array(0);
+  /** Distinct values beyond the first are in the engine's IntTripleSet under (row,
+   * generation); IPv6 text in `textSets`. A closed window bumps the generation. */
   generation = new Int32Array(0);
-  distinct = new Int32Array(0);
   /** Identity: IPv4 keys here, IPv6 keys (text) in `texts` under row * 2 (src) / row * 2 + 1. */
   src = new Int32Array(0);
   dst = new Int32Array(0);
@@ -123,7 +131,7 @@ class AggStore {
 
   /** A new row with no records; src/dst unset (-1), protocol and port -1. */
   add(): number {
-    if (this.size === this.records.length) this.grow(Math.max(1024, this.size * 2));
+    if (this.size === this.src.length) this.grow(Math.max(1024, this.size * 2));
     const row = this.size++;
     this.reset(row);
     this.src[row] = -1;
@@ -135,15 +143,17 @@ class AggStore {
   }
 
   reset(row: number): void {
-    this.records[row] = 0;
-    this.packets[row] = 0;
-    this.bytes[row] = 0;
-    this.first[row] = -1;
-    this.last[row] = -1;
-    this.windowStart[row] = -1;
-    this.hasOne[row] = 0;
+    const h = this.hot;
+    const at = row * HOT;
+    h[at + H_WINDOW] = -1;
+    h[at + H_RECORDS] = 0;
+    h[at + H_PACKETS] = 0;
+    h[at + H_BYTES] = 0;
+    h[at + H_FIRST] = -1;
+    h[at + H_LAST] = -1;
+    h[at + H_ONE] = Number.NaN;
+    h[at + H_DISTINCT] = 0;
     this.generation[row] += 1;
-    this.distinct[row] = 0;
     this.evidenceHead[row] = -1;
     this.evidenceTail[row] = -1;
     this.evidenceCount[row] = 0;
@@ -169,28 +179,15 @@ class AggStore {
   }
 
   private grow(capacity: number): void {
-    const f64 = (old: Float64Array) => {
-      const a = new Float64Array(capacity);
-      a.set(old);
-      return a;
-    };
     const i32 = (old: Int32Array) => {
       const a = new Int32Array(capacity);
       a.set(old);
       return a;
     };
-    this.records = f64(this.records);
-    this.packets = f64(this.packets);
-    this.bytes = f64(this.bytes);
-    this.first = f64(this.first);
-    this.last = f64(this.last);
-    this.windowStart = f64(this.windowStart);
-    const hasOne = new Uint8Array(capacity);
-    hasOne.set(this.hasOne);
-    this.hasOne = hasOne;
-    this.oneInt = i32(this.oneInt);
+    const hot = new Float64Array(capacity * HOT);
+    hot.set(this.hot);
+    this.hot = hot;
     this.generation = i32(this.generation);
-    this.distinct = i32(this.distinct);
     this.src = i32(this.src);
     this.dst = i32(this.dst);
     this.protocol = i32(this.protocol);
@@ -499,15 +496,16 @@ export class RuleEngine implements FlowSink {
   /** Adds an int32 value (port key, IPv4 address) to a row's distinct values; true when new. */
   private addInt(row: number, v: number): boolean {
     const a = this.aggs;
-    if (a.hasOne[row] === 0) {
-      a.hasOne[row] = 1;
-      a.oneInt[row] = v;
-      a.distinct[row] += 1;
+    const at = row * HOT;
+    const one = a.hot[at + H_ONE]!;
+    if (Number.isNaN(one)) {
+      a.hot[at + H_ONE] = v;
+      a.hot[at + H_DISTINCT] += 1;
       return true;
     }
-    if (a.oneInt[row] === v) return false;
+    if (one === v) return false;
     if (!this.distinctValues.add(row, a.generation[row]!, v)) return false;
-    a.distinct[row] += 1;
+    a.hot[at + H_DISTINCT] += 1;
     return true;
   }
 
@@ -520,33 +518,40 @@ export class RuleEngine implements FlowSink {
       a.textSets.set(row, texts);
     } else if (texts.has(v)) return false;
     texts.add(v);
-    a.distinct[row] += 1;
+    a.hot[row * HOT + H_DISTINCT] += 1;
     return true;
   }
 
   /** Window bookkeeping shared by the aggregate rules; closes the window when it expired. */
   private touch(row: number, c: FlowCursor, which: number, window: number): void {
-    const a = this.aggs;
+    const h = this.aggs.hot;
+    const at = row * HOT;
     // times relative to the batch's first record stay small integers (no boxed doubles)
     const start = c.start >= 0 ? c.start - this.base : -1;
-    const end = c.end >= 0 ? c.end - this.base : start;
-    const t = start >= 0 ? start : end;
-    const windowStart = a.windowStart[row]!;
-    if (windowStart < 0) a.windowStart[row] = t;
+    const t = start >= 0 ? start : c.end >= 0 ? c.end - this.base : start;
+    const windowStart = h[at + H_WINDOW]!;
+    if (windowStart < 0) h[at + H_WINDOW] = t;
     else if (t >= 0 && t >= windowStart + window) {
       if (which === W_SCAN) this.closeScan(row);
       else if (which === W_SWEEP) this.closeSweep(row);
       else if (which === W_REJECT) this.closeReject(row);
       else this.closeEgress(row);
-      a.reset(row);
-      a.windowStart[row] = t;
+      this.aggs.reset(row);
+      h[at + H_WINDOW] = t;
     }
-    a.records[row] += 1;
-    if (c.packets > 0) a.packets[row] += c.packets;
-    if (c.bytes > 0) a.bytes[row] += c.bytes;
-    const first = a.first[row]!;
-    if (start >= 0 && (first < 0 || start < first)) a.first[row] = start;
-    if (end > a.last[row]!) a.last[row] = end;
+    this.count(h, at, c);
+  }
+
+  /** Adds the record to a row's records, packets, bytes and time range. */
+  private count(h: Float64Array, at: number, c: FlowCursor): void {
+    const start = c.start >= 0 ? c.start - this.base : -1;
+    const end = c.end >= 0 ? c.end - this.base : start;
+    h[at + H_RECORDS] += 1;
+    if (c.packets > 0) h[at + H_PACKETS] += c.packets;
+    if (c.bytes > 0) h[at + H_BYTES] += c.bytes;
+    const first = h[at + H_FIRST]!;
+    if (start >= 0 && (first < 0 || start < first)) h[at + H_FIRST] = start;
+    if (end > h[at + H_LAST]!) h[at + H_LAST] = end;
   }
 
   private evidence(row: number, c: FlowCursor): void {
@@ -576,14 +581,7 @@ export class RuleEngine implements FlowSink {
       this.perRecord.set(fp, agg);
     }
     const row = agg.row;
-    a.records[row] += 1;
-    if (c.packets > 0) a.packets[row] += c.packets;
-    if (c.bytes > 0) a.bytes[row] += c.bytes;
-    const start = c.start >= 0 ? c.start - this.base : -1;
-    const end = c.end >= 0 ? c.end - this.base : start;
-    const first = a.first[row]!;
-    if (start >= 0 && (first < 0 || start < first)) a.first[row] = start;
-    if (end > a.last[row]!) a.last[row] = end;
+    this.count(a.hot, row * HOT, c);
     this.evidence(row, c);
     return agg;
   }
@@ -597,7 +595,8 @@ export class RuleEngine implements FlowSink {
     const fp = `port-zero:${protocolName(c.protocol)}:${lo}:${hi}`;
     const agg = this.perRecordAgg('port-zero', fp, c);
     // port: 0 when the destination side is zero, 1 when the source side is
-    if (agg && this.aggs.records[agg.row] === 1) this.aggs.port[agg.row] = c.dstport === 0 ? 0 : 1;
+    if (agg && this.aggs.hot[agg.row * HOT + H_RECORDS] === 1)
+      this.aggs.port[agg.row] = c.dstport === 0 ? 0 : 1;
   }
 
   private rare(c: FlowCursor): void {
@@ -662,7 +661,10 @@ export class RuleEngine implements FlowSink {
     this.touch(row, c, W_SCAN, this.windows.scan);
     // evidence from the second distinct port on: the one-port pairs of normal traffic
     // (almost all of them) never keep any
-    if (this.addInt(row, c.protocol * 65536 + c.dstport) && this.aggs.distinct[row]! > 1)
+    if (
+      this.addInt(row, c.protocol * 65536 + c.dstport) &&
+      this.aggs.hot[row * HOT + H_DISTINCT]! > 1
+    )
       this.evidence(row, c);
   }
 
@@ -684,7 +686,7 @@ export class RuleEngine implements FlowSink {
     source.lastSweep = row;
     this.touch(row, c, W_SWEEP, this.windows.sweep);
     const added = c.dstV4 ? this.addInt(row, c.dst) : this.addText(row, c.dstText!);
-    if (added && this.aggs.distinct[row]! > 1) this.evidence(row, c);
+    if (added && this.aggs.hot[row * HOT + H_DISTINCT]! > 1) this.evidence(row, c);
   }
 
   private reject(source: SourceState, c: FlowCursor): void {
@@ -696,7 +698,7 @@ export class RuleEngine implements FlowSink {
     }
     this.touch(row, c, W_REJECT, this.windows.reject);
     // single rejects (internet background noise) keep no evidence; a burst keeps from #2 on
-    if (this.aggs.records[row]! > 1) this.evidence(row, c);
+    if (this.aggs.hot[row * HOT + H_RECORDS]! > 1) this.evidence(row, c);
   }
 
   private egressVolume(source: SourceState, c: FlowCursor): void {
@@ -718,13 +720,13 @@ export class RuleEngine implements FlowSink {
     }
     this.touch(row, c, W_EGRESS, this.windows.egress);
     // evidence once the pair has moved a quarter of the threshold
-    if (this.aggs.bytes[row]! >= this.egressEvidenceBytes) this.evidence(row, c);
+    if (this.aggs.hot[row * HOT + H_BYTES]! >= this.egressEvidenceBytes) this.evidence(row, c);
   }
 
   // ---- closing windows into findings -----------------------------------------------------
 
   private closeScan(row: number): void {
-    const distinct = this.aggs.distinct[row]!;
+    const distinct = this.aggs.hot[row * HOT + H_DISTINCT]!;
     if (distinct < this.config.rules['port-scan'].distinctPorts) return;
     const src = addressKeyToString(this.aggs.srcKey(row));
     const dst = addressKeyToString(this.aggs.dstKey(row));
@@ -741,7 +743,7 @@ export class RuleEngine implements FlowSink {
   }
 
   private closeSweep(row: number): void {
-    const distinct = this.aggs.distinct[row]!;
+    const distinct = this.aggs.hot[row * HOT + H_DISTINCT]!;
     if (distinct < this.config.rules['host-sweep'].distinctHosts) return;
     const src = addressKeyToString(this.aggs.srcKey(row));
     const protocol = this.aggs.protocol[row]!;
@@ -759,7 +761,8 @@ export class RuleEngine implements FlowSink {
   }
 
   private closeReject(row: number): void {
-    if (this.aggs.records[row]! < this.config.rules['reject-burst'].minRejects) return;
+    if (this.aggs.hot[row * HOT + H_RECORDS]! < this.config.rules['reject-burst'].minRejects)
+      return;
     const src = addressKeyToString(this.aggs.srcKey(row));
     this.emit(row, {
       rule: 'reject-burst',
@@ -774,7 +777,7 @@ export class RuleEngine implements FlowSink {
   }
 
   private closeEgress(row: number): void {
-    if (this.aggs.bytes[row]! < this.config.rules['egress-volume'].minBytes) return;
+    if (this.aggs.hot[row * HOT + H_BYTES]! < this.config.rules['egress-volume'].minBytes) return;
     const src = addressKeyToString(this.aggs.srcKey(row));
     const dst = addressKeyToString(this.aggs.dstKey(row));
     this.emit(row, {
@@ -797,11 +800,11 @@ export class RuleEngine implements FlowSink {
     >,
   ): void {
     const a = this.aggs;
-    const records = a.records[row]!;
-    const packets = a.packets[row]!;
-    const bytes = a.bytes[row]!;
-    const first = this.epoch(a.first[row]!, a.last[row]!);
-    const last = this.epoch(a.last[row]!, a.first[row]!);
+    const records = a.hot[row * HOT + H_RECORDS]!;
+    const packets = a.hot[row * HOT + H_PACKETS]!;
+    const bytes = a.hot[row * HOT + H_BYTES]!;
+    const first = this.epoch(a.hot[row * HOT + H_FIRST]!, a.hot[row * HOT + H_LAST]!);
+    const last = this.epoch(a.hot[row * HOT + H_LAST]!, a.hot[row * HOT + H_FIRST]!);
     const existing = this.found.get(f.fingerprint);
     if (existing) {
       existing.records += records;
