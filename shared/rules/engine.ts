@@ -321,7 +321,7 @@ export class RuleEngine implements FlowSink {
   private sourceOrder: SourceState[] = [];
   private aggs = new AggStore();
   /** Distinct values of the aggregates beyond their first: (row, generation, value). */
-  private distinctValues = new IntTripleSet();
+  private distinctValues = this.newDistinctValues();
   private evidenceList = new EvidenceList();
   /** IPv4 (source, destination) → port-scan / egress-volume row; (source id, service) →
    * host-sweep row. */
@@ -491,6 +491,11 @@ export class RuleEngine implements FlowSink {
     }
     this.stats.trackedKeys += 1;
     return true;
+  }
+
+  /** Entries of closed windows (an older generation of their row) are dropped on growth. */
+  private newDistinctValues(): IntTripleSet {
+    return new IntTripleSet(1024, (row, generation) => this.aggs.generation[row] === generation);
   }
 
   /** Adds an int32 value (port key, IPv4 address) to a row's distinct values; true when new. */
@@ -876,7 +881,7 @@ export class RuleEngine implements FlowSink {
     this.sources6 = new Map();
     this.sourceOrder = [];
     this.aggs = new AggStore();
-    this.distinctValues = new IntTripleSet();
+    this.distinctValues = this.newDistinctValues();
     this.evidenceList = new EvidenceList();
     this.pairs4 = new IntPairTable<number>();
     this.egress4 = new IntPairTable<number>();

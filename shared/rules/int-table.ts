@@ -103,7 +103,9 @@ export class IntPairTable<V> {
  * Set of int32 triples: the distinct values of every aggregate in one table, keyed (aggregate
  * row, window generation, value), instead of one set object per aggregate. A window that
  * closes bumps its row's generation, so its old entries stop matching without being removed;
- * the table holds at most one entry per record observed.
+ * `isLive(a, b)` says whether (row, generation) is still current, and the table drops the
+ * entries that are not whenever it would grow, so it holds the open windows' values, not every
+ * value a long batch ever saw.
  */
 export class IntTripleSet {
   private keysA: Int32Array;
@@ -113,7 +115,9 @@ export class IntTripleSet {
   private mask: number;
   size = 0;
 
-  constructor(initialCapacity = 1024) {
+  private readonly isLive: (a: number, b: number) => boolean;
+
+  constructor(initialCapacity = 1024, isLive: (a: number, b: number) => boolean = () => true) {
     let cap = 16;
     while (cap < initialCapacity * 2) cap *= 2;
     this.keysA = new Int32Array(cap);
@@ -121,6 +125,7 @@ export class IntTripleSet {
     this.keysC = new Int32Array(cap);
     this.used = new Uint8Array(cap);
     this.mask = cap - 1;
+    this.isLive = isLive;
   }
 
   /** Adds (a, b, c); true when it was not there yet. */
@@ -152,7 +157,13 @@ export class IntTripleSet {
 
   private grow(): void {
     const { keysA, keysB, keysC, used } = this;
-    const cap = used.length * 2;
+    let live = 0;
+    for (let i = 0; i < used.length; i++) {
+      if (used[i] === 1 && !this.isLive(keysA[i]!, keysB[i]!)) used[i] = 0;
+      else live += used[i]!;
+    }
+    // the same size again while at most a quarter of it is live, else twice the size
+    const cap = live * 4 <= used.length ? used.length : used.length * 2;
     this.keysA = new Int32Array(cap);
     this.keysB = new Int32Array(cap);
     this.keysC = new Int32Array(cap);

@@ -55,6 +55,48 @@ describe('IntPairTable and IntTripleSet', () => {
     );
   });
 
+  it('IntTripleSet drops closed generations on growth and still agrees with a Set', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.tuple(fc.constant('add' as const), fc.nat(15), fc.integer({ min: -50, max: 50 })),
+            fc.tuple(fc.constant('close' as const), fc.nat(15), fc.constant(0)),
+          ),
+          { maxLength: 4000 },
+        ),
+        (ops) => {
+          const generation = new Array<number>(16).fill(0);
+          const set = new IntTripleSet(4, (row, g) => generation[row] === g);
+          const reference = new Set<string>();
+          for (const [op, row, value] of ops) {
+            if (op === 'close') {
+              generation[row]! += 1;
+              continue;
+            }
+            const key = `${row},${generation[row]},${value}`;
+            expect(set.add(row, generation[row]!, value)).toBe(!reference.has(key));
+            reference.add(key);
+          }
+          // live entries: at most 16 rows × 101 values
+          expect(set.size).toBeLessThanOrEqual(16 * 101);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('IntTripleSet memory follows the open windows, not everything ever added', () => {
+    let generation = 0;
+    const set = new IntTripleSet(4, (_row, g) => g === generation);
+    for (let window = 0; window < 1000; window++) {
+      for (let v = 0; v < 100; v++) set.add(7, generation, v);
+      generation += 1;
+    }
+    // 100,000 values added over 1,000 windows; the table never held more than two windows
+    expect((set as unknown as { used: Uint8Array }).used.length).toBeLessThanOrEqual(1024);
+  });
+
   it('clear() empties a table for reuse', () => {
     const table = new IntPairTable<number>();
     for (let i = 0; i < 5000; i++) table.set(i * 7919, -i, i + 1);
