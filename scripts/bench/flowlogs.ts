@@ -12,24 +12,12 @@ import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
 import { GZIP_INPUT_PIECE, scanStream } from '../../shared/flowlogs/sources/s3.ts';
 import { loadRules } from '../../shared/rules/config.ts';
 import { RuleEngine } from '../../shared/rules/engine.ts';
+import { seededRandom } from '../lib/seeded-random.ts';
 
 const RECORDS = Number(process.env.FLOWLOG_BENCH_RECORDS ?? 2_000_000);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dir = join(root, 'bench-data');
 const file = join(dir, `flowlogs-v2-${RECORDS}.log.gz`);
-
-/** Deterministic xorshift PRNG so every run benchmarks the same bytes. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 /**
  * A VPC's worth of traffic in the default v2 format, as S3 delivers it (header line, gzip):
@@ -39,7 +27,7 @@ function rng(seed: number): () => number {
  */
 async function generate(): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const r = rng(20261123);
+  const r = seededRandom(20261123);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const internal = Array.from(
     { length: 4000 },

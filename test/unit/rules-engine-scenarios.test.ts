@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../../scripts/lib/seeded-random.ts';
 import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
 import { loadRules } from '../../shared/rules/config.ts';
 import { RuleEngine } from '../../shared/rules/engine.ts';
@@ -8,18 +9,6 @@ import { RuleEngine } from '../../shared/rules/engine.ts';
 // before the batch's time base and tracked-key caps, each reduced to one line per finding.
 // The snapshot was checked against the previous, object-per-aggregate engine. When a rule's
 // meaning changes on purpose, review the diff and update it (vitest -u).
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 const ADDRESSES = [
   '10.0.0.1',
@@ -39,7 +28,7 @@ const PROTOCOLS = ['6', '6', '17', '1', '47', '58', '-'];
 const T0 = 1_763_880_000;
 
 function scenario(seed: number): string[] {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const int = (lo: number, n: number) => lo + Math.floor(r() * n);
   const big = seed % 12 === 0;
