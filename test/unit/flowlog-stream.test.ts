@@ -31,10 +31,10 @@ function scanWhole(text: Buffer) {
   return { stats: scanner.end(), findings: engine.finish() };
 }
 
-async function scanChunks(source: AsyncIterable<Buffer>) {
+async function scanChunks(source: AsyncIterable<Buffer>, pieceBytes?: number) {
   const engine = new RuleEngine(defaultRules());
   const scanner = new FlowScanner(engine, { header: 'auto' });
-  await scanStream(source, scanner);
+  await scanStream(source, scanner, pieceBytes);
   return { stats: scanner.end(), findings: engine.finish() };
 }
 
@@ -78,13 +78,16 @@ describe('scanStream over socket-sized chunks', () => {
       gzipSync(text.subarray(0, half)),
       gzipSync(text.subarray(half)),
     ]);
-    for (const [bytes, sizes] of [
-      [gzipSync(text), [16_384]],
-      [gzipSync(text), [1, 7, 300]],
-      [members, [4096, 13]],
-      [text, [333]],
+    for (const [bytes, sizes, piece] of [
+      [gzipSync(text), [16_384], undefined],
+      [gzipSync(text), [1, 7, 300], undefined],
+      [members, [4096, 13], undefined],
+      [text, [333], undefined],
+      // zlib fed many small pieces, cut anywhere (also across the members' boundary)
+      [gzipSync(text), [1, 7, 300], 100],
+      [members, [4096, 13], 777],
     ] as const) {
-      const streamed = await scanChunks(chunked(bytes, [...sizes]));
+      const streamed = await scanChunks(chunked(bytes, [...sizes]), piece);
       expect(streamed.stats).toEqual(whole.stats);
       expect(streamed.findings).toEqual(whole.findings);
     }

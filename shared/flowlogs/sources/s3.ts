@@ -171,6 +171,7 @@ export async function* coalesce(
 export async function scanStream(
   body: AsyncIterable<Buffer | Uint8Array>,
   scanner: FlowScanner,
+  pieceBytes = GZIP_INPUT_PIECE,
 ): Promise<void> {
   const iterator = body[Symbol.asyncIterator]();
   // the gzip magic is two bytes, and a socket may deliver one
@@ -187,7 +188,7 @@ export async function scanStream(
     return;
   }
   await pipeline(
-    Readable.from(coalesce(withHead(head, iterator), GZIP_INPUT_PIECE), { objectMode: false }),
+    Readable.from(coalesce(withHead(head, iterator), pieceBytes), { objectMode: false }),
     createGunzip({ chunkSize: 1 << 20 }),
     async (source: AsyncIterable<Buffer>) => {
       for await (const chunk of source) scanner.push(chunk);
