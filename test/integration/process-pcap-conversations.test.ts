@@ -5,19 +5,7 @@
  * rows the decoder reports), a table past one part is uploaded while it is produced, and
  * duplicate or failed attempts still leave exactly one version of it.
  */
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  GetObjectAttributesCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
-import { mockClient } from 'aws-sdk-client-mock';
+import { ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type AnalyzeOptions, analyzePcap, type PcapAnalysis } from '../../shared/pcap/index.ts';
 import {
@@ -38,6 +26,7 @@ import {
   versionsUnder,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
+import { interceptedS3 } from '../support/s3-interception.ts';
 import { eth, ipv4, pcap, udp } from '../unit/pcap-frames.ts';
 
 let stack: ProcessingStack;
@@ -82,24 +71,10 @@ async function pendingUploads(prefix: string): Promise<number> {
 
 /** An S3 client that forwards to moto, except where `fault` throws. */
 function faultyS3(fault: (name: string, input: any) => void): S3Client {
-  const client = new S3Client({ region: 'us-east-1' });
-  const mock = mockClient(client);
-  for (const Command of [
-    HeadObjectCommand,
-    GetObjectCommand,
-    GetObjectAttributesCommand,
-    PutObjectCommand,
-    CreateMultipartUploadCommand,
-    UploadPartCommand,
-    CompleteMultipartUploadCommand,
-    AbortMultipartUploadCommand,
-  ] as const) {
-    mock.on(Command as any).callsFake(async (input: any) => {
-      fault(Command.name, input);
-      return stack.clients.s3.send(new (Command as any)(input));
-    });
-  }
-  return client;
+  return interceptedS3(stack.clients.s3, (name, input, send) => {
+    fault(name, input);
+    return send();
+  });
 }
 
 describe('process-pcap conversations table', () => {

@@ -5,18 +5,7 @@
  * Faults are injected with aws-sdk-client-mock in front of a real moto client.
  */
 import { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  GetObjectAttributesCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
-import { mockClient } from 'aws-sdk-client-mock';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../shared/observability.ts';
 import { ResultWriteError, SourceObjectError } from '../../shared/processing/errors.ts';
@@ -43,6 +32,7 @@ import {
   versionsUnder,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
+import { interceptedS3 } from '../support/s3-interception.ts';
 
 let stack: ProcessingStack;
 
@@ -55,29 +45,13 @@ function faultyS3(
   fault: (name: string, input: any) => Error | undefined,
   replace: Record<string, (input: any) => Promise<unknown>> = {},
 ): S3Client {
-  const real = stack.clients.s3;
-  const client = new S3Client({ region: 'us-east-1' });
-  const mock = mockClient(client);
-  const commands = [
-    HeadObjectCommand,
-    GetObjectCommand,
-    PutObjectCommand,
-    CreateMultipartUploadCommand,
-    UploadPartCommand,
-    CompleteMultipartUploadCommand,
-    AbortMultipartUploadCommand,
-    GetObjectAttributesCommand,
-  ] as const;
-  for (const Command of commands) {
-    mock.on(Command as any).callsFake(async (input: any) => {
-      const error = fault(Command.name, input);
-      if (error) throw error;
-      const instead = replace[Command.name];
-      if (instead) return instead(input);
-      return real.send(new (Command as any)(input));
-    });
-  }
-  return client;
+  return interceptedS3(stack.clients.s3, (name, input, send) => {
+    const error = fault(name, input);
+    if (error) throw error;
+    const instead = replace[name];
+    if (instead) return instead(input);
+    return send();
+  });
 }
 
 async function upload(name: string, corpus = 'tls_handshake.pcap') {

@@ -2,19 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CreateBucketCommand,
-  CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   PutBucketVersioningCommand,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../shared/observability.ts';
 import { ResultWriteError } from '../../shared/processing/errors.ts';
@@ -26,6 +19,7 @@ import {
   type ResultStore,
 } from '../../shared/processing/result-store.ts';
 import { motoClients, uniqueName, versionsOf } from '../support/aws.ts';
+import { interceptedS3, RESULT_STORE_COMMANDS } from '../support/s3-interception.ts';
 
 const clients = motoClients();
 let store: ResultStore;
@@ -33,6 +27,14 @@ let store: ResultStore;
 async function body(key: string): Promise<Buffer> {
   const out = await clients.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
   return Buffer.from(await out.Body!.transformToByteArray());
+}
+
+/** The lines of the stored gzip object `key`, without the final newline. */
+async function gunzippedLines(key: string): Promise<string[]> {
+  return gunzipSync(await body(key))
+    .toString()
+    .trimEnd()
+    .split('\n');
 }
 
 const versions = (key: string) => versionsOf(clients.s3, store.bucket, key);
@@ -75,10 +77,7 @@ describe('result objects are written once per key', () => {
     const rows = Array.from({ length: 1000 }, (_, i) => ({ i, qname: `host-${i}.example` }));
     const out = await putResultJsonLines(store, key, rows);
     expect(out).toMatchObject({ outcome: 'created', records: 1000 });
-    const lines = gunzipSync(await body(key))
-      .toString()
-      .trimEnd()
-      .split('\n');
+    const lines = await gunzippedLines(key);
     expect(lines.map((l) => JSON.parse(l))).toEqual(rows);
   });
 
@@ -102,10 +101,7 @@ describe('result objects are written once per key', () => {
     expect(first.checksumSha256).toMatch(/-2$/);
     const second = await putResultJsonLines(store, key, rows());
     expect(second).toMatchObject({ outcome: 'existing', versionId: first.versionId });
-    const lines = gunzipSync(await body(key))
-      .toString()
-      .trimEnd()
-      .split('\n');
+    const lines = await gunzippedLines(key);
     expect(lines.length).toBe(Math.ceil(seed.length / 4096));
     expect(await versions(key)).toBe(1);
   });
@@ -132,33 +128,19 @@ describe('result objects are written once per key', () => {
  * checksum-less object left by another tool looks the same for good).
  */
 function storeWithChecksumlessHeads(misses: number): ResultStore & { heads: () => number } {
-  const client = new S3Client({ region: 'us-east-1' });
-  const mock = mockClient(client);
   let heads = 0;
-  mock.onAnyCommand().callsFake(async (input: any) => {
-    throw new Error(`unexpected command ${JSON.stringify(input)}`);
-  });
-  for (const Command of [
-    HeadObjectCommand,
-    GetObjectCommand,
-    PutObjectCommand,
-    CreateMultipartUploadCommand,
-    UploadPartCommand,
-    CompleteMultipartUploadCommand,
-    AbortMultipartUploadCommand,
-  ] as const) {
-    mock.on(Command as any).callsFake(async (input: any) => {
-      const out: any = await clients.s3.send(new (Command as any)(input));
-      if (Command === HeadObjectCommand) {
-        heads += 1;
-        if (heads <= misses) {
-          const { ChecksumSHA256: _dropped, ChecksumType: _type, ...rest } = out;
-          return rest;
-        }
-      }
-      return out;
-    });
-  }
+  const client = interceptedS3(
+    clients.s3,
+    async (name, _input, send) => {
+      const out = await send();
+      if (name !== 'HeadObjectCommand') return out;
+      heads += 1;
+      if (heads > misses) return out;
+      const { ChecksumSHA256: _dropped, ChecksumType: _type, ...rest } = out;
+      return rest;
+    },
+    RESULT_STORE_COMMANDS,
+  );
   return { ...store, s3: client, heads: () => heads };
 }
 
@@ -244,28 +226,30 @@ describe('concurrent duplicate writers', () => {
 function recordingStore(
   before: (name: string, input: any) => Promise<void> | void = () => undefined,
 ): ResultStore & { calls: string[] } {
-  const client = new S3Client({ region: 'us-east-1' });
-  const mock = mockClient(client);
   const calls: string[] = [];
-  mock.onAnyCommand().callsFake(async (input: any) => {
-    throw new Error(`unexpected command ${JSON.stringify(input)}`);
-  });
-  for (const Command of [
-    HeadObjectCommand,
-    GetObjectCommand,
-    PutObjectCommand,
-    CreateMultipartUploadCommand,
-    UploadPartCommand,
-    CompleteMultipartUploadCommand,
-    AbortMultipartUploadCommand,
-  ] as const) {
-    mock.on(Command as any).callsFake(async (input: any) => {
-      calls.push(Command.name);
-      await before(Command.name, input);
-      return clients.s3.send(new (Command as any)(input));
-    });
-  }
+  const client = interceptedS3(
+    clients.s3,
+    async (name, input, send) => {
+      calls.push(name);
+      await before(name, input);
+      return send();
+    },
+    RESULT_STORE_COMMANDS,
+  );
   return { ...store, s3: client, calls };
+}
+
+/** A recording store whose `failing`-th part upload throws `error`; `parts()` counts the
+ *  part uploads tried so far. */
+function storeFailingPart(
+  failing: number,
+  error: Error,
+): ResultStore & { calls: string[]; parts: () => number } {
+  let parts = 0;
+  const recording = recordingStore((name) => {
+    if (name === 'UploadPartCommand' && ++parts === failing) throw error;
+  });
+  return { ...recording, parts: () => parts };
 }
 
 /** Rows of base64 noise (gzip cannot shrink it below ~3/4) totalling about `chars`. */
@@ -312,10 +296,7 @@ describe('streaming JSON-lines writer', () => {
     expect(head.ServerSideEncryption).toBe('aws:kms');
     // S3 shows a composite checksum as `…-3`; moto leaves the part count off
     expect(head.ChecksumSHA256?.replace(/-\d+$/, '')).toBe(out.checksumSha256.replace(/-3$/, ''));
-    const lines = gunzipSync(await body(key))
-      .toString()
-      .trimEnd()
-      .split('\n');
+    const lines = await gunzippedLines(key);
     expect(lines.map((l) => JSON.parse(l))).toEqual(rows);
   });
 
@@ -382,12 +363,10 @@ describe('streaming JSON-lines writer', () => {
 
   it('fails with ResultWriteError when a part upload fails, and aborts the upload', async () => {
     const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
-    let parts = 0;
-    const failing = recordingStore((name) => {
-      if (name === 'UploadPartCommand' && ++parts === 2) {
-        throw Object.assign(new Error('connection reset'), { name: 'NetworkingError' });
-      }
-    });
+    const failing = storeFailingPart(
+      2,
+      Object.assign(new Error('connection reset'), { name: 'NetworkingError' }),
+    );
     const writer = new JsonLinesGzipWriter(failing, key);
     const failed = (async () => {
       await writer.add(noiseRows(3 * PART_BYTES));
@@ -402,15 +381,13 @@ describe('streaming JSON-lines writer', () => {
 
   it('cleans up after itself when the last, short part fails during finish', async () => {
     const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
-    let parts = 0;
-    const failing = recordingStore((name) => {
-      if (name === 'UploadPartCommand' && ++parts === 2) {
-        throw Object.assign(new Error('slow down'), { name: 'SlowDown' });
-      }
-    });
+    const failing = storeFailingPart(
+      2,
+      Object.assign(new Error('slow down'), { name: 'SlowDown' }),
+    );
     const writer = new JsonLinesGzipWriter(failing, key);
     await writer.add(noiseRows(1.5 * PART_BYTES));
-    expect(parts).toBe(1); // the first, full part is out; the short rest waits for finish
+    expect(failing.parts()).toBe(1); // the first, full part is out; the short rest waits for finish
     const failed = writer.finish();
     await expect(failed).rejects.toBeInstanceOf(ResultWriteError);
     await expect(failed).rejects.toThrow(/SlowDown/);
