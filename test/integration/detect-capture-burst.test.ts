@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
 import { evidenceStore, notifyDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import type { DetectDeps } from '../../shared/detection/detect.ts';
+import { DEFAULT_FIELDS } from '../../shared/flowlogs/format.ts';
 import { encodeSubscriptionData } from '../../shared/flowlogs/sources/cloudwatch.ts';
 import { lambdaContext } from '../../shared/lab/lab-aws.ts';
 import { mapLimit } from '../../shared/map-limit.ts';
@@ -10,23 +11,9 @@ import { defaultRules } from '../../shared/rules/config.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 
-/** The stage's FLOW_LOG_FORMAT, in AWS LogFormat syntax (a v3 custom format). */
-const FORMAT = [
-  'version',
-  'instance-id',
-  'interface-id',
-  'srcaddr',
-  'dstaddr',
-  'srcport',
-  'dstport',
-  'protocol',
-  'packets',
-  'bytes',
-  'start',
-  'end',
-  'action',
-  'log-status',
-]
+/** The stage's FLOW_LOG_FORMAT, in AWS LogFormat syntax (a v3 custom format): the default
+ *  fields with `instance-id` in place of `account-id`. */
+const FORMAT = DEFAULT_FIELDS.map((f) => (f === 'account-id' ? 'instance-id' : f))
   .map((f) => `\${${f}}`)
   .join(' ');
 
