@@ -3,19 +3,13 @@
  * format: a v5 record's instance-id names the workload that logged the traffic, which is not
  * necessarily a host Tapline may or can capture on (untagged; its traffic is seen by the NAT).
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseCaptureRequest } from '../../shared/capture/request.ts';
 import { detectBatch } from '../../shared/detection/detect.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
-import { resolveTargets, type TargetDeps } from '../../shared/targets/resolve.ts';
-import {
-  type CaptureWorld,
-  makeCaptureWorld,
-  makeTopology,
-  runInstance,
-  type Topology,
-  targetDeps,
-} from '../fixtures/capture/world.ts';
+import { resolveTargets } from '../../shared/targets/resolve.ts';
+import { runInstance } from '../fixtures/capture/world.ts';
+import { useResolutionWorld } from '../support/resolution-world.ts';
 
 const V5 =
   'version account-id interface-id instance-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status tcp-flags flow-direction';
@@ -51,41 +45,35 @@ async function findingFor(text: string) {
 }
 
 describe('finding targets follow the resolution order for every record format', () => {
-  let world: CaptureWorld;
-  let topo: Topology;
-  let deps: TargetDeps;
-
-  beforeAll(async () => {
-    world = await makeCaptureWorld();
-    topo = await makeTopology(world, 79);
-    deps = targetDeps(world);
-  });
+  const at = useResolutionWorld(79);
 
   it('sends a v5 finding on an untagged workload to the NAT its route table uses, like v2', async () => {
-    const v5 = await findingFor(flowLines(topo.workload, 5));
-    const v2 = await findingFor(flowLines(topo.workload, 2));
+    const v5 = await findingFor(flowLines(at.topo.workload, 5));
+    const v2 = await findingFor(flowLines(at.topo.workload, 2));
     expect(v5.capture.request.targets).toEqual({
       kind: 'eni',
-      eniId: topo.workload.eniId,
+      eniId: at.topo.workload.eniId,
       peerAddress: PEER,
     });
     expect(v5.capture.request.targets).toEqual(v2.capture.request.targets);
     // The instance-id stays in the evidence records, not in the capture suggestion.
-    expect(v5.evidence[0]!['instance-id']).toBe(topo.workload.instanceId);
+    expect(v5.evidence[0]!['instance-id']).toBe(at.topo.workload.instanceId);
     expect(v5.capture.where).not.toHaveProperty('instanceIds');
     expect(v5.capture.where).toEqual(v2.capture.where);
 
     const request = parseCaptureRequest(v5.capture.request);
-    const { targets } = await resolveTargets(request.targets, deps);
-    expect(targets.map((t) => [t.instanceId, t.via])).toEqual([[topo.nat.instanceId, 'route']]);
+    const { targets } = await resolveTargets(request.targets, at.deps);
+    expect(targets.map((t) => [t.instanceId, t.via])).toEqual([[at.topo.nat.instanceId, 'route']]);
   });
 
   it('still captures on the instance itself when it is tagged for capture', async () => {
-    const tagged = await runInstance(world.clients.ec2, topo.privateSubnetId, [world.tags.capture]);
+    const tagged = await runInstance(at.world.clients.ec2, at.topo.privateSubnetId, [
+      at.world.tags.capture,
+    ]);
     const finding = await findingFor(flowLines(tagged, 5));
     const { targets } = await resolveTargets(
       parseCaptureRequest(finding.capture.request).targets,
-      deps,
+      at.deps,
     );
     expect(targets.map((t) => [t.instanceId, t.via])).toEqual([[tagged.instanceId, 'self']]);
   });

@@ -1,33 +1,22 @@
 import { CreateTagsCommand, StopInstancesCommand } from '@aws-sdk/client-ec2';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InvalidCaptureRequestError, NoCaptureTargetError } from '../../shared/errors.ts';
-import { resolveTargets, type TargetDeps } from '../../shared/targets/resolve.ts';
-import {
-  type CaptureWorld,
-  makeCaptureWorld,
-  makeTopology,
-  runInstance,
-  type Topology,
-  targetDeps,
-} from '../fixtures/capture/world.ts';
+import { resolveTargets } from '../../shared/targets/resolve.ts';
+import { makeCaptureWorld, makeTopology, runInstance } from '../fixtures/capture/world.ts';
+import { useResolutionWorld } from '../support/resolution-world.ts';
 
 describe('resolveTargets against moto EC2', () => {
-  let world: CaptureWorld;
-  let topo: Topology;
-  let deps: TargetDeps;
-
-  beforeAll(async () => {
-    world = await makeCaptureWorld();
-    topo = await makeTopology(world, 61);
-    deps = targetDeps(world);
-  });
+  const at = useResolutionWorld(61);
 
   it('resolves a workload ENI to the NAT instance through the default route', async () => {
-    const { targets } = await resolveTargets({ kind: 'eni', eniId: topo.workload.eniId }, deps);
+    const { targets } = await resolveTargets(
+      { kind: 'eni', eniId: at.topo.workload.eniId },
+      at.deps,
+    );
     expect(targets).toHaveLength(1);
-    expect(targets[0]!.instanceId).toBe(topo.nat.instanceId);
+    expect(targets[0]!.instanceId).toBe(at.topo.nat.instanceId);
     expect(targets[0]!.via).toBe('route');
-    expect(targets[0]!.why).toContain(topo.routeTableId);
+    expect(targets[0]!.why).toContain(at.topo.routeTableId);
     expect(targets[0]!.why).toContain('0.0.0.0/0');
     expect(targets[0]!.why).toContain('explicitly associated');
   });
@@ -36,42 +25,44 @@ describe('resolveTargets against moto EC2', () => {
     const viaAddress = await resolveTargets(
       {
         kind: 'address',
-        address: topo.workload.privateIp,
-        vpcId: topo.vpcId,
+        address: at.topo.workload.privateIp,
+        vpcId: at.topo.vpcId,
         peerAddress: '192.0.2.7',
       },
-      deps,
+      at.deps,
     );
-    expect(viaAddress.targets.map((t) => t.instanceId)).toEqual([topo.nat.instanceId]);
+    expect(viaAddress.targets.map((t) => t.instanceId)).toEqual([at.topo.nat.instanceId]);
     const viaEniRoute = await resolveTargets(
-      { kind: 'eni', eniId: topo.workload.eniId, peerAddress: '198.51.100.20' },
-      deps,
+      { kind: 'eni', eniId: at.topo.workload.eniId, peerAddress: '198.51.100.20' },
+      at.deps,
     );
-    expect(viaEniRoute.targets[0]!.instanceId).toBe(topo.nat.instanceId);
+    expect(viaEniRoute.targets[0]!.instanceId).toBe(at.topo.nat.instanceId);
     expect(viaEniRoute.targets[0]!.why).toContain('198.51.100.0/24');
-    expect(viaEniRoute.targets[0]!.why).toContain(topo.nat.eniId);
+    expect(viaEniRoute.targets[0]!.why).toContain(at.topo.nat.eniId);
   });
 
   it('uses the longest prefix: a more specific route to an internet gateway falls back to the sensor', async () => {
     const { targets } = await resolveTargets(
-      { kind: 'eni', eniId: topo.workload.eniId, peerAddress: '203.0.113.9' },
-      deps,
+      { kind: 'eni', eniId: at.topo.workload.eniId, peerAddress: '203.0.113.9' },
+      at.deps,
     );
-    expect(targets.map((t) => t.instanceId)).toEqual([topo.sensor.instanceId]);
+    expect(targets.map((t) => t.instanceId)).toEqual([at.topo.sensor.instanceId]);
     expect(targets[0]!.via).toBe('sensor');
     expect(targets[0]!.why).toMatch(/igw-/);
   });
 
   it('uses the main route table when the subnet has no explicit association', async () => {
     // The public subnet uses the VPC's main table (local route only): no appliance, so the sensor.
-    const { targets } = await resolveTargets({ kind: 'eni', eniId: topo.nat.eniId }, deps);
+    const { targets } = await resolveTargets({ kind: 'eni', eniId: at.topo.nat.eniId }, at.deps);
     expect(targets[0]!.via).toBe('sensor');
     expect(targets[0]!.why).toContain('main table');
   });
 
   it('picks the instance itself when it is tagged for capture', async () => {
-    const tagged = await runInstance(world.clients.ec2, topo.privateSubnetId, [world.tags.capture]);
-    const { targets } = await resolveTargets({ kind: 'eni', eniId: tagged.eniId }, deps);
+    const tagged = await runInstance(at.world.clients.ec2, at.topo.privateSubnetId, [
+      at.world.tags.capture,
+    ]);
+    const { targets } = await resolveTargets({ kind: 'eni', eniId: tagged.eniId }, at.deps);
     expect(targets).toEqual([
       expect.objectContaining({ instanceId: tagged.instanceId, via: 'self' }),
     ]);
@@ -87,7 +78,7 @@ describe('resolveTargets against moto EC2', () => {
         Tags: [{ Key: 'tapline:sensor', Value: 'no' }],
       }),
     );
-    const lonelyDeps = { ...deps, sensorTag: lonely.config.SENSOR_TAG };
+    const lonelyDeps = { ...at.deps, sensorTag: lonely.config.SENSOR_TAG };
     const error = await resolveTargets(
       { kind: 'eni', eniId: bare.workload.eniId, peerAddress: '203.0.113.9' },
       lonelyDeps,
@@ -97,49 +88,53 @@ describe('resolveTargets against moto EC2', () => {
   });
 
   it('requires explicit instances to exist and run, reporting the ones that do not', async () => {
-    const stopped = await runInstance(world.clients.ec2, topo.privateSubnetId);
-    await world.clients.ec2.send(new StopInstancesCommand({ InstanceIds: [stopped.instanceId] }));
+    const stopped = await runInstance(at.world.clients.ec2, at.topo.privateSubnetId);
+    await at.world.clients.ec2.send(
+      new StopInstancesCommand({ InstanceIds: [stopped.instanceId] }),
+    );
     const result = await resolveTargets(
       {
         kind: 'instances',
-        instanceIds: [topo.nat.instanceId, stopped.instanceId, 'i-0000000000000dead'],
+        instanceIds: [at.topo.nat.instanceId, stopped.instanceId, 'i-0000000000000dead'],
       },
-      deps,
+      at.deps,
     );
-    expect(result.targets.map((t) => t.instanceId)).toEqual([topo.nat.instanceId]);
+    expect(result.targets.map((t) => t.instanceId)).toEqual([at.topo.nat.instanceId]);
     expect(result.skipped).toEqual([
       expect.objectContaining({ instanceId: stopped.instanceId, reason: 'not-running' }),
       expect.objectContaining({ instanceId: 'i-0000000000000dead', reason: 'not-found' }),
     ]);
     await expect(
-      resolveTargets({ kind: 'instances', instanceIds: ['i-0000000000000dead'] }, deps),
+      resolveTargets({ kind: 'instances', instanceIds: ['i-0000000000000dead'] }, at.deps),
     ).rejects.toBeInstanceOf(NoCaptureTargetError);
   });
 
   it('finds tagged hosts, defaulting to CAPTURE_TAG', async () => {
-    const a = await runInstance(world.clients.ec2, topo.publicSubnetId, [world.tags.capture]);
-    const { targets } = await resolveTargets({ kind: 'tag' }, deps);
+    const a = await runInstance(at.world.clients.ec2, at.topo.publicSubnetId, [
+      at.world.tags.capture,
+    ]);
+    const { targets } = await resolveTargets({ kind: 'tag' }, at.deps);
     expect(targets.map((t) => t.instanceId)).toContain(a.instanceId);
     expect(targets.every((t) => t.via === 'tag')).toBe(true);
   });
 
   it('refuses an ambiguous address and an unknown ENI', async () => {
     await expect(
-      resolveTargets({ kind: 'eni', eniId: 'eni-0000000000000dead' }, deps),
+      resolveTargets({ kind: 'eni', eniId: 'eni-0000000000000dead' }, at.deps),
     ).rejects.toBeInstanceOf(NoCaptureTargetError);
-    const other = await makeTopology(world, 61);
-    const a = await runInstance(world.clients.ec2, topo.privateSubnetId, [], '10.61.1.200');
-    await runInstance(world.clients.ec2, other.privateSubnetId, [], '10.61.1.200');
+    const other = await makeTopology(at.world, 61);
+    const a = await runInstance(at.world.clients.ec2, at.topo.privateSubnetId, [], '10.61.1.200');
+    await runInstance(at.world.clients.ec2, other.privateSubnetId, [], '10.61.1.200');
     expect(a.privateIp).toBe('10.61.1.200');
-    const error = await resolveTargets({ kind: 'address', address: '10.61.1.200' }, deps).catch(
+    const error = await resolveTargets({ kind: 'address', address: '10.61.1.200' }, at.deps).catch(
       (e) => e,
     );
     expect(error).toBeInstanceOf(InvalidCaptureRequestError);
     expect(error.message).toMatch(/several VPCs.*give targets.vpcId/);
     const scoped = await resolveTargets(
-      { kind: 'address', address: '10.61.1.200', vpcId: topo.vpcId },
-      deps,
+      { kind: 'address', address: '10.61.1.200', vpcId: at.topo.vpcId },
+      at.deps,
     );
-    expect(scoped.targets[0]!.instanceId).toBe(topo.nat.instanceId);
+    expect(scoped.targets[0]!.instanceId).toBe(at.topo.nat.instanceId);
   });
 });
