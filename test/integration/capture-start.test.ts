@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import { RunInstancesCommand } from '@aws-sdk/client-ec2';
-import { GetObjectCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { captureIdFor } from '../../shared/capture/ids.ts';
@@ -15,7 +14,6 @@ import {
   type CaptureManifest,
   manifestKey,
   manifestVersions,
-  readManifest,
 } from '../../shared/evidence/manifest.ts';
 import { getJson } from '../../shared/evidence/store.ts';
 import {
@@ -25,24 +23,18 @@ import {
   type Topology,
 } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
+import {
+  type HostUpload,
+  hostReport,
+  manifestOf,
+  uploadLikeTheHost,
+  worldEvidenceStore,
+} from '../support/capture-evidence.ts';
 
 const reason = 'IR-77 port-0 traffic from the payroll subnet';
 
-async function manifestOf(world: CaptureWorld, captureId: string): Promise<CaptureManifest> {
-  const got = await readManifest(
-    { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
-    captureId,
-  );
-  if (!got) throw new Error(`no manifest for ${captureId}`);
-  return got.manifest;
-}
-
 async function manifestHistory(world: CaptureWorld, captureId: string): Promise<CaptureManifest[]> {
-  const store = {
-    s3: world.clients.s3,
-    bucket: world.config.EVIDENCE_BUCKET,
-    keyArn: world.keyArn,
-  };
+  const store = worldEvidenceStore(world);
   const versions = await manifestVersions(store, captureId);
   const out: CaptureManifest[] = [];
   for (const v of versions) {
@@ -58,78 +50,9 @@ async function manifestHistory(world: CaptureWorld, captureId: string): Promise<
   return out;
 }
 
-/** A fake-but-real pcap upload exactly as the host script does it (metadata + checksum). */
-async function uploadLikeTheHost(
-  world: CaptureWorld,
-  captureId: string,
-  instanceId: string,
-  bytes: Buffer,
-) {
-  const sha = createHash('sha256').update(bytes).digest();
-  const key = `pcaps/${captureId}/${instanceId}/00001-20261123T084000Z.pcap`;
-  const out = await world.clients.s3.send(
-    new PutObjectCommand({
-      Bucket: world.config.EVIDENCE_BUCKET,
-      Key: key,
-      Body: bytes,
-      ChecksumAlgorithm: 'SHA256',
-      ChecksumSHA256: sha.toString('base64'),
-      ServerSideEncryption: 'aws:kms',
-      SSEKMSKeyId: world.keyArn,
-      Metadata: {
-        sha256: sha.toString('hex'),
-        'capture-id': captureId,
-        'instance-id': instanceId,
-        'time-start': '1795423200.000001',
-        'time-end': '1795423260.5',
-        lookback: 'false',
-      },
-    }),
-  );
-  return {
-    key,
-    versionId: out.VersionId!,
-    sha256: sha.toString('hex'),
-    b64: sha.toString('base64'),
-  };
-}
-
-function reportLine(
-  captureId: string,
-  instanceId: string,
-  file: { key: string; versionId: string; sha256: string; b64: string },
-  size: number,
-) {
-  return `${JSON.stringify({
-    tapline: 'capture-result',
-    version: 1,
-    captureId,
-    instanceId,
-    status: 'success',
-    interface: 'ens5',
-    started: 1795423200,
-    ended: 1795423261,
-    files: [
-      {
-        key: file.key,
-        versionId: file.versionId,
-        size,
-        sha256: file.sha256,
-        s3ChecksumSha256: file.b64,
-        lookback: false,
-        start: 1795423200.000001,
-        end: 1795423260.5,
-      },
-    ],
-    fileCount: 1,
-    bytes: size,
-    packetsCaptured: 42,
-    packetsReceivedByFilter: 42,
-    packetsDroppedByKernel: 0,
-    lookback: LOOKBACK,
-    unsent: [],
-    errors: [],
-  })}\n`;
+/** The host's report line, with the look-back step's report. */
+function reportLine(captureId: string, instanceId: string, file: HostUpload, size: number) {
+  return `${JSON.stringify(hostReport(captureId, instanceId, file, size, { lookback: LOOKBACK }))}\n`;
 }
 
 /** The look-back step's report as the capture document prints it (docs/lookback.md). */
@@ -266,7 +189,7 @@ describe('startCapture against moto', () => {
       expect((await manifestOf(world, loser.captureId)).state).toBe('refused');
     }
     const lock = await getJson<{ captureId: string; state: string }>(
-      { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
+      worldEvidenceStore(world),
       `locks/${host.nat.instanceId}.json`,
     );
     expect(lock?.value).toMatchObject({ captureId: winners[0]!.captureId, state: 'held' });
@@ -568,7 +491,7 @@ describe('capture guards against moto', () => {
     expect(refused[0]!.refused[0]).toMatchObject({ reason: 'budget' });
     // The refused host's lock was rolled back: it is not left busy.
     const lock = await getJson<{ state: string }>(
-      { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
+      worldEvidenceStore(world),
       `locks/${refused[0]!.refused[0]!.instanceId}.json`,
     );
     expect(lock?.value.state).toBe('released');
