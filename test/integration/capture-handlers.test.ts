@@ -13,6 +13,7 @@ import {
   makeTopology,
   runInstance,
 } from '../fixtures/capture/world.ts';
+import { worldEvidenceStore } from '../support/capture-evidence.ts';
 
 const context = lambdaContext('tapline-test-startCapture', {
   awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e8deadbeef',
@@ -39,10 +40,7 @@ describe('capture handlers', () => {
     expect(result.ok).toBe(false);
     expect(result.state).toBe('refused');
     expect(result.refused).toEqual([expect.objectContaining({ reason: 'no-target' })]);
-    const stored = await readManifest(
-      { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
-      result.captureId!,
-    );
+    const stored = await readManifest(worldEvidenceStore(world), result.captureId!);
     expect(stored?.manifest.invokedBy).toContain(context.awsRequestId);
   });
 
@@ -87,10 +85,7 @@ describe('capture handlers', () => {
       context,
     );
     expect(result.ok).toBe(true);
-    const stored = await readManifest(
-      { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
-      result.captureId!,
-    );
+    const stored = await readManifest(worldEvidenceStore(world), result.captureId!);
     expect(stored?.manifest.source).toBe('manual');
   });
 
@@ -148,11 +143,7 @@ describe('capture handlers', () => {
     expect(result.timedOut).toEqual([
       { captureId: started.captureId, instanceId: topo.nat.instanceId },
     ]);
-    const store = {
-      s3: sweepWorld.clients.s3,
-      bucket: sweepWorld.config.EVIDENCE_BUCKET,
-      keyArn: sweepWorld.keyArn,
-    };
+    const store = worldEvidenceStore(sweepWorld);
     const closed = await readManifest(store, started.captureId!);
     expect(closed?.manifest.hosts[topo.nat.instanceId]?.status).toBe('timed-out');
     const open = await readManifest(store, running.captureId!);

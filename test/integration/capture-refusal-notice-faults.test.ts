@@ -8,11 +8,11 @@
 import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
-import { readManifest } from '../../shared/evidence/manifest.ts';
 import { refusalNoticeKey } from '../../shared/notify/notice-marker.ts';
 import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
+import { manifestOf } from '../support/capture-evidence.ts';
 
 type Middleware = (
   next: (args: { input: Record<string, unknown> }) => Promise<unknown>,
@@ -106,10 +106,7 @@ describe('refusal-notice marker faults in startCapture', () => {
         'refusal notice marker unavailable; recording and publishing the refusal anyway',
       );
       // recorded: the manifest exists and its history says the rate limit was unavailable
-      const manifest = (await readManifest(
-        { s3: world.clients.s3, bucket: world.config.EVIDENCE_BUCKET, keyArn: world.keyArn },
-        outcome.captureId,
-      ))!.manifest;
+      const manifest = await manifestOf(world, outcome.captureId);
       expect(manifest.state).toBe('refused');
       expect(manifest.hosts[topo.nat.instanceId]?.status).toBe('refused');
       const events = manifest.history.map((h) => h.event);
