@@ -3,6 +3,7 @@ import { GetObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3'
 import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { captureIdFor } from '../../shared/capture/ids.ts';
+import type { CaptureRequestInput } from '../../shared/capture/request.ts';
 import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import {
   applyHostResult,
@@ -32,6 +33,14 @@ import {
 } from '../support/capture-evidence.ts';
 
 const reason = 'IR-77 port-0 traffic from the payroll subnet';
+
+/** A capture request for one explicit instance, with this file's reason; `extra` adds the rest. */
+function onInstance(
+  instanceId: string,
+  extra: Partial<CaptureRequestInput> = {},
+): CaptureRequestInput {
+  return { targets: { kind: 'instances', instanceIds: [instanceId] }, reason, ...extra };
+}
 
 async function manifestHistory(world: CaptureWorld, captureId: string): Promise<CaptureManifest[]> {
   const store = worldEvidenceStore(world);
@@ -168,13 +177,7 @@ describe('startCapture against moto', () => {
     const host = await makeTopology(world, 64);
     const outcomes = await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
-        startCapture(
-          {
-            targets: { kind: 'instances', instanceIds: [host.nat.instanceId] },
-            reason: `race ${i}`,
-          },
-          world.deps,
-        ),
+        startCapture(onInstance(host.nat.instanceId, { reason: `race ${i}` }), world.deps),
       ),
     );
     const winners = outcomes.filter((o) => o.started.length === 1);
@@ -198,11 +201,7 @@ describe('startCapture against moto', () => {
   it('tracks the host result: verified files in the manifest, lock released, versions tell the story', async () => {
     const host = await makeTopology(world, 65);
     const started = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [host.nat.instanceId] },
-        reason,
-        durationSeconds: 60,
-      },
+      onInstance(host.nat.instanceId, { durationSeconds: 60 }),
       world.deps,
     );
     const id = host.nat.instanceId;
@@ -262,19 +261,13 @@ describe('startCapture against moto', () => {
       'capture-finished',
     ]);
     // The host is free again.
-    const next = await startCapture(
-      { targets: { kind: 'instances', instanceIds: [id] }, reason: 'follow-up' },
-      world.deps,
-    );
+    const next = await startCapture(onInstance(id, { reason: 'follow-up' }), world.deps);
     expect(next.started).toHaveLength(1);
   });
 
   it('flags a pcap whose bytes do not match the host hash', async () => {
     const host = await makeTopology(world, 66);
-    const started = await startCapture(
-      { targets: { kind: 'instances', instanceIds: [host.nat.instanceId] }, reason },
-      world.deps,
-    );
+    const started = await startCapture(onInstance(host.nat.instanceId), world.deps);
     const id = host.nat.instanceId;
     const file = await uploadLikeTheHost(world, started.captureId, id, Buffer.from('real bytes'));
     const lie = { ...file, sha256: 'a'.repeat(64) };
@@ -295,10 +288,7 @@ describe('startCapture against moto', () => {
 
   it('reads the status-change event through GetCommandInvocation (moto: no report → failed, said so)', async () => {
     const host = await makeTopology(world, 67);
-    const started = await startCapture(
-      { targets: { kind: 'instances', instanceIds: [host.nat.instanceId] }, reason },
-      world.deps,
-    );
+    const started = await startCapture(onInstance(host.nat.instanceId), world.deps);
     const event = {
       'detail-type': 'EC2 Command Invocation Status-change Notification',
       source: 'aws.ssm',
@@ -327,14 +317,10 @@ describe('startCapture against moto', () => {
   it('marks a host that never reports as timed out after its deadline and frees it', async () => {
     const host = await makeTopology(world, 68);
     const t0 = new Date();
-    const started = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [host.nat.instanceId] },
-        reason,
-        durationSeconds: 30,
-      },
-      { ...world.deps, now: () => t0 },
-    );
+    const started = await startCapture(onInstance(host.nat.instanceId, { durationSeconds: 30 }), {
+      ...world.deps,
+      now: () => t0,
+    });
     const early = await sweepTimedOutCaptures({
       ...world.deps,
       now: () => new Date(t0.getTime() + 60_000),
@@ -346,10 +332,7 @@ describe('startCapture against moto', () => {
     const manifest = await manifestOf(world, started.captureId);
     expect(manifest.state).toBe('failed');
     expect(manifest.hosts[host.nat.instanceId]!.status).toBe('timed-out');
-    const again = await startCapture(
-      { targets: { kind: 'instances', instanceIds: [host.nat.instanceId] }, reason },
-      world.deps,
-    );
+    const again = await startCapture(onInstance(host.nat.instanceId), world.deps);
     expect(again.started).toHaveLength(1);
   });
   it('sends one SendCommand per 50 instances', async () => {
@@ -398,10 +381,7 @@ describe('capture guards against moto', () => {
   it('the kill switch refuses everything, records and says why', async () => {
     const world = await makeCaptureWorld({ CAPTURES_ENABLED: 'false' });
     const topo = await makeTopology(world, 69);
-    const outcome = await startCapture(
-      { targets: { kind: 'instances', instanceIds: [topo.nat.instanceId] }, reason },
-      world.deps,
-    );
+    const outcome = await startCapture(onInstance(topo.nat.instanceId), world.deps);
     expect(outcome).toMatchObject({ state: 'refused', started: [] });
     expect(outcome.refused).toEqual([expect.objectContaining({ reason: 'kill-switch' })]);
     expect((await manifestOf(world, outcome.captureId)).refused[0]!.reason).toBe('kill-switch');
@@ -414,20 +394,12 @@ describe('capture guards against moto', () => {
     });
     const topo = await makeTopology(world, 70);
     const long = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [topo.nat.instanceId] },
-        reason,
-        durationSeconds: 601,
-      },
+      onInstance(topo.nat.instanceId, { durationSeconds: 601 }),
       world.deps,
     );
     expect(long.refused[0]).toMatchObject({ reason: 'duration-limit' });
     const big = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [topo.nat.instanceId] },
-        reason,
-        maxMegabytes: 101,
-      },
+      onInstance(topo.nat.instanceId, { maxMegabytes: 101 }),
       world.deps,
     );
     expect(big.refused[0]).toMatchObject({ reason: 'bytes-limit' });
@@ -477,12 +449,7 @@ describe('capture guards against moto', () => {
       makeTopology(world, 74),
     ]);
     const outcomes = await Promise.all(
-      hosts.map((h) =>
-        startCapture(
-          { targets: { kind: 'instances', instanceIds: [h.nat.instanceId] }, reason },
-          world.deps,
-        ),
-      ),
+      hosts.map((h) => startCapture(onInstance(h.nat.instanceId), world.deps)),
     );
     const started = outcomes.filter((o) => o.started.length > 0);
     const refused = outcomes.filter((o) => o.started.length === 0);
@@ -500,11 +467,9 @@ describe('capture guards against moto', () => {
   it('rejects an invalid filter with a typed error and starts nothing', async () => {
     const world = await makeCaptureWorld();
     const error = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: ['i-0123456789abcdef0'] },
-        reason,
+      onInstance('i-0123456789abcdef0', {
         filter: { kind: 'bpf', expression: 'host 10.0.0.1 and port 0; reboot' },
-      },
+      }),
       world.deps,
     ).catch((e) => e);
     expect(error).toBeInstanceOf(InvalidFilterError);
