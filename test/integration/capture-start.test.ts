@@ -23,7 +23,6 @@ import {
   makeTopology,
   type Topology,
 } from '../fixtures/capture/world.ts';
-import { motoClients } from '../support/aws.ts';
 import {
   type HostUpload,
   hostReport,
@@ -31,6 +30,7 @@ import {
   uploadLikeTheHost,
   worldEvidenceStore,
 } from '../support/capture-evidence.ts';
+import { ssmRecordingSendCommands } from '../support/ssm-send-recorder.ts';
 
 const reason = 'IR-77 port-0 traffic from the payroll subnet';
 
@@ -93,17 +93,7 @@ describe('startCapture against moto', () => {
   });
 
   it('resolves the workload ENI to the NAT, sends the document with the expected parameters and records it', async () => {
-    const sentInstanceIds: string[][] = [];
-    const ssm = motoClients().ssm;
-    ssm.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName === 'SendCommandCommand') {
-          sentInstanceIds.push([...((args.input as { InstanceIds?: string[] }).InstanceIds ?? [])]);
-        }
-        return next(args);
-      },
-      { step: 'initialize', name: 'recordSendCommand' },
-    );
+    const { ssm, sent: sentInstanceIds } = ssmRecordingSendCommands();
     const outcome = await startCapture(
       {
         targets: { kind: 'eni', eniId: topo.workload.eniId },
@@ -352,23 +342,14 @@ describe('startCapture against moto', () => {
       }),
     );
     expect(run.Instances).toHaveLength(51);
-    const batches: number[] = [];
-    const ssm = motoClients().ssm;
-    ssm.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName === 'SendCommandCommand') {
-          batches.push((args.input as { InstanceIds?: string[] }).InstanceIds?.length ?? 0);
-        }
-        return next(args);
-      },
-      { step: 'initialize', name: 'countSendCommand' },
-    );
+    const { ssm, sent } = ssmRecordingSendCommands();
     const outcome = await startCapture(
       { targets: { kind: 'tag' }, reason: 'fleet-wide capture' },
       { ...big.deps, clients: { ...big.deps.clients, ssm } },
     );
     expect(outcome.refused).toEqual([]);
     expect(outcome.started).toHaveLength(51);
+    const batches = sent.map((ids) => ids.length);
     expect(batches.sort((a, b) => b - a)).toEqual([50, 1]);
     expect(new Set(outcome.started.map((s) => s.commandId)).size).toBe(2);
     const manifest = await manifestOf(big, outcome.captureId);

@@ -10,6 +10,7 @@ import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
+import { ssmRecordingSendCommands } from '../support/ssm-send-recorder.ts';
 
 /** The stage's FLOW_LOG_FORMAT, in AWS LogFormat syntax (a v3 custom format): the default
  *  fields with `instance-id` in place of `account-id`. */
@@ -33,17 +34,7 @@ describe('1,000 identical port-0 findings in a burst', () => {
     const topo = await makeTopology(world, 202);
     const hosts = [topo.workload, topo.sensor];
 
-    const sent: string[][] = [];
-    const ssm = motoClients().ssm;
-    ssm.middlewareStack.add(
-      (next, ctx) => async (args) => {
-        if (ctx.commandName === 'SendCommandCommand') {
-          sent.push([...((args.input as { InstanceIds?: string[] }).InstanceIds ?? [])]);
-        }
-        return next(args);
-      },
-      { step: 'initialize', name: 'countSendCommand' },
-    );
+    const { ssm, sent } = ssmRecordingSendCommands();
     // what responders receive: every EventBridge entry the detector publishes for a finding
     const eventBridge = motoClients().eventBridge;
     let findingNotifications = 0;
