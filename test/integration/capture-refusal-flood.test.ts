@@ -10,21 +10,13 @@ import { mapLimit } from '../../shared/map-limit.ts';
 import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients, objectVersions } from '../support/aws.ts';
+import { countCommands } from '../support/command-counter.ts';
+import { detectorPortZeroRequest } from '../support/detector-request.ts';
 
 /** Clients against moto that count the calls that write or notify. */
 function countingClients() {
   const clients = motoClients();
-  const calls = new Map<string, number>();
-  const count = (client: { middlewareStack: { add: (...args: any[]) => void } }) =>
-    client.middlewareStack.add(
-      (next: (args: unknown) => Promise<unknown>, ctx: { commandName?: string }) =>
-        async (args: unknown) => {
-          calls.set(ctx.commandName!, (calls.get(ctx.commandName!) ?? 0) + 1);
-          return next(args);
-        },
-      { step: 'initialize', name: 'countCalls' },
-    );
-  for (const client of [clients.s3, clients.sns, clients.eventBridge, clients.ssm]) count(client);
+  const calls = countCommands(clients.s3, clients.sns, clients.eventBridge, clients.ssm);
   return { clients, calls };
 }
 
@@ -56,13 +48,10 @@ describe('a flood of cooldown refusals', () => {
     } as CoreLogger;
     let clock = new Date();
     const deps: CaptureDeps = { ...world.deps, clients, logger, now: () => clock };
-    const request = {
-      targets: { kind: 'instances' as const, instanceIds: [topo.nat.instanceId] },
-      reason: 'detector: port-0 from 198.51.100.66',
-      fingerprint: 'port-zero:tcp:10.80.1.5:198.51.100.66',
-      durationSeconds: 60,
-      source: 'detector' as const,
-    };
+    const request = detectorPortZeroRequest(topo.nat.instanceId, {
+      workload: '10.80.1.5',
+      peer: '198.51.100.66',
+    });
 
     const first = await startCapture(request, deps);
     expect(first.started).toHaveLength(1);

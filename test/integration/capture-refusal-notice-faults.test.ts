@@ -13,6 +13,8 @@ import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf } from '../support/capture-evidence.ts';
+import { countCommands } from '../support/command-counter.ts';
+import { detectorPortZeroRequest } from '../support/detector-request.ts';
 
 type Middleware = (
   next: (args: { input: Record<string, unknown> }) => Promise<unknown>,
@@ -30,7 +32,6 @@ interface Fault {
 /** moto clients whose S3 calls on refusal-notice keys fail with `fault`; counts publications. */
 function faultyClients(fault: Fault) {
   const clients = motoClients();
-  const calls = new Map<string, number>();
   const failing: Middleware = (next, ctx) => async (args) => {
     const key = String(args.input.Key ?? '');
     if (ctx.commandName === fault.command && key.endsWith('.refusal-notice.json')) {
@@ -44,15 +45,7 @@ function faultyClients(fault: Fault) {
     return next(args);
   };
   clients.s3.middlewareStack.add(failing as never, { step: 'initialize', name: 'injectFault' });
-  const counting: Middleware = (next, ctx) => async (args) => {
-    calls.set(ctx.commandName!, (calls.get(ctx.commandName!) ?? 0) + 1);
-    return next(args);
-  };
-  clients.sns.middlewareStack.add(counting as never, { step: 'initialize', name: 'countCalls' });
-  clients.eventBridge.middlewareStack.add(counting as never, {
-    step: 'initialize',
-    name: 'countCalls',
-  });
+  const calls = countCommands(clients.sns, clients.eventBridge);
   return { clients, calls };
 }
 
@@ -60,13 +53,10 @@ describe('refusal-notice marker faults in startCapture', () => {
   it('records, logs and publishes the cooldown refusal when the marker read or claim fails', async () => {
     const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
     const topo = await makeTopology(world, 213);
-    const request = {
-      targets: { kind: 'instances' as const, instanceIds: [topo.nat.instanceId] },
-      reason: 'detector: port-0 from 198.51.100.9',
-      fingerprint: 'port-zero:tcp:10.213.1.5:198.51.100.9',
-      durationSeconds: 60,
-      source: 'detector' as const,
-    };
+    const request = detectorPortZeroRequest(topo.nat.instanceId, {
+      workload: '10.213.1.5',
+      peer: '198.51.100.9',
+    });
     const first = await startCapture(request, world.deps);
     expect(first.started).toHaveLength(1);
 
