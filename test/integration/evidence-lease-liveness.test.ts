@@ -5,13 +5,7 @@
  * a corrupt lock or cooldown holds (fail closed, reported), until its S3 LastModified +
  * MAX_LEASE_SECONDS; a corrupt notice marker is taken over (a notice fails open).
  */
-import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import {
-  CreateBucketCommand,
-  HeadObjectCommand,
-  PutBucketVersioningCommand,
-  PutObjectCommand,
-} from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import {
@@ -28,7 +22,8 @@ import type { EvidenceStore } from '../../shared/evidence/store.ts';
 import { claimNotice, refusalNoticeKey } from '../../shared/notify/notice-marker.ts';
 import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
-import { motoClients, uniqueName } from '../support/aws.ts';
+import { motoClients, versionedBucketWithKey } from '../support/aws.ts';
+import { worldEvidenceStore } from '../support/capture-evidence.ts';
 
 const { s3, kms } = motoClients();
 
@@ -52,15 +47,7 @@ const held = (expiresAt: unknown, extra: Record<string, unknown> = {}) =>
 describe('one lease liveness rule for guards, notice markers and the capture core (moto)', () => {
   let store: EvidenceStore;
   beforeAll(async () => {
-    const bucket = uniqueName('tl-lease');
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    await s3.send(
-      new PutBucketVersioningCommand({
-        Bucket: bucket,
-        VersioningConfiguration: { Status: 'Enabled' },
-      }),
-    );
-    const keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+    const { bucket, keyArn } = await versionedBucketWithKey('tl-lease', undefined, { s3, kms });
     store = { s3, bucket, keyArn };
   });
 
@@ -176,11 +163,7 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
     };
     const now = new Date();
     const deps: CaptureDeps = { ...world.deps, logger, now: () => now };
-    const worldStore: EvidenceStore = {
-      s3: world.clients.s3,
-      bucket: world.config.EVIDENCE_BUCKET,
-      keyArn: world.keyArn,
-    };
+    const worldStore = worldEvidenceStore(world);
     const fingerprint = 'port-zero:tcp:10.212.1.5:198.51.100.7';
     const request = (instanceId: string) => ({
       targets: { kind: 'instances' as const, instanceIds: [instanceId] },

@@ -1,11 +1,6 @@
-import {
-  CreateBucketCommand,
-  ListObjectVersionsCommand,
-  PutBucketVersioningCommand,
-  PutObjectCommand,
-} from '@aws-sdk/client-s3';
+import { ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { motoClients, uniqueName } from '../support/aws.ts';
+import { createVersionedBucket, motoClients, uniqueName } from '../support/aws.ts';
 
 /**
  * The emulator keeps S3's promise that a conditional write is atomic (scripts/lib/
@@ -19,13 +14,7 @@ describe('moto conditional writes (the emulator the tests run on)', () => {
   const bucket = uniqueName('tl-cond');
 
   beforeAll(async () => {
-    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-    await s3.send(
-      new PutBucketVersioningCommand({
-        Bucket: bucket,
-        VersioningConfiguration: { Status: 'Enabled' },
-      }),
-    );
+    await createVersionedBucket(s3, bucket);
   });
 
   it('lets exactly one of 24 concurrent IfNoneMatch PUTs win, in every round', async () => {

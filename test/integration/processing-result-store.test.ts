@@ -1,12 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import {
-  CreateBucketCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
-  PutBucketVersioningCommand,
 } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../shared/observability.ts';
@@ -18,7 +15,7 @@ import {
   putResultJsonLines,
   type ResultStore,
 } from '../../shared/processing/result-store.ts';
-import { motoClients, uniqueName, versionsOf } from '../support/aws.ts';
+import { motoClients, uniqueName, versionedBucketWithKey, versionsOf } from '../support/aws.ts';
 import { interceptedS3, RESULT_STORE_COMMANDS } from '../support/s3-interception.ts';
 
 const clients = motoClients();
@@ -40,16 +37,12 @@ async function gunzippedLines(key: string): Promise<string[]> {
 const versions = (key: string) => versionsOf(clients.s3, store.bucket, key);
 
 beforeAll(async () => {
-  const bucket = uniqueName('results-store');
-  await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
-  await clients.s3.send(
-    new PutBucketVersioningCommand({
-      Bucket: bucket,
-      VersioningConfiguration: { Status: 'Enabled' },
-    }),
+  const { bucket, keyArn } = await versionedBucketWithKey(
+    'results-store',
+    'evidence (test)',
+    clients,
   );
-  const key = await clients.kms.send(new CreateKeyCommand({ Description: 'evidence (test)' }));
-  store = { s3: clients.s3, bucket, kmsKeyArn: key.KeyMetadata!.Arn!, logger: silentLogger };
+  store = { s3: clients.s3, bucket, kmsKeyArn: keyArn, logger: silentLogger };
 });
 
 describe('result objects are written once per key', () => {

@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateKeyCommand } from '@aws-sdk/client-kms';
+import {
+  CreateBucketCommand,
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { inject } from 'vitest';
 import { type AwsClients, makeAwsClients } from '../../shared/aws/clients.ts';
 import { parseConfig, type TaplineConfig } from '../../shared/config.ts';
@@ -17,6 +23,34 @@ export function motoClients(region = 'us-east-1'): AwsClients {
 /** A name no other test in the run uses (moto's state is shared by all test files). */
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Creates `bucket` on moto with versioning enabled, as the evidence bucket is. */
+export async function createVersionedBucket(s3: S3Client, bucket: string): Promise<void> {
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  await s3.send(
+    new PutBucketVersioningCommand({
+      Bucket: bucket,
+      VersioningConfiguration: { Status: 'Enabled' },
+    }),
+  );
+}
+
+/**
+ * An evidence bucket and key of the test's own on moto: a versioned bucket named from `prefix`
+ * and a new KMS key (with `keyDescription` when given).
+ */
+export async function versionedBucketWithKey(
+  prefix: string,
+  keyDescription?: string,
+  clients: Pick<AwsClients, 's3' | 'kms'> = motoClients(),
+): Promise<{ bucket: string; keyArn: string }> {
+  const bucket = uniqueName(prefix);
+  await createVersionedBucket(clients.s3, bucket);
+  const key = await clients.kms.send(
+    new CreateKeyCommand(keyDescription === undefined ? {} : { Description: keyDescription }),
+  );
+  return { bucket, keyArn: key.KeyMetadata!.Arn! };
 }
 
 /** A full config for tests, with the moto endpoint; override what the test cares about. */

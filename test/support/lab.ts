@@ -2,9 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import { CreateBucketCommand, PutBucketVersioningCommand } from '@aws-sdk/client-s3';
-import { motoClients, uniqueName } from './aws.ts';
+import { versionedBucketWithKey } from './aws.ts';
 
 /**
  * What the lab tests (network namespaces, real tcpdump, the SSM documents run as the agent
@@ -47,16 +45,7 @@ export interface LabEvidence {
 
 /** A versioned evidence bucket and a KMS key on moto, and a work directory. */
 export async function labEvidence(prefix: string): Promise<LabEvidence> {
-  const { s3, kms } = motoClients();
-  const bucket = uniqueName(prefix);
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-  await s3.send(
-    new PutBucketVersioningCommand({
-      Bucket: bucket,
-      VersioningConfiguration: { Status: 'Enabled' },
-    }),
-  );
-  const keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
+  const { bucket, keyArn } = await versionedBucketWithKey(prefix);
   // the capture document's WorkDir pattern: /tmp/tapline…
   const workDir = await mkdtemp(join(tmpdir(), `tapline-${prefix}-`));
   return { bucket, keyArn, workDir };
