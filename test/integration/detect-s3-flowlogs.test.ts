@@ -20,9 +20,8 @@ import { lambdaContext } from '../../shared/lab/lab-aws.ts';
 import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { motoClients, uniqueName } from '../support/aws.ts';
+import { flowLogFixture, LAB_REAL_FINGERPRINTS } from '../support/flowlog-inputs.ts';
 
-const fixture = (name: string) =>
-  readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
 const eventTemplate = (name: string) =>
   JSON.parse(readFileSync(new URL(`../../events/s3-flowlogs/${name}`, import.meta.url), 'utf8'));
 
@@ -101,7 +100,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
       new PutObjectCommand({
         Bucket: bucket,
         Key: key,
-        Body: gzipSync(fixture('lab-real-v5.log')),
+        Body: gzipSync(flowLogFixture('lab-real-v5.log')),
       }),
     );
     const events: unknown[] = [];
@@ -126,14 +125,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
     gets.length = 0;
     const response = await handler(event, context);
     expect(response).toMatchObject({ batches: 1, records: 155, malformed: 0 });
-    expect(response.findings.map((f) => f.fingerprint).sort()).toEqual([
-      'host-sweep:10.202.1.1:tcp:22',
-      'port-scan:10.202.1.1:10.202.1.2',
-      'port-zero:tcp:10.202.1.1:10.202.1.2',
-      'port-zero:tcp:fd00:202::1:fd00:202::2',
-      'port-zero:udp:10.202.1.1:10.202.1.2',
-      'port-zero:udp:fd00:202::1:fd00:202::2',
-    ]);
+    expect(response.findings.map((f) => f.fingerprint).sort()).toEqual(LAB_REAL_FINGERPRINTS);
     expect(gets).toEqual([{ key }]);
     expect(captures.map((c) => c.targets)).toContainEqual({
       kind: 'eni',
@@ -156,7 +148,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
   });
 
   it('reads Parquet objects with ranged GETs only', async () => {
-    const [header, ...records] = fixture('lab-real-v5.log').trim().split('\n');
+    const [header, ...records] = flowLogFixture('lab-real-v5.log').trim().split('\n');
     const fields = header!.split(' ');
     const ints32 = new Set([
       'version',

@@ -10,6 +10,25 @@ export function flowLogFixtures(): string[] {
     .map((f) => readFileSync(new URL(f, dir), 'latin1'));
 }
 
+/** One flow-log fixture (test/fixtures/flowlogs/<name>), as UTF-8 text. */
+export function flowLogFixture(name: string): string {
+  return readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
+}
+
+/**
+ * What the default rules find in the lab captures (lab-real-v2.log, lab-real-v5.log: softflowd
+ * and nfdump records of real traffic between 10.202.1.1 and 10.202.1.2): the findings'
+ * fingerprints, sorted.
+ */
+export const LAB_REAL_FINGERPRINTS = [
+  'host-sweep:10.202.1.1:tcp:22',
+  'port-scan:10.202.1.1:10.202.1.2',
+  'port-zero:tcp:10.202.1.1:10.202.1.2',
+  'port-zero:tcp:fd00:202::1:fd00:202::2',
+  'port-zero:udp:10.202.1.1:10.202.1.2',
+  'port-zero:udp:fd00:202::1:fd00:202::2',
+];
+
 /** Hostile bytes: random, or `seed` with up to 60 bytes changed and cut short anywhere. */
 export function hostileBytes(seed: Buffer, maxRandom: number): fc.Arbitrary<Buffer> {
   const mutated = fc

@@ -16,11 +16,10 @@ import {
 import { s3ObjectsFromEvent } from '../../shared/flowlogs/sources/s3.ts';
 import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules, loadRules } from '../../shared/rules/config.ts';
+import { flowLogFixture, LAB_REAL_FINGERPRINTS } from '../support/flowlog-inputs.ts';
 
-const fixture = (name: string) =>
-  readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
 const lines = (name: string) =>
-  fixture(name)
+  flowLogFixture(name)
     .split('\n')
     .filter((l) => l.trim() !== '');
 
@@ -79,14 +78,7 @@ describe('CloudWatch Logs subscription payloads', () => {
       },
     });
     expect(report.batches[0]!.stats).toMatchObject({ records: 155, malformed: 0 });
-    expect(report.findings.map((f) => f.fingerprint).sort()).toEqual([
-      'host-sweep:10.202.1.1:tcp:22',
-      'port-scan:10.202.1.1:10.202.1.2',
-      'port-zero:tcp:10.202.1.1:10.202.1.2',
-      'port-zero:tcp:fd00:202::1:fd00:202::2',
-      'port-zero:udp:10.202.1.1:10.202.1.2',
-      'port-zero:udp:fd00:202::1:fd00:202::2',
-    ]);
+    expect(report.findings.map((f) => f.fingerprint).sort()).toEqual(LAB_REAL_FINGERPRINTS);
     // ICMP (ping, unreachables, neighbour discovery) never fires port-zero
     expect(
       report.findings
@@ -189,7 +181,7 @@ describe('findings → capture requests', () => {
           for (const f of ['lab-real-v2.log', 'custom-v5.log', 'ipv6.log']) {
             scanner.push(
               Buffer.from(
-                fixture(f)
+                flowLogFixture(f)
                   .split('\n')
                   .filter((l) => !l.startsWith('version'))
                   .join('\n'),

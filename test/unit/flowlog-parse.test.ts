@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { FlowLogFormatError } from '../../shared/errors.ts';
-import { K_SRC, parseFields } from '../../shared/flowlogs/field-parser.ts';
+import { K_SRC, type ParsedFields, parseFields } from '../../shared/flowlogs/field-parser.ts';
 import {
   DEFAULT_FORMAT,
   DEFAULT_FORMAT_STRING,
@@ -16,23 +15,25 @@ import {
   FlowScanner,
   ipv4ToString,
 } from '../../shared/flowlogs/scanner.ts';
+import { flowLogFixture } from '../support/flowlog-inputs.ts';
 
-const fixture = (name: string) =>
-  readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
-
-interface Seen {
+/** A record as the rules see it: the cursor's numeric fields, addresses as text. */
+interface Seen
+  extends Pick<
+    ParsedFields,
+    | 'srcport'
+    | 'dstport'
+    | 'protocol'
+    | 'packets'
+    | 'bytes'
+    | 'start'
+    | 'end'
+    | 'action'
+    | 'tcpFlags'
+    | 'dstIsAwsService'
+  > {
   src: string;
   dst: string;
-  srcport: number;
-  dstport: number;
-  protocol: number;
-  packets: number;
-  bytes: number;
-  start: number;
-  end: number;
-  action: number;
-  tcpFlags: number;
-  dstIsAwsService: boolean;
   text: string;
 }
 
@@ -102,13 +103,13 @@ describe('parseFlowLogFormat', () => {
 
   it('tells a header line from a record', () => {
     expect(looksLikeHeader(DEFAULT_FORMAT.fields.join(' '))).toBe(true);
-    expect(looksLikeHeader(fixture('aws-doc-default.log').split('\n')[0]!)).toBe(false);
+    expect(looksLikeHeader(flowLogFixture('aws-doc-default.log').split('\n')[0]!)).toBe(false);
   });
 });
 
 describe('FlowScanner', () => {
   it('parses the AWS documentation samples by field name, counting NODATA and SKIPDATA', () => {
-    const { seen, stats } = scan(fixture('aws-doc-default.log'));
+    const { seen, stats } = scan(flowLogFixture('aws-doc-default.log'));
     expect(stats.records).toBe(4);
     expect(stats.nodata).toBe(1);
     expect(stats.skipdata).toBe(1);
@@ -131,8 +132,11 @@ describe('FlowScanner', () => {
   });
 
   it('parses a custom v3 format given as a format string (AWS TCP flag example)', () => {
-    const format = parseFlowLogFormat(fixture('aws-doc-tcp-flags-v3.format'));
-    const { seen, stats } = scan(fixture('aws-doc-tcp-flags-v3.log'), { format, header: 'none' });
+    const format = parseFlowLogFormat(flowLogFixture('aws-doc-tcp-flags-v3.format'));
+    const { seen, stats } = scan(flowLogFixture('aws-doc-tcp-flags-v3.log'), {
+      format,
+      header: 'none',
+    });
     expect(stats.records).toBe(4);
     expect(seen.map((s) => s.tcpFlags)).toEqual([2, 18, 2, 18]);
     // bytes and packets are swapped in this format: by name, not position
@@ -140,7 +144,7 @@ describe('FlowScanner', () => {
   });
 
   it('takes the format from an S3 header line (v5 custom format)', () => {
-    const { seen, stats } = scan(fixture('custom-v5.log'));
+    const { seen, stats } = scan(flowLogFixture('custom-v5.log'));
     expect(stats.headerLines).toBe(1);
     expect(stats.format).toContain('pkt-dst-aws-service');
     expect(stats.records).toBe(5);
@@ -150,7 +154,7 @@ describe('FlowScanner', () => {
   });
 
   it('reads IPv6 addresses (lower-cased) and keeps IPv4 as numbers', () => {
-    const { seen } = scan(fixture('ipv6.log'));
+    const { seen } = scan(flowLogFixture('ipv6.log'));
     expect(seen.map((s) => s.src)).toEqual([
       '2001:db8:1234:a100:8d6e:3477:df66:f105',
       '2001:db8:1234:a102:3304:8879:34cf:4071',
@@ -160,7 +164,7 @@ describe('FlowScanner', () => {
   });
 
   it('counts malformed records with a bounded sample and never stops the batch', () => {
-    const { seen, stats } = scan(fixture('malformed.log'));
+    const { seen, stats } = scan(flowLogFixture('malformed.log'));
     expect(seen.map((s) => s.dstport)).toEqual([22, 3389]);
     expect(stats.malformed).toBe(7);
     expect(stats.blank).toBe(1);
@@ -178,7 +182,7 @@ describe('FlowScanner', () => {
   });
 
   it('gives the same records however the bytes are chunked (CRLF included)', () => {
-    const text = `${fixture('aws-doc-default.log').replaceAll('\n', '\r\n')}${fixture('ipv6.log')}`;
+    const text = `${flowLogFixture('aws-doc-default.log').replaceAll('\n', '\r\n')}${flowLogFixture('ipv6.log')}`;
     const whole = scan(text).seen;
     for (const size of [1, 2, 7, 64]) {
       const seen: string[] = [];
@@ -192,7 +196,7 @@ describe('FlowScanner', () => {
   });
 
   it('bounds line length on hostile input', () => {
-    const long = `${'9'.repeat(100_000)}\n${fixture('aws-doc-default.log')}`;
+    const long = `${'9'.repeat(100_000)}\n${flowLogFixture('aws-doc-default.log')}`;
     const { stats } = scan(long, { maxLineBytes: 4096 });
     expect(stats.records).toBe(4);
     expect(stats.malformed).toBe(1);
@@ -213,8 +217,8 @@ describe('FlowScanner', () => {
   });
 
   it('builds full records lazily with types and nulls for "-"', () => {
-    const format = parseFlowLogFormat(fixture('custom-v5.log').split('\n')[0]!);
-    const record = recordFromText(format, fixture('custom-v5.log').split('\n')[1]!);
+    const format = parseFlowLogFormat(flowLogFixture('custom-v5.log').split('\n')[0]!);
+    const record = recordFromText(format, flowLogFixture('custom-v5.log').split('\n')[1]!);
     expect(record).toMatchObject({
       version: 5,
       'instance-id': 'i-0a1b2c3d4e5f60718',

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/errors.ts';
 import { parseFlowLogFormat } from '../../shared/flowlogs/format.ts';
@@ -6,9 +5,7 @@ import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
 import { CidrSet } from '../../shared/rules/cidr.ts';
 import { defaultRules, loadRules, type RulesConfig } from '../../shared/rules/config.ts';
 import { RuleEngine } from '../../shared/rules/engine.ts';
-
-const fixture = (name: string) =>
-  readFileSync(new URL(`../fixtures/flowlogs/${name}`, import.meta.url), 'utf8');
+import { flowLogFixture } from '../support/flowlog-inputs.ts';
 
 /** A v2 record; only what the test cares about is given. */
 function rec(r: {
@@ -56,7 +53,7 @@ describe('port-zero', () => {
   });
 
   it('does not fire for ICMP or other protocols, which carry 0 in both ports (AWS doc sample)', () => {
-    expect(run(fixture('aws-doc-default.log')).findings).toEqual([]);
+    expect(run(flowLogFixture('aws-doc-default.log')).findings).toEqual([]);
     expect(
       run([rec({ src: '10.0.0.1', dst: '10.0.0.2', sp: 0, dp: 0, proto: 58 })]).findings,
     ).toEqual([]);
@@ -184,7 +181,7 @@ describe('reject-burst, deny-list, egress-volume, rare-protocol', () => {
       ['egress-volume:10.0.0.1:203.0.113.9', 1200],
     ]);
     // the v5 fixture's 2 GiB to S3 is skipped, the 3 GiB through the NAT is not
-    const v5 = run(fixture('custom-v5.log'));
+    const v5 = run(flowLogFixture('custom-v5.log'));
     expect(v5.findings.filter((f) => f.rule === 'egress-volume').map((f) => f.dstaddr)).toEqual([
       '203.0.113.200',
     ]);
