@@ -11,7 +11,6 @@ import {
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
 } from '@aws-sdk/client-sqs';
-import { parquetWriteBuffer } from 'hyparquet-writer';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
 import type { CaptureRequest } from '../../shared/capture/request.ts';
@@ -21,6 +20,7 @@ import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { motoClients, uniqueName } from '../support/aws.ts';
 import { flowLogFixture, LAB_REAL_FINGERPRINTS } from '../support/flowlog-inputs.ts';
+import { flowLogParquet } from '../support/flowlog-parquet.ts';
 
 const eventTemplate = (name: string) =>
   JSON.parse(readFileSync(new URL(`../../events/s3-flowlogs/${name}`, import.meta.url), 'utf8'));
@@ -148,44 +148,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
   });
 
   it('reads Parquet objects with ranged GETs only', async () => {
-    const [header, ...records] = flowLogFixture('lab-real-v5.log').trim().split('\n');
-    const fields = header!.split(' ');
-    const ints32 = new Set([
-      'version',
-      'srcport',
-      'dstport',
-      'protocol',
-      'tcp-flags',
-      'traffic-path',
-    ]);
-    const ints64 = new Set(['packets', 'bytes', 'start', 'end']);
-    const rows = records.map((r) => r.split(' '));
-    const columnData = fields.map((f, i) => {
-      const values = rows.map((r) => (r[i] === '-' ? null : r[i]!));
-      // AWS's Parquet columns use underscores (account_id, log_status)
-      const name = f.replaceAll('-', '_');
-      if (ints32.has(f))
-        return {
-          name,
-          type: 'INT32' as const,
-          data: values.map((v) => (v === null ? null : Number(v))),
-        };
-      if (ints64.has(f))
-        return {
-          name,
-          type: 'INT64' as const,
-          data: values.map((v) => (v === null ? null : BigInt(v))),
-        };
-      return { name, type: 'STRING' as const, data: values };
-    });
-    const parquet = Buffer.from(
-      parquetWriteBuffer({
-        columnData,
-        codec: 'GZIP',
-        compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
-        rowGroupSize: 64,
-      }),
-    );
+    const parquet = flowLogParquet(flowLogFixture('lab-real-v5.log'), { rowGroupSize: 64 });
     const parquetKey = key.replace('.log.gz', '.log.parquet');
     await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: parquetKey, Body: parquet }));
     const event = eventTemplate('eventbridge-object-created-parquet.json');

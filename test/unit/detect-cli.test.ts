@@ -108,41 +108,12 @@ describe('tapline detect', () => {
   });
 
   it('reads a Parquet flow log (AWS column names, GZIP pages)', async () => {
-    const { parquetWriteBuffer } = await import('hyparquet-writer');
-    const [header, ...records] = (await readFile(join(fixtures, 'lab-real-v5.log'), 'utf8'))
-      .trim()
-      .split('\n');
-    const fields = header!.split(' ');
-    const numeric = new Set([
-      'version',
-      'srcport',
-      'dstport',
-      'protocol',
-      'packets',
-      'bytes',
-      'start',
-      'end',
-      'tcp-flags',
-      'traffic-path',
-    ]);
-    const rows = records.map((r) => r.split(' '));
-    const columnData = fields.map((f, i) => ({
-      name: f.replaceAll('-', '_'),
-      type: numeric.has(f) ? ('INT64' as const) : ('STRING' as const),
-      data: rows.map((r) => (r[i] === '-' ? null : numeric.has(f) ? BigInt(r[i]!) : r[i]!)),
-    }));
+    const { flowLogParquet } = await import('../support/flowlog-parquet.ts');
+    const text = await readFile(join(fixtures, 'lab-real-v5.log'), 'utf8');
     const dir = await mkdtemp(join(tmpdir(), 'tldet-cli-'));
     const file = join(dir, 'flows.log.parquet');
-    await writeFile(
-      file,
-      Buffer.from(
-        parquetWriteBuffer({
-          columnData,
-          codec: 'GZIP',
-          compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
-        }),
-      ),
-    );
+    // every numeric column as INT64 (detect-s3-flowlogs reads AWS's INT32/INT64 mix)
+    await writeFile(file, flowLogParquet(text, { int32Fields: [] }));
     const { code, stdout, stderr } = await tapline(['detect', file, '--json']);
     expect(stderr).toMatch(/155 records, 0 NODATA, 0 SKIPDATA, 0 malformed, 6 findings/);
     expect(code).toBe(1);
