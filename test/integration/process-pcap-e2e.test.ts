@@ -72,6 +72,44 @@ function completionKey(cap: string, file: string, versionId: string) {
   return `results/${cap}/${INSTANCE}/${file}/${versionId}/summary.json`;
 }
 
+/** The notifications published about `key`, once at least `min` (of any key) are out. */
+async function publishedFor(key: string, min?: number) {
+  return (await published(stack, min)).filter((e) => e.key === key);
+}
+
+/** Hands `messages` to the handler as one SQS batch; none of them may fail. */
+async function handleCleanly(messages: Parameters<typeof sqsEvent>[1]) {
+  expect((await handler(sqsEvent(stack, messages), lambdaContext())).batchItemFailures).toEqual([]);
+}
+
+/** Uploads `bytes` as the host does, as `file` of a new capture, and receives its S3 event. */
+async function uploadAndReceive(
+  file: string,
+  bytes: Buffer,
+  options?: Parameters<typeof hostUpload>[3],
+) {
+  const cap = captureId();
+  const key = `pcaps/${cap}/${INSTANCE}/${file}`;
+  const upload = await hostUpload(stack, key, bytes, options);
+  const message = await eventMessageFor(key);
+  return { cap, key, upload, message };
+}
+
+/**
+ * Uploads `bytes` as the host does, as `file` of a new capture, hands its S3 event to the
+ * handler (no failures) and reads the completion record the job wrote for that version.
+ */
+async function processUpload(
+  file: string,
+  bytes: Buffer,
+  options?: Parameters<typeof hostUpload>[3],
+) {
+  const uploaded = await uploadAndReceive(file, bytes, options);
+  await handleCleanly([uploaded.message]);
+  const record = await getJson(stack, completionKey(uploaded.cap, file, uploaded.upload.versionId));
+  return { ...uploaded, record };
+}
+
 describe('process-pcap on moto, end to end', () => {
   it('ignores the s3:TestEvent moto sends when the notification is configured', async () => {
     const messages = await receiveUntil(stack, stack.queueUrl, (m) =>
@@ -86,15 +124,14 @@ describe('process-pcap on moto, end to end', () => {
   });
 
   it('turns an uploaded pcap into verified results, keyed by its version, and publishes it', async () => {
-    const cap = captureId();
     const file = 'ring 000+dns.pcap';
-    const key = `pcaps/${cap}/${INSTANCE}/${file}`;
-    const upload = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'));
-    const message = await eventMessageFor(key);
+    const { cap, key, upload, message } = await uploadAndReceive(
+      file,
+      await corpusFile('dns_packets.pcap'),
+    );
     expect(message.Body).toContain('ring+000%2Bdns.pcap');
 
-    const response = await handler(sqsEvent(stack, [message]), lambdaContext());
-    expect(response.batchItemFailures).toEqual([]);
+    await handleCleanly([message]);
 
     const record = await getJson(stack, completionKey(cap, file, upload.versionId));
     expect(record).toMatchObject({
@@ -162,9 +199,7 @@ describe('process-pcap on moto, end to end', () => {
     const bytes = repeatedPcap(await corpusFile('http_650_responses.pcap'), 11 * 1024 * 1024);
     const upload = await hostMultipartUpload(stack, key, bytes);
     const message = await eventMessageFor(key);
-    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
-      [],
-    );
+    await handleCleanly([message]);
     const record = await getJson(stack, completionKey(cap, 'multipart.pcap', upload.versionId));
     expect(record.integrity).toMatchObject({
       verdict: 'verified',
@@ -179,22 +214,16 @@ describe('process-pcap on moto, end to end', () => {
   });
 
   it('yields exactly one result set when the same record is delivered 1 to 5 times', async () => {
-    const cap = captureId();
     const file = 'tls.pcap';
-    const key = `pcaps/${cap}/${INSTANCE}/${file}`;
-    const upload = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
-    const message = await eventMessageFor(key);
+    const { cap, key, upload, message } = await uploadAndReceive(
+      file,
+      await corpusFile('tls_handshake.pcap'),
+    );
     const prefix = `results/${cap}/`;
     // 1st delivery: a batch with the record twice; then three separate re-deliveries.
     const again = { ...message, MessageId: `${message.MessageId}-redelivered` };
-    expect(
-      (await handler(sqsEvent(stack, [message, again]), lambdaContext())).batchItemFailures,
-    ).toEqual([]);
-    for (let i = 0; i < 3; i++) {
-      expect(
-        (await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures,
-      ).toEqual([]);
-    }
+    await handleCleanly([message, again]);
+    for (let i = 0; i < 3; i++) await handleCleanly([message]);
     const home = await versionsUnder(stack, prefix);
     expect([...home.values()]).toEqual([1]);
     const tables = await versionsUnder(stack, 'results/tables/');
@@ -211,29 +240,24 @@ describe('process-pcap on moto, end to end', () => {
     const record = await getJson(stack, completionKey(cap, file, upload.versionId));
     const tls = await getJsonLines(stack, record.tables.tls.key);
     expect(tls.map((t) => t.sni)).toEqual(TLS_HANDSHAKE_SNI);
-    const events = (await published(stack)).filter((e) => e.key === key);
+    const events = await publishedFor(key);
     expect(events.filter((e) => e.type === 'Pcap Processed')).toHaveLength(1);
     await deleteMessages(stack, stack.queueUrl, [message]);
   });
 
   it('marks and announces a pcap whose host hash does not match its bytes, and still processes it', async () => {
-    const cap = captureId();
-    const key = `pcaps/${cap}/${INSTANCE}/tampered.pcap`;
-    const upload = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'), {
-      hostHash: 'f'.repeat(64),
-    });
-    const message = await eventMessageFor(key);
-    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
-      [],
+    const { key, upload, message, record } = await processUpload(
+      'tampered.pcap',
+      await corpusFile('tls_handshake.pcap'),
+      { hostHash: 'f'.repeat(64) },
     );
-    const record = await getJson(stack, completionKey(cap, 'tampered.pcap', upload.versionId));
     expect(record.integrity).toMatchObject({
       verdict: 'mismatch',
       host: { status: 'mismatch', expected: 'f'.repeat(64) },
       s3: { status: 'match' },
     });
     expect(record.summary.packets).toBe(44);
-    const events = (await published(stack, 2)).filter((e) => e.key === key);
+    const events = await publishedFor(key, 2);
     expect(events.find((e) => e.type === 'Pcap Integrity Failed')).toMatchObject({
       verdict: 'mismatch',
       sha256: upload.sha256,
@@ -246,13 +270,13 @@ describe('process-pcap on moto, end to end', () => {
   });
 
   it('catches bytes overwritten as a new version that carries the old hash and checksum', async () => {
-    const cap = captureId();
-    const key = `pcaps/${cap}/${INSTANCE}/overwritten.pcap`;
-    const original = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
-    const first = await eventMessageFor(key);
-    expect((await handler(sqsEvent(stack, [first]), lambdaContext())).batchItemFailures).toEqual(
-      [],
-    );
+    const {
+      cap,
+      key,
+      upload: original,
+      message: first,
+    } = await uploadAndReceive('overwritten.pcap', await corpusFile('tls_handshake.pcap'));
+    await handleCleanly([first]);
     await deleteMessages(stack, stack.queueUrl, [first]);
     const forged = await corpusFile('dns_packets.pcap');
     const out = await stack.clients.s3.send(
@@ -268,9 +292,7 @@ describe('process-pcap on moto, end to end', () => {
     );
     // moto's events carry no versionId (real S3's do): the job then reads the latest version.
     const second = await eventMessageFor(key);
-    expect((await handler(sqsEvent(stack, [second]), lambdaContext())).batchItemFailures).toEqual(
-      [],
-    );
+    await handleCleanly([second]);
     const before = await getJson(stack, completionKey(cap, 'overwritten.pcap', original.versionId));
     expect(before.integrity.verdict).toBe('verified');
     const after = await getJson(stack, completionKey(cap, 'overwritten.pcap', out.VersionId!));
@@ -280,7 +302,7 @@ describe('process-pcap on moto, end to end', () => {
       s3: { status: 'mismatch' },
     });
     expect(after.summary.packets).toBe(464);
-    const events = (await published(stack, 3)).filter((e) => e.key === key);
+    const events = await publishedFor(key, 3);
     expect(
       events.some((e) => e.type === 'Pcap Integrity Failed' && e.versionId === out.VersionId),
     ).toBe(true);
@@ -291,23 +313,17 @@ describe('process-pcap on moto, end to end', () => {
   });
 
   it('records a pcap without any hash as unverified, and says so loudly', async () => {
-    const cap = captureId();
-    const key = `pcaps/${cap}/${INSTANCE}/nohash.pcap`;
-    const upload = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'), {
-      hostHash: null,
-      checksum: null,
-    });
-    const message = await eventMessageFor(key);
-    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
-      [],
+    const { key, message, record } = await processUpload(
+      'nohash.pcap',
+      await corpusFile('dns_packets.pcap'),
+      { hostHash: null, checksum: null },
     );
-    const record = await getJson(stack, completionKey(cap, 'nohash.pcap', upload.versionId));
     expect(record.integrity).toMatchObject({
       verdict: 'unverified',
       host: { status: 'missing' },
       s3: { status: 'missing' },
     });
-    const events = (await published(stack, 2)).filter((e) => e.key === key);
+    const events = await publishedFor(key, 2);
     expect(events.find((e) => e.type === 'Pcap Integrity Failed')).toMatchObject({
       verdict: 'unverified',
     });
@@ -315,22 +331,14 @@ describe('process-pcap on moto, end to end', () => {
   });
 
   it('records an object that is not a capture as unreadable: hashed, marked, not retried', async () => {
-    const cap = captureId();
-    const key = `pcaps/${cap}/${INSTANCE}/garbage.pcap`;
-    const upload = await hostUpload(
-      stack,
-      key,
+    const { key, upload, message, record } = await processUpload(
+      'garbage.pcap',
       Buffer.from('MZ\x90\x00 definitely not a pcap'.repeat(100)),
     );
-    const message = await eventMessageFor(key);
-    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
-      [],
-    );
-    const record = await getJson(stack, completionKey(cap, 'garbage.pcap', upload.versionId));
     expect(record.summary).toMatchObject({ decode_status: 'unreadable', packets: 0, format: null });
     expect(record.summary.decode_error).toMatch(/^PCAP_CORRUPT: /);
     expect(record.integrity).toMatchObject({ verdict: 'verified', sha256: upload.sha256 });
-    const events = (await published(stack)).filter((e) => e.key === key);
+    const events = await publishedFor(key);
     expect(events.find((e) => e.type === 'Pcap Processed')).toMatchObject({
       decodeStatus: 'unreadable',
     });
@@ -338,10 +346,11 @@ describe('process-pcap on moto, end to end', () => {
   });
 
   it('fails only the malformed record of a batch', async () => {
-    const cap = captureId();
-    const key = `pcaps/${cap}/${INSTANCE}/good.pcap`;
-    const upload = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
-    const good = await eventMessageFor(key);
+    const {
+      cap,
+      upload,
+      message: good,
+    } = await uploadAndReceive('good.pcap', await corpusFile('tls_handshake.pcap'));
     const bad = { ...good, MessageId: 'not-an-s3-event', Body: '{"hello": "world"}' };
     const body = JSON.parse(good.Body!);
     body.Records[0].s3.object.key = `pcaps/${cap}/not-an-instance/x.pcap`;
@@ -385,9 +394,7 @@ describe('process-pcap on moto, end to end', () => {
       }),
     );
     const message = await eventMessageFor(key);
-    expect((await handler(sqsEvent(stack, [message]), lambdaContext())).batchItemFailures).toEqual(
-      [],
-    );
+    await handleCleanly([message]);
     const record = await getJson(stack, completionKey(cap, 'listed.pcap', upload.versionId));
     expect(record.summary).toMatchObject({
       manifest_status: 'read',
