@@ -9,22 +9,19 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { processPcapObject, resultLayout } from '../../shared/processing/index.ts';
-import { parsePcapKey } from '../../shared/processing/layout.ts';
+import { processPcapObject } from '../../shared/processing/index.ts';
 import {
-  captureId,
   coreDeps,
   corpusFile,
   createProcessingStack,
   fixtureFile,
   getBytes,
   getJson,
-  hostUpload,
-  INSTANCE,
   type ProcessingStack,
   versionsUnder,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
+import { uploadPcapForProcessing } from '../support/pcap-results.ts';
 
 const run = promisify(execFile);
 let stack: ProcessingStack;
@@ -38,17 +35,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function upload(name: string, bytes: Buffer) {
-  const cap = captureId();
-  const key = `pcaps/${cap}/${INSTANCE}/${name}`;
-  const up = await hostUpload(stack, key, bytes);
-  return {
-    cap,
-    bucket: stack.bucket,
-    ...up,
-    layout: resultLayout(parsePcapKey(key), up.versionId),
-  };
-}
+const upload = (name: string, bytes: Buffer) => uploadPcapForProcessing(stack, name, bytes);
 
 /** tshark's view of one carved object: packets and the set of TCP 4-tuples in it. */
 async function tsharkView(bytes: Buffer, name: string) {

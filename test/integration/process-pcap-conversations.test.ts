@@ -23,9 +23,9 @@ import {
   hostUpload,
   INSTANCE,
   type ProcessingStack,
-  versionsUnder,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
+import { captureResultVersions } from '../support/pcap-results.ts';
 import { interceptedS3 } from '../support/s3-interception.ts';
 import { eth, ipv4, pcap, udp } from '../unit/pcap-frames.ts';
 
@@ -53,14 +53,7 @@ function manyFlows(flows: number): Buffer {
   return Buffer.concat(files);
 }
 
-/** Every result object version of a capture (its home and its Athena table partitions). */
-async function resultVersions(cap: string): Promise<Map<string, number>> {
-  const home = await versionsUnder(stack, `results/${cap}/`);
-  const tables = [...(await versionsUnder(stack, 'results/tables/')).entries()].filter(([k]) =>
-    k.includes(`/capture=${cap}/`),
-  );
-  return new Map([...home.entries(), ...tables]);
-}
+const resultVersions = (cap: string) => captureResultVersions(stack, cap);
 
 async function pendingUploads(prefix: string): Promise<number> {
   const out = await stack.clients.s3.send(

@@ -9,29 +9,21 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../shared/observability.ts';
 import { ResultWriteError, SourceObjectError } from '../../shared/processing/errors.ts';
-import {
-  processPcapObject,
-  processSqsRecord,
-  resultLayout,
-} from '../../shared/processing/index.ts';
-import { parsePcapKey } from '../../shared/processing/layout.ts';
+import { processPcapObject, processSqsRecord } from '../../shared/processing/index.ts';
 import { putResultJsonLines } from '../../shared/processing/result-store.ts';
 import {
-  captureId,
   coreDeps,
   corpusFile,
   createProcessingStack,
   deleteMessages,
   getJson,
-  hostUpload,
-  INSTANCE,
   messageFor,
   type ProcessingStack,
   published,
   receiveUntil,
-  versionsUnder,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
+import { captureResultVersions, uploadPcapForProcessing } from '../support/pcap-results.ts';
 import { interceptedS3 } from '../support/s3-interception.ts';
 
 let stack: ProcessingStack;
@@ -55,24 +47,10 @@ function faultyS3(
 }
 
 async function upload(name: string, corpus = 'tls_handshake.pcap') {
-  const cap = captureId();
-  const key = `pcaps/${cap}/${INSTANCE}/${name}`;
-  const up = await hostUpload(stack, key, await corpusFile(corpus));
-  return {
-    cap,
-    bucket: stack.bucket,
-    ...up,
-    layout: resultLayout(parsePcapKey(key), up.versionId),
-  };
+  return uploadPcapForProcessing(stack, name, await corpusFile(corpus));
 }
 
-async function allVersions(cap: string) {
-  const home = await versionsUnder(stack, `results/${cap}/`);
-  const tables = [...(await versionsUnder(stack, 'results/tables/')).entries()].filter(([k]) =>
-    k.includes(`/capture=${cap}/`),
-  );
-  return new Map([...home.entries(), ...tables]);
-}
+const allVersions = (cap: string) => captureResultVersions(stack, cap);
 
 describe('idempotent processing', () => {
   it('gives concurrent duplicate deliveries one result set', async () => {
