@@ -115,26 +115,22 @@ describe('capture handlers', () => {
   it('track-capture on its schedule (the sample scheduled event) only sweeps: hosts past their deadline time out', async () => {
     const sweepWorld = await makeCaptureWorld();
     const topo = await makeTopology(sweepWorld, 82);
+    /** Starts a one-host capture through the start-capture handler, as of `at` (default now). */
+    const startOn = (instanceId: string, reason: string, durationSeconds: number, at?: Date) =>
+      makeStartHandler(() => (at ? { ...sweepWorld.deps, now: () => at } : sweepWorld.deps))(
+        {
+          targets: { kind: 'instances', instanceIds: [instanceId] },
+          reason,
+          durationSeconds,
+        } as any,
+        context,
+      );
     // A capture started two hours ago whose host never reported: its deadline has passed.
     const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
-    const started = await makeStartHandler(() => ({ ...sweepWorld.deps, now: () => twoHoursAgo }))(
-      {
-        targets: { kind: 'instances', instanceIds: [topo.nat.instanceId] },
-        reason: 'IR-12 sweep test',
-        durationSeconds: 60,
-      } as any,
-      context,
-    );
+    const started = await startOn(topo.nat.instanceId, 'IR-12 sweep test', 60, twoHoursAgo);
     expect(started.ok).toBe(true);
     // And one still running: the sweep must leave it alone.
-    const running = await makeStartHandler(() => sweepWorld.deps)(
-      {
-        targets: { kind: 'instances', instanceIds: [topo.sensor.instanceId] },
-        reason: 'IR-12 still running',
-        durationSeconds: 600,
-      } as any,
-      context,
-    );
+    const running = await startOn(topo.sensor.instanceId, 'IR-12 still running', 600);
     expect(running.ok).toBe(true);
 
     const handler = makeTrackHandler(() => sweepWorld.deps);
