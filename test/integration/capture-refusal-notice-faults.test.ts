@@ -9,12 +9,12 @@ import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import { refusalNoticeKey } from '../../shared/notify/notice-marker.ts';
-import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf } from '../support/capture-evidence.ts';
 import { countCommands } from '../support/command-counter.ts';
 import { detectorPortZeroRequest } from '../support/detector-request.ts';
+import { loggerRecordingErrors } from '../support/recording-logger.ts';
 
 type Middleware = (
   next: (args: { input: Record<string, unknown> }) => Promise<unknown>,
@@ -68,13 +68,7 @@ describe('refusal-notice marker faults in startCapture', () => {
     ];
     for (const fault of faults) {
       const { clients, calls } = faultyClients(fault);
-      const logged: { message: string; extra: unknown }[] = [];
-      const logger: CoreLogger = {
-        ...world.deps.logger,
-        error: (message: string, extra?: unknown) => {
-          logged.push({ message, extra });
-        },
-      };
+      const { logger, errors: logged } = loggerRecordingErrors(world.deps.logger);
       const deps: CaptureDeps = { ...world.deps, clients, logger };
 
       const outcome = await startCapture(request, deps);
@@ -129,13 +123,7 @@ describe('refusal-notice marker faults in startCapture', () => {
         SSEKMSKeyId: world.keyArn,
       }),
     );
-    const errors: { message: string; extra: unknown }[] = [];
-    const logger: CoreLogger = {
-      ...world.deps.logger,
-      error: (message: string, extra?: unknown) => {
-        errors.push({ message, extra });
-      },
-    };
+    const { logger, errors } = loggerRecordingErrors(world.deps.logger);
     const afterCorrupt = await startCapture(request, { ...world.deps, logger });
     expect(afterCorrupt.recorded).toBeUndefined();
     expect(errors).toContainEqual({

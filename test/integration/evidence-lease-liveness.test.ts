@@ -20,10 +20,10 @@ import {
 import { readManifest } from '../../shared/evidence/manifest.ts';
 import type { EvidenceStore } from '../../shared/evidence/store.ts';
 import { claimNotice, refusalNoticeKey } from '../../shared/notify/notice-marker.ts';
-import type { CoreLogger } from '../../shared/observability.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients, versionedBucketWithKey } from '../support/aws.ts';
 import { worldEvidenceStore } from '../support/capture-evidence.ts';
+import { loggerRecordingErrors } from '../support/recording-logger.ts';
 
 const { s3, kms } = motoClients();
 
@@ -154,13 +154,7 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
   it('startCapture refuses on a corrupt cooldown or lock (reported, no exception) and starts on an expired one', async () => {
     const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
     const topo = await makeTopology(world, 212);
-    const errors: { message: string; extra: unknown }[] = [];
-    const logger: CoreLogger = {
-      ...world.deps.logger,
-      error: (message: string, extra?: unknown) => {
-        errors.push({ message, extra });
-      },
-    };
+    const { logger, errors } = loggerRecordingErrors(world.deps.logger);
     const now = new Date();
     const deps: CaptureDeps = { ...world.deps, logger, now: () => now };
     const worldStore = worldEvidenceStore(world);
