@@ -10,12 +10,10 @@ import {
   tlsRows,
 } from '../../shared/processing/rows.ts';
 import {
-  CAPTURE,
   conversation,
   dnsRecord,
   fileColumns,
   httpRecord,
-  INSTANCE,
   manifestFacts,
   pcapAnalysis,
   portZeroPacket,
@@ -43,10 +41,7 @@ describe('conversation rows', () => {
   it('carries the file columns and every conversation column, totals both ways', () => {
     const [row] = [...conversationRows(ctx, [conversation()])];
     expect(row).toEqual({
-      capture_id: CAPTURE,
-      instance_id: INSTANCE,
-      file: 'eth0-0001.pcap',
-      version_id: 'v-1',
+      ...ctx,
       protocol: 'tcp',
       a_addr: '10.20.0.5',
       a_port: 51000,
