@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { type CaptureRequest, parseCaptureRequest } from '../../shared/capture/request.ts';
 import {
   batchesFromEvent,
+  type DetectDeps,
   detectBatch,
   detectFlowAnomalies,
 } from '../../shared/detection/detect.ts';
@@ -44,6 +45,11 @@ function cwlEvent(
 
 const now = () => new Date('2026-11-23T09:10:00Z');
 
+/** The detector's deps for these tests: default rules, silent logger, the fixed clock. */
+function detectDeps(overrides: Partial<DetectDeps> = {}): DetectDeps {
+  return { rules: defaultRules(), logger: silentLogger, clock: now, ...overrides };
+}
+
 describe('CloudWatch Logs subscription payloads', () => {
   it('decodes base64(gzip(JSON)) and skips CONTROL_MESSAGE deliveries', () => {
     const event = cwlEvent(lines('aws-doc-default.log'));
@@ -68,15 +74,15 @@ describe('CloudWatch Logs subscription payloads', () => {
 
   it('turns real lab records (softflowd/nfdump from real packets) into the expected findings', async () => {
     const started: CaptureRequest[] = [];
-    const report = await detectFlowAnomalies(cwlEvent(lines('lab-real-v2.log')), {
-      rules: defaultRules(),
-      logger: silentLogger,
-      clock: now,
-      startCapture: async (request) => {
-        started.push(request);
-        return { started: [{ instanceId: 'i-0202000000000001a' }] };
-      },
-    });
+    const report = await detectFlowAnomalies(
+      cwlEvent(lines('lab-real-v2.log')),
+      detectDeps({
+        startCapture: async (request) => {
+          started.push(request);
+          return { started: [{ instanceId: 'i-0202000000000001a' }] };
+        },
+      }),
+    );
     expect(report.batches[0]!.stats).toMatchObject({ records: 155, malformed: 0 });
     expect(report.findings.map((f) => f.fingerprint).sort()).toEqual(LAB_REAL_FINGERPRINTS);
     // ICMP (ping, unreachables, neighbour discovery) never fires port-zero
@@ -96,16 +102,16 @@ describe('CloudWatch Logs subscription payloads', () => {
   });
 
   it('counts repeated cooldown refusals the capture core did not record', async () => {
-    const report = await detectFlowAnomalies(cwlEvent(lines('lab-real-v2.log')), {
-      rules: defaultRules(),
-      logger: silentLogger,
-      clock: now,
-      startCapture: async (request) => ({
-        started: [],
-        refused: [{ reason: 'cooldown' }],
-        ...(request.fingerprint?.startsWith('port-zero:tcp') ? { recorded: false } : {}),
+    const report = await detectFlowAnomalies(
+      cwlEvent(lines('lab-real-v2.log')),
+      detectDeps({
+        startCapture: async (request) => ({
+          started: [],
+          refused: [{ reason: 'cooldown' }],
+          ...(request.fingerprint?.startsWith('port-zero:tcp') ? { recorded: false } : {}),
+        }),
       }),
-    });
+    );
     const portZero = report.captures.filter((c) => c.fingerprint.startsWith('port-zero:'));
     expect(portZero.every((c) => c.status === 'refused')).toBe(true);
     const quiet = report.captures.filter((c) => c.recorded === false);
@@ -132,11 +138,7 @@ describe('CloudWatch Logs subscription payloads', () => {
     expect(JSON.stringify(decodeSubscriptionData(event.awslogs.data)).length).toBeGreaterThan(
       1_048_576,
     );
-    const report = await detectFlowAnomalies(event, {
-      rules: defaultRules(),
-      logger: silentLogger,
-      clock: now,
-    });
+    const report = await detectFlowAnomalies(event, detectDeps());
     expect(report.batches[0]!.stats.records).toBe(messages.length);
     const zeroTcp = messages.filter((m) =>
       / 10\.202\.1\.[12] 10\.202\.1\.[12] (0 \d+|\d+ 0) 6 /.test(m),
@@ -149,12 +151,12 @@ describe('CloudWatch Logs subscription payloads', () => {
 
   it('uses FLOW_LOG_FORMAT for CloudWatch records (custom v5 with tcp-flags)', async () => {
     const [header, ...records] = lines('lab-real-v5.log');
-    const report = await detectFlowAnomalies(cwlEvent(records), {
-      rules: defaultRules(),
-      flowLogFormat: header,
-      logger: silentLogger,
-      clock: now,
-    });
+    const report = await detectFlowAnomalies(
+      cwlEvent(records),
+      detectDeps({
+        flowLogFormat: header,
+      }),
+    );
     expect(report.batches[0]!.stats.malformed).toBe(0);
     const zero = report.findings.find(
       (f) => f.fingerprint === 'port-zero:tcp:10.202.1.1:10.202.1.2',
@@ -224,12 +226,12 @@ describe('findings → capture requests', () => {
       .mockResolvedValueOnce({ started: [], refused: [{ reason: 'cooldown' }] })
       .mockRejectedValueOnce(new Error('SSM down'))
       .mockResolvedValue({ started: [{ instanceId: 'i-1' }] });
-    const report = await detectFlowAnomalies(cwlEvent(lines('lab-real-v2.log')), {
-      rules: defaultRules(),
-      logger: silentLogger,
-      clock: now,
-      startCapture,
-    });
+    const report = await detectFlowAnomalies(
+      cwlEvent(lines('lab-real-v2.log')),
+      detectDeps({
+        startCapture,
+      }),
+    );
     expect(report.captures.map((c) => c.status)).toEqual([
       'refused',
       'failed',
@@ -279,11 +281,7 @@ describe('sample events for serverless invoke local', () => {
     JSON.parse(readFileSync(new URL(`../../events/${path}`, import.meta.url), 'utf8'));
 
   it('events/cloudwatch-logs/port-zero.json is a real subscription delivery that fires port-zero', async () => {
-    const report = await detectFlowAnomalies(event('cloudwatch-logs/port-zero.json'), {
-      rules: defaultRules(),
-      logger: silentLogger,
-      clock: now,
-    });
+    const report = await detectFlowAnomalies(event('cloudwatch-logs/port-zero.json'), detectDeps());
     expect(report.batches[0]!.stats.malformed).toBe(0);
     expect(report.findings.map((f) => f.rule)).toEqual([
       'port-zero',
