@@ -9,6 +9,7 @@ import { detectBatch } from '../../shared/detection/detect.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { resolveTargets } from '../../shared/targets/resolve.ts';
 import { runInstance } from '../fixtures/capture/world.ts';
+import { textFlowBatch } from '../support/flowlog-inputs.ts';
 import { useResolutionWorld } from '../support/resolution-world.ts';
 
 const V5 =
@@ -29,16 +30,10 @@ function flowLines(
 }
 
 async function findingFor(text: string) {
-  const { findings } = await detectBatch(
-    {
-      source: 'test',
-      header: 'auto',
-      async feed(scanner) {
-        scanner.push(Buffer.from(text));
-      },
-    },
-    { rules: defaultRules(), clock: () => new Date(1_795_424_500_000) },
-  );
+  const { findings } = await detectBatch(textFlowBatch(text), {
+    rules: defaultRules(),
+    clock: () => new Date(1_795_424_500_000),
+  });
   const finding = findings.find((f) => f.rule === 'port-zero');
   expect(finding).toBeDefined();
   return finding!;

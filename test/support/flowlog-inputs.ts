@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
+import type { FlowBatch } from '../../shared/detection/detect.ts';
 import type { FlowScanner } from '../../shared/flowlogs/scanner.ts';
 
 /** The flow-log fixtures (test/fixtures/flowlogs/*.log), as latin1 text. */
@@ -28,6 +29,17 @@ export const LAB_REAL_FINGERPRINTS = [
   'port-zero:udp:10.202.1.1:10.202.1.2',
   'port-zero:udp:fd00:202::1:fd00:202::2',
 ];
+
+/** A detector batch (source `test`, header detected) that feeds each text as one piece. */
+export function textFlowBatch(...texts: string[]): FlowBatch {
+  return {
+    source: 'test',
+    header: 'auto',
+    async feed(scanner) {
+      for (const text of texts) scanner.push(Buffer.from(text));
+    },
+  };
+}
 
 /** Hostile bytes: random, or `seed` with up to 60 bytes changed and cut short anywhere. */
 export function hostileBytes(seed: Buffer, maxRandom: number): fc.Arbitrary<Buffer> {

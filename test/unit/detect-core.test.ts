@@ -17,7 +17,7 @@ import {
 import { s3ObjectsFromEvent } from '../../shared/flowlogs/sources/s3.ts';
 import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules, loadRules } from '../../shared/rules/config.ts';
-import { flowLogFixture, LAB_REAL_FINGERPRINTS } from '../support/flowlog-inputs.ts';
+import { flowLogFixture, LAB_REAL_FINGERPRINTS, textFlowBatch } from '../support/flowlog-inputs.ts';
 
 const lines = (name: string) =>
   flowLogFixture(name)
@@ -175,25 +175,16 @@ describe('CloudWatch Logs subscription payloads', () => {
 
 describe('findings → capture requests', () => {
   it('every suggested request passes parseCaptureRequest as a detector request', async () => {
-    const { findings } = await detectBatch(
-      {
-        source: 'test',
-        header: 'auto',
-        async feed(scanner) {
-          for (const f of ['lab-real-v2.log', 'custom-v5.log', 'ipv6.log']) {
-            scanner.push(
-              Buffer.from(
-                flowLogFixture(f)
-                  .split('\n')
-                  .filter((l) => !l.startsWith('version'))
-                  .join('\n'),
-              ),
-            );
-          }
-        },
-      },
-      { rules: defaultRules(), clock: now },
+    const withoutHeaders = ['lab-real-v2.log', 'custom-v5.log', 'ipv6.log'].map((f) =>
+      flowLogFixture(f)
+        .split('\n')
+        .filter((l) => !l.startsWith('version'))
+        .join('\n'),
     );
+    const { findings } = await detectBatch(textFlowBatch(...withoutHeaders), {
+      rules: defaultRules(),
+      clock: now,
+    });
     expect(findings.length).toBeGreaterThan(5);
     for (const f of findings) {
       const request = parseCaptureRequest(f.capture.request);
