@@ -38,11 +38,17 @@ function joinParts(parts: CarveChunk[]): Uint8Array {
   );
 }
 
+/** A carve sink that keeps every chunk in `got`, in arrival order. */
+const collectInto = (got: CarveChunk[]) => ({ write: (c: CarveChunk) => void got.push(c) });
+
+/** The memory budget of the streaming tests: a 1 MiB arena, 64 KiB parts. */
+const SMALL_BUDGET = { maxBufferedBytes: 1 << 20, partBytes: 64 * 1024 };
+
 describe('per-TCP-stream carving, one pass', () => {
   it('every stream becomes a standalone pcap holding exactly its packets', async () => {
     const got: CarveChunk[] = [];
     const r = await analyzePcap(chunks(capture(5, 4), 999), {
-      carve: { mode: 'all', sink: { write: (c) => void got.push(c) } },
+      carve: { mode: 'all', sink: collectInto(got) },
     });
     expect(r.carve).toMatchObject({ streamsCarved: 5, piecesWritten: 5 });
     expect(got.every((c) => c.part === 0 && c.final)).toBe(true);
@@ -59,12 +65,7 @@ describe('per-TCP-stream carving, one pass', () => {
   it('under a small memory budget streams arrive in ordered parts that join to the same packets', async () => {
     const got: CarveChunk[] = [];
     await analyzePcap(chunks(capture(30, 60, 1400)), {
-      carve: {
-        mode: 'all',
-        maxBufferedBytes: 1 << 20,
-        partBytes: 64 * 1024,
-        sink: { write: (c) => void got.push(c) },
-      },
+      carve: { mode: 'all', ...SMALL_BUDGET, sink: collectInto(got) },
     });
     const byStream = Map.groupBy(got, (c) => c.stream.index);
     expect(byStream.size).toBe(30);
@@ -82,12 +83,7 @@ describe('per-TCP-stream carving, one pass', () => {
     const input = capture(200, 20, 1200);
     const got: CarveChunk[] = [];
     const r = await analyzePcap(chunks(input, 65_536), {
-      carve: {
-        mode: 'all',
-        maxBufferedBytes: 1 << 20,
-        partBytes: 64 * 1024,
-        sink: { write: (c) => void got.push(c) },
-      },
+      carve: { mode: 'all', ...SMALL_BUDGET, sink: collectInto(got) },
     });
     expect(r.carve!.streamsCarved).toBe(200);
     expect(got.some((c) => c.part > 0)).toBe(true);
@@ -130,7 +126,7 @@ describe('per-TCP-stream carving, one pass', () => {
       carve: {
         mode: 'streams',
         streams: (s) => s.a.addr === '10.0.0.3' || s.b.addr === '10.0.0.3',
-        sink: { write: (c) => void got.push(c) },
+        sink: collectInto(got),
       },
     });
     expect(got.map((c) => c.stream.a.addr)).toEqual(['10.0.0.3']);
@@ -165,8 +161,7 @@ describe('per-TCP-stream carving, one pass', () => {
       await analyzePcap(chunks(capture(3, 5, 1400)), {
         carve: {
           mode: 'all',
-          maxBufferedBytes: 1 << 20,
-          partBytes: 64 * 1024,
+          ...SMALL_BUDGET,
           sink: directoryCarveSink(dir),
         },
       });
