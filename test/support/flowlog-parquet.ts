@@ -29,21 +29,17 @@ export function flowLogParquet(
   const [header, ...records] = text.trim().split('\n');
   const rows = records.map((r) => r.split(' '));
   const columnData = header!.split(' ').map((f, i) => {
-    const values = rows.map((r) => (r[i] === '-' ? null : r[i]!));
-    const name = f.replaceAll('-', '_');
-    if (int32.has(f))
-      return {
-        name,
-        type: 'INT32' as const,
-        data: values.map((v) => (v === null ? null : Number(v))),
-      };
-    if (numeric.has(f))
-      return {
-        name,
-        type: 'INT64' as const,
-        data: values.map((v) => (v === null ? null : BigInt(v))),
-      };
-    return { name, type: 'STRING' as const, data: values };
+    const type: 'INT32' | 'INT64' | 'STRING' = int32.has(f)
+      ? 'INT32'
+      : numeric.has(f)
+        ? 'INT64'
+        : 'STRING';
+    const value = { INT32: Number, INT64: BigInt, STRING: String }[type];
+    return {
+      name: f.replaceAll('-', '_'),
+      type,
+      data: rows.map((r) => (r[i] === '-' ? null : value(r[i]!))),
+    };
   });
   return Buffer.from(
     parquetWriteBuffer({
