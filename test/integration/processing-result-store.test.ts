@@ -34,6 +34,9 @@ async function gunzippedLines(key: string): Promise<string[]> {
     .split('\n');
 }
 
+/** A result key of its own under results/ for one test (`name`: the table file). */
+const resultKey = (name: string) => `results/${uniqueName('t')}/${name}`;
+
 const versions = (key: string) => versionsOf(clients.s3, store.bucket, key);
 
 beforeAll(async () => {
@@ -47,7 +50,7 @@ beforeAll(async () => {
 
 describe('result objects are written once per key', () => {
   it('creates with SSE-KMS, reuses an identical object and replaces a different one', async () => {
-    const key = `results/${uniqueName('t')}/summary.json`;
+    const key = resultKey('summary.json');
     const first = await putResultBytes(store, key, Buffer.from('{"a":1}\n'), 'application/json');
     expect(first.outcome).toBe('created');
     const head = await clients.s3.send(new HeadObjectCommand({ Bucket: store.bucket, Key: key }));
@@ -66,7 +69,7 @@ describe('result objects are written once per key', () => {
   });
 
   it('streams JSON lines through gzip, one object per line', async () => {
-    const key = `results/${uniqueName('t')}/dns.jsonl.gz`;
+    const key = resultKey('dns.jsonl.gz');
     const rows = Array.from({ length: 1000 }, (_, i) => ({ i, qname: `host-${i}.example` }));
     const out = await putResultJsonLines(store, key, rows);
     expect(out).toMatchObject({ outcome: 'created', records: 1000 });
@@ -75,14 +78,14 @@ describe('result objects are written once per key', () => {
   });
 
   it('writes an empty table as a valid empty gzip file', async () => {
-    const key = `results/${uniqueName('t')}/tls.jsonl.gz`;
+    const key = resultKey('tls.jsonl.gz');
     const out = await putResultJsonLines(store, key, []);
     expect(out.records).toBe(0);
     expect(gunzipSync(await body(key)).length).toBe(0);
   });
 
   it('goes multipart past one part, with a composite checksum a re-run recognises', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const key = resultKey('conversations.jsonl.gz');
     // Incompressible rows so the gzip output really exceeds one part.
     const seed = randomBytes(PART_BYTES + 2 * 1024 * 1024).toString('base64');
     const rows = () =>
@@ -100,7 +103,7 @@ describe('result objects are written once per key', () => {
   });
 
   it('replaces a different multipart object by completing the same upload unconditionally', async () => {
-    const key = `results/${uniqueName('t')}/http.jsonl.gz`;
+    const key = resultKey('http.jsonl.gz');
     const noise = (n: number) => randomBytes(n).toString('base64');
     const rows = (text: string) => [{ text }];
     const first = await putResultJsonLines(store, key, rows(noise(PART_BYTES + 1024 * 1024)));
@@ -171,7 +174,7 @@ describe('concurrent duplicate writers', () => {
   });
 
   it('does not replace an identical object whose checksum is not visible yet', async () => {
-    const key = `results/${uniqueName('t')}/dns.jsonl.gz`;
+    const key = resultKey('dns.jsonl.gz');
     const rows = [{ qname: 'example.com' }];
     const first = await putResultJsonLines(store, key, rows);
     const racing = storeWithChecksumlessHeads(2);
@@ -182,7 +185,7 @@ describe('concurrent duplicate writers', () => {
   });
 
   it('hashes the stored bytes when an object never shows a checksum: identical is reused, different replaced', async () => {
-    const key = `results/${uniqueName('t')}/summary.json`;
+    const key = resultKey('summary.json');
     const first = await putResultBytes(store, key, Buffer.from('{"a":1}\n'), 'application/json');
     const same = await putResultBytes(
       storeWithChecksumlessHeads(1000),
@@ -203,7 +206,7 @@ describe('concurrent duplicate writers', () => {
   });
 
   it('recognises an identical multipart object by hashing it when its checksum never shows', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const key = resultKey('conversations.jsonl.gz');
     const seed = randomBytes(PART_BYTES + 1024 * 1024).toString('base64');
     const rows = () => [{ noise: seed }];
     const first = await putResultJsonLines(store, key, rows());
@@ -265,9 +268,18 @@ async function pendingUploads(key: string): Promise<number> {
   return (out.Uploads ?? []).filter((u) => u.Key === key).length;
 }
 
+/** Neither an object nor a pending multipart upload at `key`: a failed write left nothing. */
+async function expectNothingLeft(key: string): Promise<void> {
+  expect(await pendingUploads(key)).toBe(0);
+  expect(await versions(key)).toBe(0);
+}
+
+/** An error as the SDK throws it for a failed call (its name is the error code). */
+const sdkError = (name: string, message: string) => Object.assign(new Error(message), { name });
+
 describe('streaming JSON-lines writer', () => {
   it('uploads parts while rows are still coming; the object appears only at finish', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const key = resultKey('conversations.jsonl.gz');
     const recording = recordingStore();
     const writer = new JsonLinesGzipWriter(recording, key);
     const rows = noiseRows(3.5 * PART_BYTES);
@@ -294,7 +306,7 @@ describe('streaming JSON-lines writer', () => {
   });
 
   it('holds add() while a part upload is behind (backpressure), then completes', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const key = resultKey('conversations.jsonl.gz');
     let release!: () => void;
     const held = new Promise<void>((r) => {
       release = r;
@@ -324,7 +336,7 @@ describe('streaming JSON-lines writer', () => {
   });
 
   it('gives the same bytes and composite checksum however the rows are batched', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const key = resultKey('conversations.jsonl.gz');
     const rows = noiseRows(1.5 * PART_BYTES);
     const whole = await putResultJsonLines(store, key, rows);
     const writer = new JsonLinesGzipWriter(store, key);
@@ -340,7 +352,7 @@ describe('streaming JSON-lines writer', () => {
   });
 
   it('abort drops the parts already uploaded: no object, no pending upload', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
+    const key = resultKey('conversations.jsonl.gz');
     const recording = recordingStore();
     const writer = new JsonLinesGzipWriter(recording, key);
     await writer.add(noiseRows(2 * PART_BYTES));
@@ -348,18 +360,14 @@ describe('streaming JSON-lines writer', () => {
     expect(await pendingUploads(key)).toBe(1);
     await writer.abort();
     expect(recording.calls).toContain('AbortMultipartUploadCommand');
-    expect(await pendingUploads(key)).toBe(0);
-    expect(await versions(key)).toBe(0);
+    await expectNothingLeft(key);
     await expect(writer.add([{ late: true }])).rejects.toBeInstanceOf(ResultWriteError);
     await expect(writer.finish()).rejects.toBeInstanceOf(ResultWriteError);
   });
 
   it('fails with ResultWriteError when a part upload fails, and aborts the upload', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
-    const failing = storeFailingPart(
-      2,
-      Object.assign(new Error('connection reset'), { name: 'NetworkingError' }),
-    );
+    const key = resultKey('conversations.jsonl.gz');
+    const failing = storeFailingPart(2, sdkError('NetworkingError', 'connection reset'));
     const writer = new JsonLinesGzipWriter(failing, key);
     const failed = (async () => {
       await writer.add(noiseRows(3 * PART_BYTES));
@@ -368,16 +376,12 @@ describe('streaming JSON-lines writer', () => {
     await expect(failed).rejects.toBeInstanceOf(ResultWriteError);
     await writer.abort();
     expect(failing.calls).toContain('AbortMultipartUploadCommand');
-    expect(await pendingUploads(key)).toBe(0);
-    expect(await versions(key)).toBe(0);
+    await expectNothingLeft(key);
   });
 
   it('cleans up after itself when the last, short part fails during finish', async () => {
-    const key = `results/${uniqueName('t')}/conversations.jsonl.gz`;
-    const failing = storeFailingPart(
-      2,
-      Object.assign(new Error('slow down'), { name: 'SlowDown' }),
-    );
+    const key = resultKey('conversations.jsonl.gz');
+    const failing = storeFailingPart(2, sdkError('SlowDown', 'slow down'));
     const writer = new JsonLinesGzipWriter(failing, key);
     await writer.add(noiseRows(1.5 * PART_BYTES));
     expect(failing.parts()).toBe(1); // the first, full part is out; the short rest waits for finish
@@ -386,7 +390,6 @@ describe('streaming JSON-lines writer', () => {
     await expect(failed).rejects.toThrow(/SlowDown/);
     // no abort() from the caller: finish dropped the upload itself
     expect(failing.calls).toContain('AbortMultipartUploadCommand');
-    expect(await pendingUploads(key)).toBe(0);
-    expect(await versions(key)).toBe(0);
+    await expectNothingLeft(key);
   });
 });
