@@ -15,17 +15,14 @@ import {
 } from '../../shared/processing/index.ts';
 import { PART_BYTES } from '../../shared/processing/result-store.ts';
 import {
-  captureId,
   coreDeps,
   createProcessingStack,
   getJson,
   getJsonLines,
-  hostUpload,
-  INSTANCE,
   type ProcessingStack,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
-import { captureResultVersions } from '../support/pcap-results.ts';
+import { captureResultVersions, uploadPcapForProcessing } from '../support/pcap-results.ts';
 import { interceptedS3 } from '../support/s3-interception.ts';
 import { eth, ipv4, pcap, udp } from '../unit/pcap-frames.ts';
 
@@ -55,6 +52,12 @@ function manyFlows(flows: number): Buffer {
 
 const resultVersions = (cap: string) => captureResultVersions(stack, cap);
 
+/** Uploads `bytes` as `name` of a new capture: its capture ID and the object the job takes. */
+async function uploadFlows(name: string, bytes: Buffer) {
+  const { cap, bucket, key, versionId } = await uploadPcapForProcessing(stack, name, bytes);
+  return { cap, ref: { bucket, key, versionId } };
+}
+
 async function pendingUploads(prefix: string): Promise<number> {
   const out = await stack.clients.s3.send(
     new ListMultipartUploadsCommand({ Bucket: stack.bucket, Prefix: prefix }),
@@ -73,15 +76,13 @@ function faultyS3(fault: (name: string, input: any) => void): S3Client {
 describe('process-pcap conversations table', () => {
   it('streams 2,500 conversations in batches into the table, none kept in the analysis', async () => {
     const bytes = manyFlows(2500);
-    const cap = captureId();
-    const key = `pcaps/${cap}/${INSTANCE}/flows.pcap`;
-    const upload = await hostUpload(stack, key, bytes);
+    const { cap, ref } = await uploadFlows('flows.pcap', bytes);
 
     const seen: { options?: AnalyzeOptions; result?: PcapAnalysis; batches: number[] } = {
       batches: [],
     };
     const outcome = await processPcapObject(
-      { bucket: stack.bucket, key, versionId: upload.versionId },
+      ref,
       coreDeps(stack, {
         analyze: async (source, options = {}) => {
           seen.options = options;
@@ -130,11 +131,9 @@ describe('process-pcap conversations table', () => {
   });
 
   it('fails a decoder that counts conversations it did not stream, and writes no results', async () => {
-    const cap = captureId();
-    const key = `pcaps/${cap}/${INSTANCE}/unstreamed.pcap`;
-    const upload = await hostUpload(stack, key, manyFlows(10));
+    const { cap, ref } = await uploadFlows('unstreamed.pcap', manyFlows(10));
     const outcome = processPcapObject(
-      { bucket: stack.bucket, key, versionId: upload.versionId },
+      ref,
       coreDeps(stack, {
         // a decoder that lists its conversations instead of streaming them
         analyze: (source, { onConversations: _dropped, ...options } = {}) =>
@@ -157,10 +156,7 @@ describe('process-pcap conversations table', () => {
     });
 
     it('is uploaded as multipart, and concurrent duplicate deliveries leave one version', async () => {
-      const cap = captureId();
-      const key = `pcaps/${cap}/${INSTANCE}/big-table.pcap`;
-      const upload = await hostUpload(stack, key, bytes);
-      const ref = { bucket: stack.bucket, key, versionId: upload.versionId };
+      const { cap, ref } = await uploadFlows('big-table.pcap', bytes);
       const outcomes = await Promise.all([
         processPcapObject(ref, coreDeps(stack, { limits })),
         processPcapObject(ref, coreDeps(stack, { limits })),
@@ -192,10 +188,7 @@ describe('process-pcap conversations table', () => {
     });
 
     it('fails the record when a part upload fails mid-stream, leaves no partial table, and the retry writes it', async () => {
-      const cap = captureId();
-      const key = `pcaps/${cap}/${INSTANCE}/part-fails.pcap`;
-      const upload = await hostUpload(stack, key, bytes);
-      const ref = { bucket: stack.bucket, key, versionId: upload.versionId };
+      const { cap, ref } = await uploadFlows('part-fails.pcap', bytes);
       const failing = faultyS3((name, input) => {
         if (name === 'UploadPartCommand' && String(input.Key).endsWith('conversations.jsonl.gz')) {
           throw Object.assign(new Error('connection reset'), { name: 'NetworkingError' });
