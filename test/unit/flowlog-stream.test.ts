@@ -2,7 +2,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
-import { coalesce, scanStream } from '../../shared/flowlogs/sources/s3.ts';
+import { coalesce, releaseChunk, scanStream } from '../../shared/flowlogs/sources/s3.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
 import { RuleEngine } from '../../shared/rules/engine.ts';
 import { flowLogFixtures } from '../support/flowlog-inputs.ts';
@@ -34,8 +34,8 @@ function scanWhole(text: Buffer) {
 async function scanChunks(source: AsyncIterable<Buffer>, pieceBytes?: number) {
   const engine = new RuleEngine(defaultRules());
   const scanner = new FlowScanner(engine, { header: 'auto' });
-  await scanStream(source, scanner, pieceBytes);
-  return { stats: scanner.end(), findings: engine.finish() };
+  const stream = await scanStream(source, scanner, pieceBytes);
+  return { stats: scanner.end(), findings: engine.finish(), stream };
 }
 
 describe('coalesce (zlib input pieces)', () => {
@@ -87,10 +87,36 @@ describe('scanStream over socket-sized chunks', () => {
       [gzipSync(text), [1, 7, 300], 100],
       [members, [4096, 13], 777],
     ] as const) {
-      const streamed = await scanChunks(chunked(bytes, [...sizes]), piece);
+      const { stream, ...streamed } = await scanChunks(chunked(bytes, [...sizes]), piece);
+      expect(stream.gzip).toBe(bytes !== text);
       expect(streamed.stats).toEqual(whole.stats);
       expect(streamed.findings).toEqual(whole.findings);
     }
+  });
+
+  it('frees full zlib chunks after scanning them and still reads every record (4 MiB inflated)', async () => {
+    const header = text.subarray(0, text.indexOf(10) + 1);
+    const body = Buffer.from(flowLogFixtures()[0]!.split('\n').slice(1).join('\n'));
+    const copies: Buffer[] = [header];
+    for (let size = 0; size < 4 << 20; size += body.length) copies.push(body);
+    const big = Buffer.concat(copies);
+    const whole = scanWhole(big);
+    const { stream, ...streamed } = await scanChunks(chunked(gzipSync(big), [65_536]));
+    expect(stream.released).toBeGreaterThanOrEqual(3);
+    expect(stream.chunks).toBeGreaterThan(stream.released - 1);
+    expect(streamed).toEqual(whole);
+  });
+
+  it('releaseChunk frees only a chunk that is the whole of its buffer', () => {
+    const own = Buffer.allocUnsafeSlow(4096).fill(7);
+    const slice = Buffer.allocUnsafeSlow(4096).fill(7).subarray(0, 100);
+    const pooled = Buffer.from('a small pooled buffer');
+    expect(releaseChunk(slice)).toBe(false);
+    expect(slice[99]).toBe(7);
+    expect(releaseChunk(pooled)).toBe(false);
+    expect(pooled.toString()).toBe('a small pooled buffer');
+    expect(releaseChunk(own)).toBe(true);
+    expect(own.buffer.byteLength).toBe(0);
   });
 
   it('a damaged gzip stream rejects instead of ending early', async () => {
