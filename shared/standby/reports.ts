@@ -1,4 +1,8 @@
 import { z } from 'zod';
+import {
+  lookbackReportSchema as hostLookbackReportSchema,
+  hostReportFileSchema,
+} from '../capture/host-report.ts';
 import { StandbyReportError } from './errors.ts';
 
 /**
@@ -57,39 +61,28 @@ export const standbyReportSchema = z.object({
 
 export type StandbyReport = z.infer<typeof standbyReportSchema>;
 
-export const lookbackFileSchema = z.object({
+/**
+ * The look-back file list and report, as the standby scripts must print them: the capture
+ * core's own schemas (shared/capture/host-report.ts, which accepts what hosts send), with what
+ * the scripts promise on top: look-back file names, `lookback: true`, known ring states and
+ * non-negative times. One base, so a field added there is checked here too.
+ */
+export const lookbackFileSchema = hostReportFileSchema.extend({
   key: z
     .string()
     .regex(/^pcaps\/cap-[0-9A-Za-z-]+\/(i|mi)-[0-9a-f]{8,17}\/lookback-[0-9TZ]+-[0-9]+\.pcap$/),
-  versionId: z.string().max(1024).optional(),
-  size: count,
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  s3ChecksumSha256: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
   lookback: z.literal(true),
-  start: epoch,
-  end: epoch,
 });
 
-export const lookbackReportSchema = z.object({
-  status: z.enum(['not-requested', 'skipped', 'ok', 'partial', 'failed', 'no-ring', 'empty']),
-  requestedSeconds: count.optional(),
+export const lookbackReportSchema = hostLookbackReportSchema.extend({
   windowStart: epoch.optional(),
   windowEnd: epoch.optional(),
   ringDirectory: z.string().max(256).optional(),
   ring: z.enum(['running', 'stopped', 'absent']).optional(),
-  rotated: z.boolean().optional(),
-  fileCount: count.optional(),
-  bytes: count.optional(),
-  /** Header-only ring files in the window: not sent, but their span counts as covered. */
-  silentFiles: count.optional(),
-  coverageStart: epoch.nullable().optional(),
-  coverageEnd: epoch.nullable().optional(),
-  complete: z.boolean().optional(),
   gaps: z
     .array(z.tuple([epoch, epoch]))
     .max(10_000)
     .optional(),
-  errors: z.array(z.string().max(4096)).max(1000).default([]),
 });
 
 export type LookbackReport = z.infer<typeof lookbackReportSchema>;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { lookbackReportSchema as hostLookbackReportSchema } from '../../shared/capture/host-report.ts';
 import { StandbyReportError } from '../../shared/standby/errors.ts';
 import {
   parseLookbackFiles,
@@ -85,5 +86,24 @@ describe('standby and look-back reports', () => {
     }
     expect(() => parseLookbackFiles([{ ...file, lookback: false }])).toThrow(StandbyReportError);
     expect(() => parseLookbackReport({ status: 'maybe' })).toThrow(StandbyReportError);
+  });
+
+  it('holds the scripts to more than the capture core accepts from hosts, on the same base', () => {
+    // what the scripts promise on top of the host-report schema
+    for (const extra of [
+      { ring: 'weird' },
+      { windowStart: null },
+      { gaps: [[-1, 5]] },
+      { ringDirectory: `/${'d'.repeat(300)}` },
+    ]) {
+      expect(hostLookbackReportSchema.safeParse({ status: 'ok', ...extra }).success).toBe(true);
+      expect(() => parseLookbackReport({ status: 'ok', ...extra })).toThrow(StandbyReportError);
+    }
+    // and the base's own checks apply to both
+    for (const bad of [{ fileCount: -1 }, { bytes: 1.5 }, { errors: [7] }]) {
+      expect(hostLookbackReportSchema.safeParse({ status: 'ok', ...bad }).success).toBe(false);
+      expect(() => parseLookbackReport({ status: 'ok', ...bad })).toThrow(StandbyReportError);
+    }
+    expect(() => parseLookbackFiles([{ ...file, size: -1 }])).toThrow(StandbyReportError);
   });
 });
