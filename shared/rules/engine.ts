@@ -122,7 +122,7 @@ class AggStore {
   port = new Int32Array(0);
   /** Next row in the owner's list. */
   next = new Int32Array(0);
-  /** Evidence: a list of (position, length) entries in the engine's EvidenceList. */
+  /** Evidence: a list of entries in the engine's EvidenceArena. */
   evidenceHead = new Int32Array(0);
   evidenceTail = new Int32Array(0);
   evidenceCount = new Int32Array(0);
@@ -179,52 +179,24 @@ class AggStore {
   }
 
   private grow(capacity: number): void {
-    const i32 = (old: Int32Array) => {
-      const a = new Int32Array(capacity);
-      a.set(old);
-      return a;
-    };
-    const hot = new Float64Array(capacity * HOT);
-    hot.set(this.hot);
-    this.hot = hot;
-    this.generation = i32(this.generation);
-    this.src = i32(this.src);
-    this.dst = i32(this.dst);
-    this.protocol = i32(this.protocol);
-    this.port = i32(this.port);
-    this.next = i32(this.next);
-    this.evidenceHead = i32(this.evidenceHead);
-    this.evidenceTail = i32(this.evidenceTail);
-    this.evidenceCount = i32(this.evidenceCount);
+    this.hot = grown(this.hot, capacity * HOT);
+    this.generation = grown(this.generation, capacity);
+    this.src = grown(this.src, capacity);
+    this.dst = grown(this.dst, capacity);
+    this.protocol = grown(this.protocol, capacity);
+    this.port = grown(this.port, capacity);
+    this.next = grown(this.next, capacity);
+    this.evidenceHead = grown(this.evidenceHead, capacity);
+    this.evidenceTail = grown(this.evidenceTail, capacity);
+    this.evidenceCount = grown(this.evidenceCount, capacity);
   }
 }
 
-/** Evidence entries (arena position, length, next entry of the same aggregate). */
-class EvidenceList {
-  size = 0;
-  position = new Float64Array(4096);
-  length = new Int32Array(4096);
-  next = new Int32Array(4096);
-
-  add(position: number, length: number): number {
-    if (this.size === this.position.length) {
-      const capacity = this.size * 2;
-      const p = new Float64Array(capacity);
-      p.set(this.position);
-      this.position = p;
-      const l = new Int32Array(capacity);
-      l.set(this.length);
-      this.length = l;
-      const n = new Int32Array(capacity);
-      n.set(this.next);
-      this.next = n;
-    }
-    const entry = this.size++;
-    this.position[entry] = position;
-    this.length[entry] = length;
-    this.next[entry] = -1;
-    return entry;
-  }
+/** A copy of `old` with room for `capacity` elements. */
+function grown<T extends Float64Array | Int32Array>(old: T, capacity: number): T {
+  const copy = new (old.constructor as new (length: number) => T)(capacity);
+  copy.set(old);
+  return copy;
 }
 
 /** A per-record rule's aggregate (port-zero, rare-protocol, deny-list), by fingerprint. */
@@ -238,15 +210,20 @@ interface RecordAggregate {
 /**
  * Evidence lines copied as bytes into 4 MiB pages instead of one string each: most aggregates
  * that keep evidence never become findings, and a string per line is a long-lived object the
- * garbage collector copies and scans. Lines are at most the scanner's maxLineBytes.
+ * garbage collector copies and scans. Each line is an entry (position, length, and the next
+ * entry of the same aggregate: -1 ends a list). Lines are at most the scanner's maxLineBytes.
  */
 class EvidenceArena {
   private static readonly PAGE_BITS = 22;
   private readonly pages: Buffer[] = [];
   private page: Buffer | null = null;
   private used = 0;
+  private entries = 0;
+  private position = new Float64Array(4096);
+  private length = new Int32Array(4096);
+  next = new Int32Array(4096);
 
-  /** Copies bytes in; returns their position. */
+  /** Copies a line in; returns its entry. */
   add(buf: Uint8Array, start: number, len: number): number {
     const size = 1 << EvidenceArena.PAGE_BITS;
     if (this.page === null || this.used + len > size) {
@@ -255,16 +232,25 @@ class EvidenceArena {
       this.used = 0;
     }
     this.page.set(buf.subarray(start, start + len), this.used);
-    const pos = (this.pages.length - 1) * size + this.used;
+    const entry = this.entries++;
+    if (entry === this.next.length) {
+      this.position = grown(this.position, entry * 2);
+      this.length = grown(this.length, entry * 2);
+      this.next = grown(this.next, entry * 2);
+    }
+    this.position[entry] = (this.pages.length - 1) * size + this.used;
+    this.length[entry] = len;
+    this.next[entry] = -1;
     this.used += len;
-    return pos;
+    return entry;
   }
 
-  text(pos: number, len: number): string {
+  text(entry: number): string {
     const size = 1 << EvidenceArena.PAGE_BITS;
+    const pos = this.position[entry]!;
     const page = this.pages[Math.floor(pos / size)]!;
     const off = pos % size;
-    return page.toString('latin1', off, off + len);
+    return page.toString('latin1', off, off + this.length[entry]!);
   }
 }
 
@@ -322,7 +308,6 @@ export class RuleEngine implements FlowSink {
   private aggs = new AggStore();
   /** Distinct values of the aggregates beyond their first: (row, generation, value). */
   private distinctValues = this.newDistinctValues();
-  private evidenceList = new EvidenceList();
   /** IPv4 (source, destination) → port-scan / egress-volume row; (source id, service) →
    * host-sweep row. */
   private pairs4 = new IntPairTable<number>();
@@ -564,9 +549,9 @@ export class RuleEngine implements FlowSink {
     const count = a.evidenceCount[row]!;
     if (count > 0 && count >= this.maxEvidence) return;
     const len = c.lineEnd - c.lineStart;
-    const entry = this.evidenceList.add(this.arena.add(c.buf, c.lineStart, len), len);
+    const entry = this.arena.add(c.buf, c.lineStart, len);
     if (count === 0) a.evidenceHead[row] = entry;
-    else this.evidenceList.next[a.evidenceTail[row]!] = entry;
+    else this.arena.next[a.evidenceTail[row]!] = entry;
     a.evidenceTail[row] = entry;
     a.evidenceCount[row] = count + 1;
   }
@@ -839,9 +824,9 @@ export class RuleEngine implements FlowSink {
 
   private evidenceLines(row: number): string[] {
     const lines: string[] = [];
-    const list = this.evidenceList;
-    for (let e = this.aggs.evidenceHead[row]!; e >= 0; e = list.next[e]!)
-      lines.push(this.arena.text(list.position[e]!, list.length[e]!));
+    const arena = this.arena;
+    for (let e = this.aggs.evidenceHead[row]!; e >= 0; e = arena.next[e]!)
+      lines.push(arena.text(e));
     return lines;
   }
 
@@ -882,7 +867,6 @@ export class RuleEngine implements FlowSink {
     this.sourceOrder = [];
     this.aggs = new AggStore();
     this.distinctValues = this.newDistinctValues();
-    this.evidenceList = new EvidenceList();
     this.pairs4 = new IntPairTable<number>();
     this.egress4 = new IntPairTable<number>();
     this.services = new IntPairTable<number>();
