@@ -103,6 +103,14 @@ export class IntegrityError extends TaplineError {
   }
 }
 
+/** A compressed flow-log stream is damaged or cut short: the same bytes will fail again, so a
+ * retry cannot help (a network error while reading is not this). */
+export class CorruptFlowLogError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(message, { code: 'FLOW_LOG_CORRUPT', details, cause });
+  }
+}
+
 /** A flow-log record or format string could not be understood. */
 export class FlowLogFormatError extends TaplineError {
   constructor(message: string, details: Record<string, unknown> = {}) {

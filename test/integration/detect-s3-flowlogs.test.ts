@@ -180,4 +180,31 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
     expect(report.findings).toHaveLength(6);
     await expect(handler({ Records: [missing] }, context)).rejects.toThrow(/retried/);
   });
+
+  it('a damaged gzip object is reported as corrupt, not retried, and the others still count', async () => {
+    const ok = eventTemplate('object-created-notification.json').Records[0];
+    ok.s3.bucket.name = bucket;
+    ok.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
+    const damagedKey = 'AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/damaged.log.gz';
+    const gz = gzipSync(flowLogFixture('lab-real-v5.log'));
+    await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: damagedKey,
+        Body: gz.subarray(0, gz.length >> 1),
+      }),
+    );
+    const damaged = structuredClone(ok);
+    damaged.s3.object.key = damagedKey;
+    const report = await import('../../shared/detection/detect.ts').then((m) =>
+      m.detectFlowAnomalies({ Records: [damaged, ok] }, deps),
+    );
+    expect(report.retryable).toBe(0);
+    expect(report.batches[0]!.error).toMatchObject({
+      name: 'CorruptFlowLogError',
+      code: 'FLOW_LOG_CORRUPT',
+    });
+    expect(report.batches[1]!.error).toBeUndefined();
+    expect(report.findings).toHaveLength(6);
+  });
 });

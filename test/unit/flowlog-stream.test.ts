@@ -1,6 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { CorruptFlowLogError } from '../../shared/errors.ts';
 import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
 import { coalesce, releaseChunk, scanStream } from '../../shared/flowlogs/sources/s3.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
@@ -119,10 +120,24 @@ describe('scanStream over socket-sized chunks', () => {
     expect(own.buffer.byteLength).toBe(0);
   });
 
-  it('a damaged gzip stream rejects instead of ending early', async () => {
+  it('a damaged or truncated gzip stream is a CorruptFlowLogError, not an early end', async () => {
     const gz = gzipSync(text);
     gz[gz.length >> 1] ^= 0xff;
-    await expect(scanChunks(chunked(gz, [1000]))).rejects.toThrow();
-    await expect(scanChunks(chunked(gzipSync(text).subarray(0, 500), [100]))).rejects.toThrow();
+    await expect(scanChunks(chunked(gz, [1000]))).rejects.toThrow(CorruptFlowLogError);
+    await expect(scanChunks(chunked(gzipSync(text).subarray(0, 500), [100]))).rejects.toThrow(
+      CorruptFlowLogError,
+    );
+    const corrupt = Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from('not deflate at all')]);
+    await expect(scanChunks(chunked(corrupt, [7]))).rejects.toMatchObject({
+      code: 'FLOW_LOG_CORRUPT',
+    });
+  });
+
+  it('a failing source is passed on as it is (it may be worth a retry)', async () => {
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield gzipSync(text).subarray(0, 300);
+      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    }
+    await expect(scanChunks(failing())).rejects.toMatchObject({ code: 'ECONNRESET' });
   });
 });

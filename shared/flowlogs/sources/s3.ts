@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { MalformedEventError } from '../../errors.ts';
+import { CorruptFlowLogError, MalformedEventError } from '../../errors.ts';
 import type { FlowScanner } from '../scanner.ts';
 import { scanParquet } from './parquet.ts';
 
@@ -217,17 +217,31 @@ export async function scanStream(
     for await (const chunk of withHead(head, iterator)) scanner.push(chunk);
     return result;
   }
-  await pipeline(
-    Readable.from(coalesce(withHead(head, iterator), pieceBytes), { objectMode: false }),
-    createGunzip({ chunkSize: 1 << 20 }),
-    async (source: AsyncIterable<Buffer>) => {
-      for await (const chunk of source) {
-        scanner.push(chunk);
-        result.chunks += 1;
-        if (releaseChunk(chunk)) result.released += 1;
-      }
-    },
-  );
+  try {
+    await pipeline(
+      Readable.from(coalesce(withHead(head, iterator), pieceBytes), { objectMode: false }),
+      createGunzip({ chunkSize: 1 << 20 }),
+      async (source: AsyncIterable<Buffer>) => {
+        for await (const chunk of source) {
+          scanner.push(chunk);
+          result.chunks += 1;
+          if (releaseChunk(chunk)) result.released += 1;
+        }
+      },
+    );
+  } catch (error) {
+    // zlib's own errors (Z_DATA_ERROR, Z_BUF_ERROR: "unexpected end of file") mean the bytes
+    // are bad; anything else (the source failing) is passed on as it is
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) {
+      throw new CorruptFlowLogError(
+        `damaged gzip stream after ${scanner.stats.lines} lines: ${(error as Error).message}`,
+        { zlibCode: code, lines: scanner.stats.lines },
+        error,
+      );
+    }
+    throw error;
+  }
   return result;
 }
 
