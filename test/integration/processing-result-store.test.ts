@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import {
   GetObjectCommand,
@@ -376,6 +377,21 @@ describe('streaming JSON-lines writer', () => {
     await expect(failed).rejects.toBeInstanceOf(ResultWriteError);
     await writer.abort();
     expect(failing.calls).toContain('AbortMultipartUploadCommand');
+    await expectNothingLeft(key);
+  });
+
+  it('a part that failed between two add() calls fails the next add, it does not hang', async () => {
+    const key = resultKey('conversations.jsonl.gz');
+    const failing = storeFailingPart(1, sdkError('InternalError', 'we encountered an error'));
+    const writer = new JsonLinesGzipWriter(failing, key);
+    await writer.add(noiseRows(1.5 * PART_BYTES)).catch(() => undefined);
+    // the failed upload tears the gzip pipeline down while no add() is waiting
+    for (let i = 0; i < 200 && failing.parts() < 1; i++) await sleep(10);
+    await sleep(200);
+    const next = writer.add([{ after: 'the failure' }]);
+    const hung = sleep(5_000, 'still waiting after 5 s');
+    await expect(Promise.race([next, hung])).rejects.toBeInstanceOf(ResultWriteError);
+    await writer.abort();
     await expectNothingLeft(key);
   });
 
