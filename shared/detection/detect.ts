@@ -3,6 +3,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { type CaptureRequest, parseCaptureRequest } from '../capture/request.ts';
 import { isTaplineError, MalformedEventError } from '../errors.ts';
 import type { EvidenceStore } from '../evidence/store.ts';
+import { flowLinesWasmProblem } from '../flowlogs/flow-lines-wasm.ts';
 import { type FlowLogFormat, resolveFlowLogFormat } from '../flowlogs/format.ts';
 import { FlowScanner, type ScanStats } from '../flowlogs/scanner.ts';
 import { decodeSubscriptionData, isCloudWatchLogsEvent } from '../flowlogs/sources/cloudwatch.ts';
@@ -76,6 +77,10 @@ export interface BatchReport {
   stats: ScanStats;
   engine: EngineStats;
   findings: number;
+  /** Which line parser read the batch: 'js' for formats the WebAssembly fast path does not
+   * take, or when it could not load (then `parserProblem` says why). */
+  parser?: 'wasm' | 'js';
+  parserProblem?: string;
   /** Set when the batch could not be read at all. */
   error?: { name: string; code?: string; message: string };
 }
@@ -122,7 +127,16 @@ export async function detectBatch(
   );
   return {
     findings,
-    report: { source: batch.source, stats, engine: engine.stats, findings: findings.length },
+    report: {
+      source: batch.source,
+      stats,
+      engine: engine.stats,
+      findings: findings.length,
+      parser: scanner.parser,
+      ...(scanner.parser === 'js' && flowLinesWasmProblem()
+        ? { parserProblem: flowLinesWasmProblem()! }
+        : {}),
+    },
   };
 }
 
@@ -341,6 +355,13 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
           malformed: batchReport.stats.malformed,
           byReason: batchReport.stats.malformedByReason,
           sample: batchReport.stats.malformedSample,
+        });
+      }
+      if (batchReport.parserProblem) {
+        // correct either way, but about 2.3× slower: say so rather than degrade silently
+        deps.logger.warn('flow-log WebAssembly parser unavailable; using the JavaScript parser', {
+          source: batch.source,
+          problem: batchReport.parserProblem,
         });
       }
       if (batchReport.stats.skipdata > 0) {

@@ -173,6 +173,18 @@ describe('CloudWatch Logs subscription payloads', () => {
   });
 });
 
+describe('batch reports', () => {
+  it('say which line parser read the batch; no problem when the WebAssembly path loads', async () => {
+    const { report } = await detectBatch(
+      textFlowBatch(flowLogFixture('aws-doc-default.log')),
+      detectDeps(),
+    );
+    expect(report.parser).toBe('wasm');
+    expect(report.parserProblem).toBeUndefined();
+    expect(report.stats.records).toBeGreaterThan(0);
+  });
+});
+
 describe('findings → capture requests', () => {
   it('every suggested request passes parseCaptureRequest as a detector request', async () => {
     const withoutHeaders = ['lab-real-v2.log', 'custom-v5.log', 'ipv6.log'].map((f) =>
