@@ -5,6 +5,10 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** The largest MAX_DURATION_SECONDS and LOCK_TTL_SECONDS accepted (guards derive from them). */
+export const MAX_DURATION_LIMIT_SECONDS = 86_400;
+export const LOCK_TTL_LIMIT_SECONDS = 604_800;
 /**
  * The one rule for optional text settings: empty or blank means "not set" (a stage param left
  * at ""). The config schema applies it; so does whatever reads such a setting from elsewhere
@@ -46,7 +50,7 @@ export const configSchema = z.object({
   EVENT_BUS_NAME: z.string().min(1).default('default'),
   /** Kill switch: "false" refuses every new capture. */
   CAPTURES_ENABLED: bool.default(true),
-  MAX_DURATION_SECONDS: int(1, 86_400).default(3600),
+  MAX_DURATION_SECONDS: int(1, MAX_DURATION_LIMIT_SECONDS).default(3600),
   DEFAULT_DURATION_SECONDS: int(1, 86_400).default(300),
   MAX_CAPTURE_MEGABYTES: int(1, 1_000_000).default(2048),
   COOLDOWN_SECONDS: int(0, 604_800).default(900),
@@ -57,7 +61,7 @@ export const configSchema = z.object({
    */
   GUARD_RETENTION_HOURS: int(0, 8_760).default(0),
   HOURLY_CAPTURE_BUDGET: int(0, 100_000).default(20),
-  LOCK_TTL_SECONDS: int(60, 604_800).default(7200),
+  LOCK_TTL_SECONDS: int(60, LOCK_TTL_LIMIT_SECONDS).default(7200),
   CAPTURE_TAG: z.string().min(1).default('tapline:capture=true'),
   SENSOR_TAG: z.string().min(1).default('tapline:sensor=true'),
   ROLLING_TAG: z.string().min(1).default('tapline:rolling=true'),

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
+import { LOCK_TTL_LIMIT_SECONDS, MAX_DURATION_LIMIT_SECONDS } from '../config.ts';
 import { type EvidenceStore, listKeys, putJson } from './store.ts';
 
 /**
@@ -42,11 +43,11 @@ export type LeaseResult =
     };
 
 /**
- * The longest any lease may stay live past its last write: the longest capture
- * (MAX_DURATION_SECONDS ≤ 1 day) plus the longest LOCK_TTL_SECONDS (7 days), plus an hour of
- * clock skew between the writer and S3. Cooldowns and notice windows are at most 7 days.
+ * The longest any lease may stay live past its last write: the longest capture plus the longest
+ * lock TTL the config accepts (8 days), plus an hour of clock skew between the writer and S3.
+ * Cooldowns and notice windows are at most 7 days.
  */
-export const MAX_LEASE_SECONDS = 8 * 86_400 + 3_600;
+export const MAX_LEASE_SECONDS = MAX_DURATION_LIMIT_SECONDS + LOCK_TTL_LIMIT_SECONDS + 3_600;
 
 export interface LeaseLiveness {
   live: boolean;
