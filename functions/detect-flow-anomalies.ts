@@ -41,6 +41,8 @@ export interface DetectResponse {
   batches: number;
   records: number;
   malformed: number;
+  /** Sources damaged part-way (read up to the damage; their findings kept; not retried). */
+  damaged: string[];
   findings: Array<{ rule: string; fingerprint: string; severity: string; records: number }>;
   captures: DetectReport['captures'];
   /** Findings not published: their fingerprint was already published in this window. */
@@ -60,6 +62,7 @@ export function makeHandler(deps: () => Promise<DetectDeps>) {
       batches: report.batches.length,
       records: report.batches.reduce((n, b) => n + b.stats.records, 0),
       malformed: report.batches.reduce((n, b) => n + b.stats.malformed, 0),
+      damaged: report.batches.filter((b) => b.damaged).map((b) => b.source),
       findings: report.findings.map((f) => ({
         rule: f.rule,
         fingerprint: f.fingerprint,
@@ -76,7 +79,7 @@ export function makeHandler(deps: () => Promise<DetectDeps>) {
         {
           code: 'FLOW_LOG_BATCH_FAILED',
           details: {
-            batches: report.batches.filter((b) => b.error).map((b) => b.source),
+            batches: report.batches.filter((b) => b.error && !b.damaged).map((b) => b.source),
             captures: report.captures
               .filter((c) => c.status === 'failed')
               .map((c) => c.fingerprint),

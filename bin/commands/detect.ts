@@ -38,6 +38,7 @@ export function findingLine(f: Finding): Record<string, unknown> {
     distinct: f.distinct,
     occurrences: f.occurrences,
     source: f.source,
+    ...(f.sourceDamaged !== undefined ? { sourceDamaged: f.sourceDamaged } : {}),
     evidence: f.evidence,
   };
 }
@@ -151,6 +152,14 @@ export function register(program: Command): void {
         process.stderr.write(
           `  limits reached: ${report.engine.suppressedFindings} findings suppressed, ${report.engine.untrackedKeys} keys untracked\n`,
         );
+      }
+      if (report.damaged) {
+        // the findings above come from the records before the damage: say so, and fail
+        process.stderr.write(
+          `tapline: ${report.error!.message}\n  the findings above come from the ${s.lines} lines before the damage\n`,
+        );
+        process.exitCode = 2;
+        return;
       }
       process.exitCode = findings.length > 0 ? 1 : 0;
     });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type CaptureRequest, parseCaptureRequest } from '../capture/request.ts';
-import { isTaplineError, MalformedEventError } from '../errors.ts';
+import { CorruptFlowLogError, isTaplineError, MalformedEventError } from '../errors.ts';
 import type { EvidenceStore } from '../evidence/store.ts';
 import { flowLinesWasmProblem } from '../flowlogs/flow-lines-wasm.ts';
 import { type FlowLogFormat, resolveFlowLogFormat } from '../flowlogs/format.ts';
@@ -81,8 +81,13 @@ export interface BatchReport {
    * take, or when it could not load (then `parserProblem` says why). */
   parser?: 'wasm' | 'js';
   parserProblem?: string;
-  /** Set when the batch could not be read at all. */
+  /**
+   * Set when the batch could not be read at all, or (with `damaged`) only up to a point: a
+   * damaged object's records before the damage were read, and their findings are kept.
+   */
   error?: { name: string; code?: string; message: string };
+  /** The input was damaged part-way; `stats` and `findings` cover what came before. */
+  damaged?: true;
 }
 
 export interface DetectReport {
@@ -118,12 +123,26 @@ export async function detectBatch(
 ): Promise<{ findings: Finding[]; report: BatchReport }> {
   const engine = new RuleEngine(deps.rules);
   const scanner = new FlowScanner(engine, { format, header: batch.header });
-  await batch.feed(scanner);
-  const stats = scanner.end();
+  let damage: CorruptFlowLogError | undefined;
+  try {
+    await batch.feed(scanner);
+  } catch (error) {
+    // Damaged bytes fail again on every retry, and the records before the damage are real:
+    // their findings are kept (marked). Anything else (S3 unavailable) may pass on a retry.
+    if (!(error instanceof CorruptFlowLogError)) throw error;
+    damage = error;
+  }
+  const stats = damage ? scanner.endDamaged() : scanner.end();
   const raw = engine.finish();
   const now = (deps.clock?.() ?? new Date()).getTime() / 1000;
   const findings = raw.map((r) =>
-    toFinding(r, { rules: deps.rules, format: scanner.format, source: batch.source, now }),
+    toFinding(r, {
+      rules: deps.rules,
+      format: scanner.format,
+      source: batch.source,
+      now,
+      ...(damage ? { sourceDamaged: damage.message } : {}),
+    }),
   );
   return {
     findings,
@@ -136,6 +155,7 @@ export async function detectBatch(
       ...(scanner.parser === 'js' && flowLinesWasmProblem()
         ? { parserProblem: flowLinesWasmProblem()! }
         : {}),
+      ...(damage ? { error: errorInfo(damage), damaged: true as const } : {}),
     },
   };
 }
@@ -349,6 +369,14 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
       const { findings, report: batchReport } = await detectBatch(batch, deps);
       report.batches.push(batchReport);
       report.findings.push(...findings);
+      if (batchReport.damaged) {
+        deps.logger.error('flow-log object damaged; findings from the records before it kept', {
+          source: batch.source,
+          error: batchReport.error,
+          linesRead: batchReport.stats.lines,
+          findings: findings.length,
+        });
+      }
       if (batchReport.stats.malformed > 0) {
         deps.logger.warn('malformed flow-log records', {
           source: batch.source,

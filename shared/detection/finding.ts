@@ -35,6 +35,11 @@ export interface Finding {
   end: string;
   /** Where the records came from: `cwl:<group>/<stream>`, `s3://bucket/key`, a file name. */
   source: string;
+  /**
+   * Set when the source was damaged part-way (a truncated or corrupt gzip object): the finding
+   * comes from the records before the damage, so its counts are lower bounds. Says what broke.
+   */
+  sourceDamaged?: string;
   evidence: FlowRecord[];
   /** Whether this rule starts a capture by itself. */
   autoCapture: boolean;
@@ -113,6 +118,8 @@ export interface FindingContext {
   source: string;
   /** Epoch seconds "now", for sizing the look-back. */
   now: number;
+  /** What damaged the source part-way, when it was (see Finding.sourceDamaged). */
+  sourceDamaged?: string;
 }
 
 /**
@@ -208,7 +215,10 @@ export function toFinding(raw: RawFinding, ctx: FindingContext): Finding {
     ...(rule.capture.snaplen !== undefined ? { snaplen: rule.capture.snaplen } : {}),
     filter,
     lookbackSeconds: lookbackFor(rule, raw.start, ctx.now),
-    reason: `Flow anomaly ${raw.rule}: ${summary}`.replace(/[^\x20-\x7e]/g, '?').slice(0, 500),
+    reason:
+      `Flow anomaly ${raw.rule}: ${summary}${ctx.sourceDamaged !== undefined ? ' (source damaged part-way: counts are lower bounds)' : ''}`
+        .replace(/[^\x20-\x7e]/g, '?')
+        .slice(0, 500),
     requestedBy: 'tapline-detector',
     source: 'detector',
     fingerprint,
@@ -239,6 +249,7 @@ export function toFinding(raw: RawFinding, ctx: FindingContext): Finding {
     start: iso(raw.start),
     end: iso(raw.end),
     source: ctx.source,
+    ...(ctx.sourceDamaged !== undefined ? { sourceDamaged: ctx.sourceDamaged } : {}),
     evidence,
     autoCapture: rule.autoCapture,
     capture: { where, request },

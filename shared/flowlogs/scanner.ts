@@ -155,6 +155,8 @@ export interface ScannerOptions {
 
 const CR = 0x0d;
 const LF = 0x0a;
+/** The malformed reason of a last line cut off by damaged input (see `endDamaged`). */
+export const CUT_BY_DAMAGE = 'line cut short by damaged input';
 
 /** Layout: for each position of the format, what to decode (only what the rules read). */
 interface Layout {
@@ -410,6 +412,22 @@ export class FlowScanner {
       const line = this.pending;
       this.pending = null;
       this.line(line, 0, line.length);
+    }
+    return this.stats;
+  }
+
+  /**
+   * The input failed part-way (a damaged gzip stream): a last line still waiting for its
+   * newline was cut by the damage, not by the end of the file, so it is counted as malformed
+   * instead of read as a record (a cut `bytes` field would be a smaller, valid-looking number).
+   */
+  endDamaged(): ScanStats {
+    if (this.pending !== null) {
+      const line = this.pending;
+      this.pending = null;
+      this.stats.lines += 1;
+      this.firstLine = false;
+      this.malformed(CUT_BY_DAMAGE, line, 0, line.length);
     }
     return this.stats;
   }

@@ -181,7 +181,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
     await expect(handler({ Records: [missing] }, context)).rejects.toThrow(/retried/);
   });
 
-  it('a damaged gzip object is reported as corrupt, not retried, and the others still count', async () => {
+  it('a damaged gzip object is reported as corrupt, not retried, keeps what it had, and the others still count', async () => {
     const ok = eventTemplate('object-created-notification.json').Records[0];
     ok.s3.bucket.name = bucket;
     ok.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
@@ -204,7 +204,21 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
       name: 'CorruptFlowLogError',
       code: 'FLOW_LOG_CORRUPT',
     });
+    expect(report.batches[0]!.damaged).toBe(true);
     expect(report.batches[1]!.error).toBeUndefined();
-    expect(report.findings).toHaveLength(6);
+    // the damaged half's records were read up to the damage; their findings are kept, marked
+    const fromDamaged = report.findings.filter((f) => f.source.endsWith('damaged.log.gz'));
+    const fromOk = report.findings.filter((f) => !f.source.endsWith('damaged.log.gz'));
+    expect(fromOk.map((f) => f.fingerprint).sort()).toEqual(LAB_REAL_FINGERPRINTS);
+    expect(fromOk.every((f) => f.sourceDamaged === undefined)).toBe(true);
+    expect(fromDamaged.length).toBeGreaterThan(0);
+    expect(report.batches[0]!.findings).toBe(fromDamaged.length);
+    for (const f of fromDamaged) {
+      expect(LAB_REAL_FINGERPRINTS).toContain(f.fingerprint);
+      expect(f.sourceDamaged).toMatch(/damaged gzip stream after \d+ lines/);
+    }
+    // the handler neither retries the damaged object nor hides it
+    const response = await handler({ Records: [damaged, ok] }, context);
+    expect(response.damaged).toEqual([`s3://${bucket}/${damagedKey}`]);
   });
 });

@@ -135,4 +135,29 @@ describe('tapline detect', () => {
     expect(runs.map((r) => r.code)).toEqual([2, 2, 2, 2]);
     expect(runs[0]!.stderr).toMatch(/distinctPort/);
   });
+
+  it('a truncated gzip file: prints the findings from before the cut, marked, and exits 2', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tldet-cli-'));
+    const text = await readFile(join(fixtures, 'lab-real-v5.log'));
+    const filler = Buffer.from(
+      Array.from(
+        { length: 20_000 },
+        (_, i) =>
+          `5 123456789012 eni-0202000000000001a i-0202000000000001a 10.9.0.1 10.9.0.2 443 ${2000 + i} 6 1 ${40 + i} 1795424300 1795424301 ACCEPT OK 18 ingress -\n`,
+      ).join(''),
+    );
+    const gz = gzipSync(Buffer.concat([text, filler]));
+    const truncated = join(dir, 'truncated.log.gz');
+    await writeFile(truncated, gz.subarray(0, Math.floor(gz.length * 0.8)));
+    const { code, stdout, stderr } = await tapline(['detect', truncated, '--json']);
+    expect(code).toBe(2);
+    const findings = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(findings).toHaveLength(6);
+    for (const f of findings) expect(f.sourceDamaged).toMatch(/damaged gzip stream/);
+    expect(stderr).toMatch(/damaged gzip stream after \d+ lines/);
+    expect(stderr).toMatch(/findings above come from the \d+ lines before the damage/);
+  });
 });

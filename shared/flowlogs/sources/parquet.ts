@@ -7,7 +7,7 @@ import {
   parquetReadObjects,
   parquetSchema,
 } from 'hyparquet';
-import { FlowLogFormatError } from '../../errors.ts';
+import { CorruptFlowLogError, FlowLogFormatError } from '../../errors.ts';
 import { normalizeFieldName, parseFlowLogFormat } from '../format.ts';
 import type { FlowScanner } from '../scanner.ts';
 
@@ -60,27 +60,70 @@ function cell(v: unknown): string {
   return /\s/.test(s) ? s.replace(/\s+/g, '_') : s;
 }
 
+/**
+ * The AsyncBuffer with its own failures marked, so that a failing source (S3 unavailable, a
+ * reset socket: worth a retry) can be told from bytes the decoder rejects (never worth one).
+ */
+function markingSourceErrors(file: AsyncBuffer): { file: AsyncBuffer; failed: WeakSet<object> } {
+  const failed = new WeakSet<object>();
+  const mark = (error: unknown) => {
+    if (typeof error === 'object' && error !== null) failed.add(error);
+    return error;
+  };
+  return {
+    failed,
+    file: {
+      byteLength: file.byteLength,
+      slice(start: number, end?: number) {
+        try {
+          const out = file.slice(start, end);
+          return out instanceof Promise
+            ? out.catch((error: unknown) => Promise.reject(mark(error)))
+            : out;
+        } catch (error) {
+          throw mark(error);
+        }
+      },
+    },
+  };
+}
+
 /** Reads a Parquet flow log from any AsyncBuffer into the scanner. */
-export async function scanParquetBuffer(file: AsyncBuffer, scanner: FlowScanner): Promise<void> {
+export async function scanParquetBuffer(source: AsyncBuffer, scanner: FlowScanner): Promise<void> {
+  const { file, failed } = markingSourceErrors(source);
+  const fromSource = (error: unknown) =>
+    typeof error === 'object' && error !== null && failed.has(error);
   let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
   try {
     metadata = await parquetMetadataAsync(file);
   } catch (error) {
+    if (fromSource(error)) throw error;
     throw new FlowLogFormatError(`Not a readable Parquet file: ${(error as Error).message}`);
   }
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
   const format = parseFlowLogFormat(columns.map(normalizeFieldName).join(' '));
   scanner.useFormat(format);
   let rowStart = 0;
-  for (const group of metadata.row_groups) {
+  for (const [index, group] of metadata.row_groups.entries()) {
     const rowEnd = rowStart + Number(group.num_rows);
-    const rows = await parquetReadObjects({
-      file,
-      metadata,
-      rowStart,
-      rowEnd,
-      compressors: parquetCompressors,
-    });
+    let rows: Record<string, unknown>[];
+    try {
+      rows = await parquetReadObjects({
+        file,
+        metadata,
+        rowStart,
+        rowEnd,
+        compressors: parquetCompressors,
+      });
+    } catch (error) {
+      if (fromSource(error)) throw error;
+      // the rows of earlier groups were read (and their findings stand); these bytes are bad
+      throw new CorruptFlowLogError(
+        `damaged Parquet row group ${index} after ${rowStart} rows: ${(error as Error).message}`,
+        { rowGroup: index, rows: rowStart, lines: scanner.stats.lines },
+        error,
+      );
+    }
     for (const row of rows) scanner.pushRecord(columns.map((c) => cell(row[c])).join(' '));
     rowStart = rowEnd;
   }
