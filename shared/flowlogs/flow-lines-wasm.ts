@@ -1,3 +1,4 @@
+import { endianness } from 'node:os';
 import { FLOW_LINES_WASM } from './generated/flow-lines-wasm.ts';
 
 /**
@@ -61,6 +62,14 @@ let problem: string | null = null;
 /** The instance (one per thread; callers use it synchronously), or null when unavailable. */
 export function flowLinesWasm(): FlowLinesWasm | null {
   if (loaded !== undefined) return loaded;
+  if (endianness() !== 'LE') {
+    // WebAssembly memory is little-endian and the record slots are read through a
+    // Float64Array, which uses the host's byte order: on a big-endian host (none of Lambda's)
+    // they would be garbage, so the JavaScript parser reads every line there
+    problem = 'big-endian host: the record slots would be read in the wrong byte order';
+    loaded = null;
+    return loaded;
+  }
   try {
     const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
     const module = new wasm.Module(Buffer.from(FLOW_LINES_WASM, 'base64'));
