@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { LOCK_TTL_LIMIT_SECONDS, MAX_DURATION_LIMIT_SECONDS } from '../config.ts';
-import { type EvidenceStore, listKeys, putJson } from './store.ts';
+import { type EvidenceStore, listKeys, putJson, readStoredJson } from './store.ts';
 
 /**
  * Capture guards kept in the evidence bucket. Each is a lease object created with
@@ -129,11 +128,6 @@ export interface StoredLease<T extends Lease = Lease> {
   lastModified?: Date | undefined;
 }
 
-function isMissing(error: unknown): boolean {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
-
 /**
  * Reads a lease object with its ETag and LastModified; undefined when there is none. A body that
  * is not a JSON object is returned as `lease: undefined` (a corrupt lease, see leaseLiveness),
@@ -143,25 +137,14 @@ export async function readLease<T extends Lease = Lease>(
   store: EvidenceStore,
   key: string,
 ): Promise<StoredLease<T> | undefined> {
-  let out: GetObjectCommandOutput;
-  try {
-    out = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
-  } catch (error) {
-    if (isMissing(error)) return undefined;
-    throw error;
-  }
-  const text = (await out.Body?.transformToString()) ?? '';
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    value = undefined;
-  }
+  const read = await readStoredJson(store, key);
+  if (!read) return undefined;
+  const value = read.parsed ? read.value : undefined;
   const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
   return {
     lease: isObject ? (value as T) : undefined,
-    etag: out.ETag ?? '',
-    lastModified: out.LastModified,
+    etag: read.etag,
+    lastModified: read.lastModified,
   };
 }
 

@@ -1,5 +1,6 @@
 import {
   GetObjectCommand,
+  type GetObjectCommandOutput,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -79,19 +80,56 @@ export async function putJson(
   }
 }
 
-/** Reads JSON with its ETag; undefined when the object does not exist (or is deleted). */
-export async function getJson<T>(
+/**
+ * One stored JSON object as read: its ETag, version and write time, and either its parsed value
+ * (any JSON: the caller decides what shape it must have) or, when the body is not JSON at all,
+ * the parse error. Corrupt content is an outcome here, not an exception: each reader decides
+ * what it means (a manifest read fails, a corrupt guard is held; see guards.ts readLease).
+ */
+export type StoredJsonRead = {
+  etag: string;
+  versionId?: string | undefined;
+  /** S3 LastModified: when the object was last written (the writer cannot forge it). */
+  lastModified?: Date | undefined;
+} & ({ parsed: true; value: unknown } | { parsed: false; error: unknown });
+
+/**
+ * THE read of a JSON object from the evidence store: undefined when the object does not exist
+ * (or is deleted); an unparseable body is returned as `parsed: false`, never thrown.
+ */
+export async function readStoredJson(
   store: EvidenceStore,
   key: string,
-): Promise<StoredJson<T> | undefined> {
+): Promise<StoredJsonRead | undefined> {
+  let out: GetObjectCommandOutput;
+  let text: string;
   try {
-    const out = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
-    const text = await out.Body!.transformToString();
-    return { value: JSON.parse(text) as T, etag: out.ETag ?? '', versionId: out.VersionId };
+    out = await store.s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
+    text = (await out.Body?.transformToString()) ?? '';
   } catch (error) {
     if (isMissing(error)) return undefined;
     throw error;
   }
+  const meta = { etag: out.ETag ?? '', versionId: out.VersionId, lastModified: out.LastModified };
+  try {
+    return { ...meta, parsed: true, value: JSON.parse(text) as unknown };
+  } catch (error) {
+    return { ...meta, parsed: false, error };
+  }
+}
+
+/**
+ * Reads JSON with its ETag; undefined when the object does not exist (or is deleted). A body
+ * that is not JSON throws the parse error.
+ */
+export async function getJson<T>(
+  store: EvidenceStore,
+  key: string,
+): Promise<StoredJson<T> | undefined> {
+  const read = await readStoredJson(store, key);
+  if (!read) return undefined;
+  if (!read.parsed) throw read.error;
+  return { value: read.value as T, etag: read.etag, versionId: read.versionId };
 }
 
 export async function listKeys(store: EvidenceStore, prefix: string): Promise<string[]> {
