@@ -356,7 +356,18 @@ export async function sweepTimedOutCaptures(
   const now = deps.now ?? (() => new Date());
   const store = await evidenceStore(deps);
   const closed: { captureId: string; instanceId: string }[] = [];
-  for (const { key, lease } of await heldLocks(store)) {
+  for (const lock of await heldLocks(store, now())) {
+    if (lock.corrupt) {
+      // Its captureId, host and deadline cannot be trusted: it holds its host until `until`
+      // (as startCapture holds it), and nothing is timed out or released on its word.
+      deps.logger.error('corrupt host lock treated as held', {
+        key: lock.key,
+        problem: lock.problem,
+        until: lock.until?.toISOString(),
+      });
+      continue;
+    }
+    const { key, lease } = lock;
     const deadline = Date.parse(lease.deadline ?? lease.expiresAt);
     if (!(deadline <= now().getTime())) continue;
     let finished = false;

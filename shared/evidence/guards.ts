@@ -255,13 +255,79 @@ export async function releaseLease(
   return false;
 }
 
-/** Every lock currently held (for the timed-out sweep). */
-export async function heldLocks(store: EvidenceStore): Promise<{ key: string; lease: Lease }[]> {
+/**
+ * A lock that is not released, as the timed-out sweep sees it: either a sound held lease, or a
+ * corrupt lock (its fields cannot be trusted, so it carries no lease to read them from). A
+ * corrupt lock holds its host (leaseLiveness) until `until`; nothing may act on what it claims.
+ */
+export type HeldLock =
+  | { key: string; corrupt: false; lease: Lease }
+  | {
+      key: string;
+      corrupt: true;
+      /** What is wrong with it: leaseLiveness's problem and the Lease fields it lacks. */
+      problem: string;
+      /** When it stops holding (undefined when nothing bounds it). */
+      until?: Date | undefined;
+    };
+
+const REQUIRED_LEASE_STRINGS = ['captureId', 'instanceId', 'createdAt'] as const;
+const OPTIONAL_LEASE_STRINGS = [
+  'deadline',
+  'source',
+  'endsAt',
+  'fingerprint',
+  'releasedAt',
+  'releasedBecause',
+] as const;
+
+/** The Lease fields (besides state and expiresAt: leaseLiveness checks those) that are wrong. */
+function leaseFieldProblems(value: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const shown = (v: unknown) => JSON.stringify(v)?.slice(0, 40);
+  if (value.kind !== 'lock' && value.kind !== 'cooldown') {
+    problems.push(`kind ${shown(value.kind ?? null)} is neither lock nor cooldown`);
+  }
+  for (const field of REQUIRED_LEASE_STRINGS) {
+    const v = value[field];
+    if (v === undefined) {
+      problems.push(`${field} is missing`);
+    } else if (typeof v !== 'string' || v === '') {
+      problems.push(`${field} ${shown(v)} is not a non-empty string`);
+    }
+  }
+  for (const field of OPTIONAL_LEASE_STRINGS) {
+    const v = value[field];
+    if (v !== undefined && typeof v !== 'string') {
+      problems.push(`${field} ${shown(v)} is not a string`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Every lock not released (for the timed-out sweep): sound held leases, and corrupt locks with
+ * their problem (leaseLiveness's, decided at `now` against the object's LastModified, plus any
+ * Lease field of the wrong type), so the sweep never acts on a corrupt lock's fields.
+ */
+export async function heldLocks(store: EvidenceStore, now: Date): Promise<HeldLock[]> {
   const keys = await listKeys(store, 'locks/');
-  const out: { key: string; lease: Lease }[] = [];
+  const out: HeldLock[] = [];
   for (const key of keys) {
     const current = await readLease(store, key);
-    if (current?.lease?.state === 'held') out.push({ key, lease: current.lease });
+    if (!current || current.lease?.state === 'released') continue;
+    const liveness = leaseLiveness(current.lease, now, current.lastModified);
+    const problems = [
+      ...(liveness.problem ? [liveness.problem] : []),
+      ...(current.lease
+        ? leaseFieldProblems(current.lease as unknown as Record<string, unknown>)
+        : []),
+    ];
+    if (current.lease && problems.length === 0) {
+      out.push({ key, corrupt: false, lease: current.lease });
+    } else {
+      out.push({ key, corrupt: true, problem: problems.join('; '), until: liveness.until });
+    }
   }
   return out;
 }

@@ -8,13 +8,16 @@
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
+import { sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
 import {
   acquireLease,
   cooldownKey,
+  heldLocks,
   type Lease,
   lockKey,
   MAX_LEASE_SECONDS,
   peekLease,
+  readLease,
   releaseLease,
 } from '../../shared/evidence/guards.ts';
 import { readManifest } from '../../shared/evidence/manifest.ts';
@@ -22,7 +25,7 @@ import type { EvidenceStore } from '../../shared/evidence/store.ts';
 import { claimNotice, refusalNoticeKey } from '../../shared/notify/notice-marker.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients, versionedBucketWithKey } from '../support/aws.ts';
-import { worldEvidenceStore } from '../support/capture-evidence.ts';
+import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
 import { loggerRecordingErrors } from '../support/recording-logger.ts';
 
 const { s3, kms } = motoClients();
@@ -208,5 +211,126 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
       { reason: 'host-busy', details: { corruptGuard: 'the lease is not a JSON object' } },
     ]);
     expect(busy.refused[0]!.message).toMatch(/corrupt capture lock, treated as held until/);
+  }, 60_000);
+  it('heldLocks: a sound held lock is a lease; every other unreleased lock is corrupt with its problem', async () => {
+    const { bucket, keyArn } = await versionedBucketWithKey('tl-held', undefined, { s3, kms });
+    const locks: EvidenceStore = { s3, bucket, keyArn };
+    const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const iso = (seconds: number) => new Date(now.getTime() + seconds * 1000).toISOString();
+    const lock = (extra: Record<string, unknown>) => held(iso(600), { kind: 'lock', ...extra });
+    const cases: { name: string; body: string; problem?: RegExp; omitted?: true }[] = [
+      { name: 'sound', body: lock({ deadline: iso(300) }) },
+      { name: 'sound and expired (still to be swept)', body: lock({ expiresAt: iso(-60) }) },
+      { name: 'released', body: lock({ state: 'released' }), omitted: true },
+      { name: 'not JSON', body: '{"state":"held"', problem: /^the lease is not a JSON object$/ },
+      {
+        name: 'missing expiry',
+        body: held(undefined, { kind: 'lock' }),
+        problem: /^expiresAt is missing$/,
+      },
+      {
+        name: 'unknown state',
+        body: lock({ state: 'zombie' }),
+        problem: /^state "zombie" is neither/,
+      },
+      {
+        name: 'missing captureId',
+        body: lock({ captureId: undefined }),
+        problem: /^captureId is missing$/,
+      },
+      {
+        name: 'numeric instanceId',
+        body: lock({ instanceId: 5 }),
+        problem: /^instanceId 5 is not a non-empty string$/,
+      },
+      {
+        name: 'unknown kind',
+        body: lock({ kind: 'mutex' }),
+        problem: /^kind "mutex" is neither lock nor cooldown$/,
+      },
+      {
+        name: 'deadline not a string',
+        body: lock({ deadline: 1 }),
+        problem: /^deadline 1 is not a string$/,
+      },
+      {
+        name: 'expiry far past the write and no captureId',
+        body: lock({ expiresAt: iso(MAX_LEASE_SECONDS + 7_200), captureId: '' }),
+        problem:
+          /^expiresAt .* is more than \d+ s past the last write; captureId "" is not a non-empty string$/,
+      },
+    ];
+    const written = new Map<string, Date>();
+    for (const [n, c] of cases.entries()) {
+      written.set(
+        c.name,
+        await put(locks, lockKey(`i-0000000000000${String(n).padStart(4, '0')}`), c.body),
+      );
+    }
+
+    const found = await heldLocks(locks, now);
+
+    for (const [n, c] of cases.entries()) {
+      const key = lockKey(`i-0000000000000${String(n).padStart(4, '0')}`);
+      const entry = found.find((f) => f.key === key);
+      if (c.omitted) {
+        expect(entry, c.name).toBeUndefined();
+      } else if (!c.problem) {
+        expect(entry, c.name).toEqual({ key, corrupt: false, lease: JSON.parse(c.body) });
+      } else {
+        expect(entry?.corrupt, c.name).toBe(true);
+        if (entry?.corrupt) {
+          expect(entry.problem, c.name).toMatch(c.problem);
+          // a corrupt lock holds until its write + MAX_LEASE_SECONDS at the most
+          const bound = written.get(c.name)!.getTime() + MAX_LEASE_SECONDS * 1000;
+          expect(entry.until?.getTime(), c.name).toBeLessThanOrEqual(bound);
+        }
+      }
+    }
+    expect(found).toHaveLength(cases.filter((c) => !c.omitted).length);
+  });
+
+  it('the timed-out sweep times out sound locks and leaves a corrupt lock held, logged, unread', async () => {
+    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 215);
+    const worldStore = worldEvidenceStore(world);
+    const t0 = new Date();
+    const request = (instanceId: string) => ({
+      targets: { kind: 'instances' as const, instanceIds: [instanceId] },
+      reason: 'sweep of corrupt locks',
+      durationSeconds: 30,
+      source: 'manual' as const,
+    });
+    const sound = await startCapture(request(topo.nat.instanceId), {
+      ...world.deps,
+      now: () => t0,
+    });
+    const damaged = await startCapture(request(topo.sensor.instanceId), {
+      ...world.deps,
+      now: () => t0,
+    });
+    expect([...sound.started, ...damaged.started]).toHaveLength(2);
+    // The second lock loses its expiresAt: a corrupt lock, held until its write + the cap. Its
+    // deadline and captureId still look usable, but nothing may act on a corrupt lock's word.
+    const key = lockKey(topo.sensor.instanceId);
+    const { expiresAt: _dropped, ...rest } = (await readLease(worldStore, key))!.lease!;
+    await put(worldStore, key, JSON.stringify(rest));
+
+    const { logger, errors } = loggerRecordingErrors(world.deps.logger);
+    const late = new Date(t0.getTime() + (30 + 901) * 1000);
+    const swept = await sweepTimedOutCaptures({ ...world.deps, logger, now: () => late });
+
+    expect(swept).toEqual([{ captureId: sound.captureId, instanceId: topo.nat.instanceId }]);
+    expect((await manifestOf(world, sound.captureId)).hosts[topo.nat.instanceId]!.status).toBe(
+      'timed-out',
+    );
+    expect((await readLease(worldStore, key))?.lease?.state).toBe('held');
+    expect((await manifestOf(world, damaged.captureId)).hosts[topo.sensor.instanceId]!.status).toBe(
+      'running',
+    );
+    expect(errors).toContainEqual({
+      message: 'corrupt host lock treated as held',
+      extra: { key, problem: 'expiresAt is missing', until: expect.any(String) },
+    });
   }, 60_000);
 });
