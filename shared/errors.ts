@@ -121,3 +121,39 @@ export class FlowLogFormatError extends TaplineError {
 export function isTaplineError(error: unknown): error is TaplineError {
   return error instanceof TaplineError;
 }
+
+/** An error as results, manifests and logs keep it: no stack, no cause chain. */
+export interface ErrorSummary {
+  name: string;
+  /** A TaplineError's stable code. */
+  code?: string;
+  /** With `status`: the HTTP status of a failed AWS call (SDK `$metadata.httpStatusCode`). */
+  status?: number;
+  message: string;
+}
+
+/**
+ * THE describer of a caught error (a TaplineError, an AWS SDK error, anything thrown). A
+ * TaplineError gives its name, code and message. Otherwise: its name (or "Error") and message
+ * (or the thrown value as a string); with `status`, the HTTP status of a failed AWS call; with
+ * `maxMessageLength`, the message cut to that length (what is persisted stays small).
+ */
+export function describeError(
+  error: unknown,
+  options: { status?: boolean; maxMessageLength?: number } = {},
+): ErrorSummary {
+  const bound = (message: string) =>
+    options.maxMessageLength === undefined
+      ? message
+      : String(message).slice(0, options.maxMessageLength);
+  if (isTaplineError(error)) {
+    return { name: error.name, code: error.code, message: bound(error.message) };
+  }
+  const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const status = options.status ? e?.$metadata?.httpStatusCode : undefined;
+  return {
+    name: e?.name ?? 'Error',
+    ...(status !== undefined ? { status } : {}),
+    message: bound(e?.message ?? String(error)),
+  };
+}

@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type CaptureRequest, parseCaptureRequest } from '../capture/request.ts';
-import { CorruptFlowLogError, isTaplineError, MalformedEventError } from '../errors.ts';
+import {
+  CorruptFlowLogError,
+  describeError,
+  isTaplineError,
+  MalformedEventError,
+} from '../errors.ts';
 import type { EvidenceStore } from '../evidence/store.ts';
 import { flowLinesWasmProblem } from '../flowlogs/flow-lines-wasm.ts';
 import { type FlowLogFormat, resolveFlowLogFormat } from '../flowlogs/format.ts';
@@ -109,12 +114,6 @@ export interface DetectReport {
   notificationsSuppressed: number;
 }
 
-function errorInfo(error: unknown): { name: string; code?: string; message: string } {
-  if (isTaplineError(error)) return { name: error.name, code: error.code, message: error.message };
-  const e = error as { name?: string; message?: string };
-  return { name: e?.name ?? 'Error', message: e?.message ?? String(error) };
-}
-
 /** Runs the rules over one batch; never throws for bad records (they are counted). */
 export async function detectBatch(
   batch: FlowBatch,
@@ -127,9 +126,14 @@ export async function detectBatch(
   try {
     await batch.feed(scanner);
   } catch (error) {
-    // Damaged bytes fail again on every retry, and the records before the damage are real:
-    // their findings are kept (marked). Anything else (S3 unavailable) may pass on a retry.
-    if (!(error instanceof CorruptFlowLogError)) throw error;
+    // An object cut short (or a Parquet row group that cannot be read) fails again on every
+    // retry, and the records before the damage are exactly what was written: their findings
+    // are kept (marked). Altered bytes (a gzip data error) make everything read suspect: the
+    // batch fails as corrupt, findings dropped. Anything else (S3 unavailable) may pass on a
+    // retry.
+    if (!(error instanceof CorruptFlowLogError) || error.details.prefixIntact !== true) {
+      throw error;
+    }
     damage = error;
   }
   const stats = damage ? scanner.endDamaged() : scanner.end();
@@ -155,7 +159,7 @@ export async function detectBatch(
       ...(scanner.parser === 'js' && flowLinesWasmProblem()
         ? { parserProblem: flowLinesWasmProblem()! }
         : {}),
-      ...(damage ? { error: errorInfo(damage), damaged: true as const } : {}),
+      ...(damage ? { error: describeError(damage), damaged: true as const } : {}),
     },
   };
 }
@@ -232,7 +236,7 @@ async function notifyFinding(finding: Finding, deps: DetectDeps): Promise<Notify
     } catch (error) {
       deps.logger.warn('finding-notice marker unavailable; publishing without the rate limit', {
         fingerprint: finding.fingerprint,
-        error: errorInfo(error),
+        error: describeError(error),
       });
     }
     if (claim && !claim.first) {
@@ -282,7 +286,7 @@ async function notifyFinding(finding: Finding, deps: DetectDeps): Promise<Notify
     ).catch((error: unknown) =>
       deps.logger.error('finding-notice marker could not be released after a failed publication', {
         fingerprint: finding.fingerprint,
-        error: errorInfo(error),
+        error: describeError(error),
       }),
     );
   }
@@ -322,9 +326,9 @@ async function requestCapture(finding: Finding, deps: DetectDeps): Promise<Captu
   } catch (error) {
     deps.logger.error('finding produced an invalid capture request', {
       fingerprint: finding.fingerprint,
-      error: errorInfo(error),
+      error: describeError(error),
     });
-    return { fingerprint: finding.fingerprint, status: 'invalid', error: errorInfo(error) };
+    return { fingerprint: finding.fingerprint, status: 'invalid', error: describeError(error) };
   }
   try {
     const outcome = await deps.startCapture!(request);
@@ -342,12 +346,12 @@ async function requestCapture(finding: Finding, deps: DetectDeps): Promise<Captu
     const refused = isTaplineError(error) && error.code.startsWith('CAPTURE_REFUSED');
     (refused ? deps.logger.info : deps.logger.error).call(deps.logger, 'capture not started', {
       fingerprint: finding.fingerprint,
-      error: errorInfo(error),
+      error: describeError(error),
     });
     return {
       fingerprint: finding.fingerprint,
       status: refused ? 'refused' : 'failed',
-      error: errorInfo(error),
+      error: describeError(error),
     };
   }
 }
@@ -399,7 +403,7 @@ export async function detectFlowAnomalies(event: unknown, deps: DetectDeps): Pro
         });
       }
     } catch (error) {
-      const info = errorInfo(error);
+      const info = describeError(error);
       if (!isTaplineError(error)) report.retryable += 1;
       deps.logger.error('flow-log batch failed', { source: batch.source, error: info });
       report.batches.push({
