@@ -7,7 +7,12 @@ import { DescribeDocumentCommand, SendCommandCommand, type SSMClient } from '@aw
 import type { STSClient } from '@aws-sdk/client-sts';
 import { resolveKeyArn, resolveTopicArn } from '../aws/resolve.ts';
 import type { TaplineConfig } from '../config.ts';
-import { type CaptureRefusal, isTaplineError } from '../errors.ts';
+import {
+  type CaptureRefusal,
+  describeError,
+  type ErrorSummary,
+  isTaplineError,
+} from '../errors.ts';
 import {
   acquireLease,
   cooldownKey,
@@ -82,9 +87,7 @@ export interface CaptureOutcome {
    * recorded and published anyway (the rate limit fails open), and the manifest history says so
    * (`refusal-notice-unavailable`).
    */
-  refusalNoticeUnavailable?:
-    | { instanceId: string; error: { name: string; status?: number; message: string } }[]
-    | undefined;
+  refusalNoticeUnavailable?: { instanceId: string; error: ErrorSummary }[] | undefined;
 }
 
 export interface CaptureClients {
@@ -202,22 +205,36 @@ function cooldownRefusal(fingerprint: string, instanceId: string, holding: Holdi
   };
 }
 
-/** A failed AWS call as the manifest and the log keep it (no stack, bounded message). */
-function failureInfo(error: unknown): { name: string; status?: number; message: string } {
-  const e = error as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-  const status = e?.$metadata?.httpStatusCode;
-  return {
-    name: e?.name ?? 'Error',
-    ...(status !== undefined ? { status } : {}),
-    message: String(e?.message ?? error).slice(0, 300),
-  };
+/**
+ * Logs a corrupt lock or cooldown that a guard treated as held (nothing when it is sound): one
+ * message per kind of guard, with the capture, host, key, problem and until when it holds.
+ */
+function logCorruptGuard(
+  logger: CoreLogger,
+  guard: 'lock' | 'cooldown',
+  where: { captureId: string; instanceId: string; key: string },
+  holding: { problem?: string | undefined; until?: Date | undefined },
+): void {
+  if (!holding.problem) return;
+  logger.error(
+    guard === 'lock'
+      ? 'corrupt host lock treated as held'
+      : 'corrupt cooldown object treated as live',
+    {
+      captureId: where.captureId,
+      instanceId: where.instanceId,
+      key: where.key,
+      problem: holding.problem,
+      until: holding.until?.toISOString(),
+    },
+  );
 }
 
 interface NoticeCheck {
   /** The capture IDs that reported this window; undefined: this refusal is to be recorded. */
   reportedBy?: string[] | undefined;
   /** Hosts whose refusal notice marker could not be read or claimed. */
-  unavailable: { instanceId: string; error: ReturnType<typeof failureInfo> }[];
+  unavailable: { instanceId: string; error: ErrorSummary }[];
 }
 
 /**
@@ -269,7 +286,11 @@ async function alreadyReported(
           reporters.push(claim.holder.captureId);
         }
       } catch (error) {
-        unavailable.push({ instanceId, error: failureInfo(error) });
+        // as the manifest keeps a failed AWS call: its HTTP status, a bounded message
+        unavailable.push({
+          instanceId,
+          error: describeError(error, { status: true, maxMessageLength: 300 }),
+        });
       }
     }),
   );
@@ -455,15 +476,8 @@ export async function startCapture(
       if (fingerprint && config.COOLDOWN_SECONDS > 0) {
         const cooling = await liveCooldown(store, fingerprint, id, startedAt);
         if (cooling) {
-          if (cooling.problem) {
-            logger.error('corrupt cooldown object treated as live', {
-              captureId,
-              instanceId: id,
-              key: cooldownKey(fingerprint, id),
-              problem: cooling.problem,
-              until: cooling.until?.toISOString(),
-            });
-          }
+          const key = cooldownKey(fingerprint, id);
+          logCorruptGuard(logger, 'cooldown', { captureId, instanceId: id, key }, cooling);
           refused.push(cooldownRefusal(fingerprint, id, cooling));
           return undefined;
         }
@@ -493,15 +507,7 @@ export async function startCapture(
           Date.parse(holder.endsAt) - startedAt.getTime() <= takeOverWindow * 1000,
       );
       if (!locked.acquired) {
-        if (locked.problem) {
-          logger.error('corrupt host lock treated as held', {
-            captureId,
-            instanceId: id,
-            key: lockKey(id),
-            problem: locked.problem,
-            until: locked.until?.toISOString(),
-          });
-        }
+        logCorruptGuard(logger, 'lock', { captureId, instanceId: id, key: lockKey(id) }, locked);
         refused.push({
           instanceId: id,
           reason: 'host-busy',
@@ -530,15 +536,8 @@ export async function startCapture(
         const cooled = await acquireLease(store, cooldownKey(fingerprint, id), cooldown, startedAt);
         if (!cooled.acquired) {
           await releaseLease(store, lockKey(id), captureId, now(), 'cooldown refused the capture');
-          if (cooled.problem) {
-            logger.error('corrupt cooldown object treated as live', {
-              captureId,
-              instanceId: id,
-              key: cooldownKey(fingerprint, id),
-              problem: cooled.problem,
-              until: cooled.until?.toISOString(),
-            });
-          }
+          const key = cooldownKey(fingerprint, id);
+          logCorruptGuard(logger, 'cooldown', { captureId, instanceId: id, key }, cooled);
           refused.push(cooldownRefusal(fingerprint, id, cooled));
           return undefined;
         }

@@ -193,7 +193,16 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
         corruptGuard: 'expiresAt is missing',
       },
     });
-    expect(errors.map((e) => e.message)).toContain('corrupt cooldown object treated as live');
+    expect(errors).toContainEqual({
+      message: 'corrupt cooldown object treated as live',
+      extra: {
+        captureId: cooled.captureId,
+        instanceId: topo.sensor.instanceId,
+        key: cooldownKey(fingerprint, topo.sensor.instanceId),
+        problem: 'expiresAt is missing',
+        until: new Date(written.getTime() + MAX_LEASE_SECONDS * 1000).toISOString(),
+      },
+    });
     const manifest = await readManifest(worldStore, cooled.captureId);
     expect(manifest?.manifest.state).toBe('refused');
     // the refusal notice marker is sound (expires with the bounded cooldown), so a repeat is quiet
@@ -211,6 +220,16 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
       { reason: 'host-busy', details: { corruptGuard: 'the lease is not a JSON object' } },
     ]);
     expect(busy.refused[0]!.message).toMatch(/corrupt capture lock, treated as held until/);
+    expect(errors).toContainEqual({
+      message: 'corrupt host lock treated as held',
+      extra: {
+        captureId: busy.captureId,
+        instanceId: topo.workload.instanceId,
+        key: lockKey(topo.workload.instanceId),
+        problem: 'the lease is not a JSON object',
+        until: expect.any(String),
+      },
+    });
   }, 60_000);
   it('heldLocks: a sound held lock is a lease; every other unreleased lock is corrupt with its problem', async () => {
     const { bucket, keyArn } = await versionedBucketWithKey('tl-held', undefined, { s3, kms });
