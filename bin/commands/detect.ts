@@ -6,6 +6,7 @@ import { detectBatch, type FlowBatch } from '../../shared/detection/detect.ts';
 import type { Finding } from '../../shared/detection/finding.ts';
 import { isTaplineError, MalformedEventError } from '../../shared/errors.ts';
 import { resolveFlowLogFormat } from '../../shared/flowlogs/format.ts';
+import { CUT_BY_DAMAGE } from '../../shared/flowlogs/scanner.ts';
 import { scanParquetBuffer } from '../../shared/flowlogs/sources/parquet.ts';
 import { GZIP_INPUT_PIECE, isParquetKey, scanStream } from '../../shared/flowlogs/sources/s3.ts';
 import { loadRules, loadRulesFile } from '../../shared/rules/config.ts';
@@ -155,8 +156,9 @@ export function register(program: Command): void {
       }
       if (report.damaged) {
         // the findings above come from the records before the damage: say so, and fail
+        const complete = s.lines - (s.malformedByReason[CUT_BY_DAMAGE] ?? 0);
         process.stderr.write(
-          `tapline: ${report.error!.message}\n  the findings above come from the ${s.lines} lines before the damage\n`,
+          `tapline: ${report.error!.message}\n  the findings above come from the ${complete} complete lines before the damage\n`,
         );
         process.exitCode = 2;
         return;

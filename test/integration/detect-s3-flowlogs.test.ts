@@ -215,10 +215,41 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
     expect(report.batches[0]!.findings).toBe(fromDamaged.length);
     for (const f of fromDamaged) {
       expect(LAB_REAL_FINGERPRINTS).toContain(f.fingerprint);
-      expect(f.sourceDamaged).toMatch(/damaged gzip stream after \d+ lines/);
+      expect(f.sourceDamaged).toMatch(/gzip stream cut short after \d+ lines/);
     }
     // the handler neither retries the damaged object nor hides it
     const response = await handler({ Records: [damaged, ok] }, context);
     expect(response.damaged).toEqual([`s3://${bucket}/${damagedKey}`]);
+    // next to an object worth a retry, the retry names only that one
+    const missing = structuredClone(ok);
+    missing.s3.object.key = 'AWSLogs/nope-either.log.gz';
+    const failure = await handler({ Records: [damaged, missing] }, context).catch((e) => e);
+    expect(failure).toMatchObject({
+      code: 'FLOW_LOG_BATCH_FAILED',
+      details: { batches: [`s3://${bucket}/AWSLogs/nope-either.log.gz`] },
+    });
+  });
+
+  it('an altered gzip object (CRC mismatch) is corrupt: no findings from it, not retried', async () => {
+    const ok = eventTemplate('object-created-notification.json').Records[0];
+    ok.s3.bucket.name = bucket;
+    ok.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
+    const alteredKey = 'AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/altered.log.gz';
+    const gz = gzipSync(flowLogFixture('lab-real-v5.log'));
+    gz[289] ^= 1; // inflates to well-formed records with other addresses; the CRC tells
+    await clients.s3.send(new PutObjectCommand({ Bucket: bucket, Key: alteredKey, Body: gz }));
+    const altered = structuredClone(ok);
+    altered.s3.object.key = alteredKey;
+    const report = await import('../../shared/detection/detect.ts').then((m) =>
+      m.detectFlowAnomalies({ Records: [altered, ok] }, deps),
+    );
+    expect(report.retryable).toBe(0);
+    expect(report.batches[0]).toMatchObject({
+      findings: 0,
+      error: { code: 'FLOW_LOG_CORRUPT', message: expect.stringMatching(/cannot be trusted/) },
+    });
+    expect(report.batches[0]!.damaged).toBeUndefined();
+    expect(report.findings.map((f) => f.fingerprint).sort()).toEqual(LAB_REAL_FINGERPRINTS);
+    expect(report.findings.every((f) => !f.source.endsWith('altered.log.gz'))).toBe(true);
   });
 });

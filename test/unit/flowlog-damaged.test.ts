@@ -1,4 +1,4 @@
-import { gzipSync } from 'node:zlib';
+import { constants, gunzipSync, gzipSync } from 'node:zlib';
 import { parquetMetadata } from 'hyparquet';
 import { describe, expect, it } from 'vitest';
 import { detectBatch, type FlowBatch } from '../../shared/detection/detect.ts';
@@ -10,8 +10,10 @@ import { defaultRules } from '../../shared/rules/config.ts';
 import { flowLogFixture, LAB_REAL_FINGERPRINTS } from '../support/flowlog-inputs.ts';
 import { flowLogParquet } from '../support/flowlog-parquet.ts';
 
-// A flow-log object damaged part-way (a truncated upload, a flipped byte) loses only what comes
-// after the damage: the records before it are real, and so are their findings.
+// A flow-log object cut short (a truncated upload) or with an unreadable Parquet row group loses
+// only what comes after the damage: the records before it are exactly what was written, and so
+// are their findings. Altered gzip bytes are different: zlib may inflate altered records for a
+// long way before the CRC gives it away, so nothing read from such a stream is trusted.
 
 const lab = flowLogFixture('lab-real-v5.log');
 
@@ -67,9 +69,15 @@ describe('damaged flow-log input', () => {
     );
     expect(report.damaged).toBe(true);
     expect(report.error).toMatchObject({ name: 'CorruptFlowLogError', code: 'FLOW_LOG_CORRUPT' });
+    // exactly the complete lines of the decodable prefix were read, and the cut one counted
+    const prefix = gunzipSync(cut, { finishFlush: constants.Z_SYNC_FLUSH });
+    const complete = prefix.subarray(0, prefix.lastIndexOf(0x0a) + 1);
+    const completeLines = complete.toString('latin1').split('\n').length - 1;
+    const cutLine = prefix.length > complete.length ? 1 : 0;
+    expect(report.stats.lines).toBe(completeLines + cutLine);
     expect(findings.map((f) => f.fingerprint).sort()).toEqual(LAB_REAL_FINGERPRINTS);
     for (const f of findings) {
-      expect(f.sourceDamaged).toMatch(/damaged gzip stream after \d+ lines/);
+      expect(f.sourceDamaged).toMatch(/gzip stream cut short after \d+ lines/);
       expect(f.capture.request.reason).toMatch(/source damaged part-way/);
     }
     // most of what came before the cut was read, and nothing after it
@@ -82,17 +90,28 @@ describe('damaged flow-log input', () => {
     );
   });
 
-  it('a flipped byte mid-stream: findings before it kept, the batch marked damaged', async () => {
+  it('altered gzip bytes make the whole stream suspect: no findings, a corrupt batch', async () => {
+    // A flipped bit inside the lab records: zlib keeps inflating well-formed but altered
+    // records (other addresses) and notices only at the end, when the CRC does not match.
     const gz = gzipSync(labThenReplies(60_000));
-    gz[gz.length >> 1] ^= 0x55;
-    const { findings, report } = await detectBatch(
-      batchOf(async (scanner) => {
-        await scanStream(pieces(gz, 1 << 20), scanner);
-      }),
-      deps,
-    );
-    expect(report.damaged).toBe(true);
-    expect(findings.map((f) => f.fingerprint).sort()).toEqual(LAB_REAL_FINGERPRINTS);
+    const altered = Buffer.from(gz);
+    altered[289] ^= 1;
+    const scanner = new FlowScanner({ observe() {} }, { header: 'auto' });
+    const error = await scanStream(pieces(altered, 1 << 20), scanner).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CorruptFlowLogError);
+    expect((error as CorruptFlowLogError).details).toMatchObject({
+      zlibCode: 'Z_DATA_ERROR',
+      prefixIntact: false,
+    });
+    expect((error as Error).message).toMatch(/cannot be trusted/);
+    await expect(
+      detectBatch(
+        batchOf(async (s) => {
+          await scanStream(pieces(altered, 1 << 20), s);
+        }),
+        deps,
+      ),
+    ).rejects.toMatchObject({ code: 'FLOW_LOG_CORRUPT', details: { prefixIntact: false } });
   });
 
   it('a failing source is not damage: detectBatch throws and the batch can be retried', async () => {
@@ -144,7 +163,9 @@ describe('damaged Parquet flow logs', () => {
     );
     expect(report.damaged).toBe(true);
     expect(findings.length).toBeGreaterThan(0);
-    for (const f of findings) expect(f.sourceDamaged).toMatch(/damaged Parquet row group 1/);
+    for (const f of findings) {
+      expect(f.sourceDamaged).toMatch(/cannot read Parquet row group 1 \(damaged or unsupported\)/);
+    }
   });
 
   it("the source's own failures pass through untyped (worth a retry), footer or row group", async () => {

@@ -117,10 +117,11 @@ export async function scanParquetBuffer(source: AsyncBuffer, scanner: FlowScanne
       });
     } catch (error) {
       if (fromSource(error)) throw error;
-      // the rows of earlier groups were read (and their findings stand); these bytes are bad
+      // the rows of earlier groups were read from their own pages (and their findings stand);
+      // this group's bytes are damaged, or use something the reader does not support
       throw new CorruptFlowLogError(
-        `damaged Parquet row group ${index} after ${rowStart} rows: ${(error as Error).message}`,
-        { rowGroup: index, rows: rowStart, lines: scanner.stats.lines },
+        `cannot read Parquet row group ${index} (damaged or unsupported) after ${rowStart} rows: ${(error as Error).message}`,
+        { rowGroup: index, rows: rowStart, lines: scanner.stats.lines, prefixIntact: true },
         error,
       );
     }

@@ -230,13 +230,20 @@ export async function scanStream(
       },
     );
   } catch (error) {
-    // zlib's own errors (Z_DATA_ERROR, Z_BUF_ERROR: "unexpected end of file") mean the bytes
-    // are bad; anything else (the source failing) is passed on as it is
+    // zlib's own errors mean the bytes are bad; anything else (the source failing) is passed
+    // on as it is. Z_BUF_ERROR ("unexpected end of file"): the object was cut short, and what
+    // was inflated before the cut is exactly what was written (prefixIntact). Z_DATA_ERROR:
+    // the bytes were altered somewhere, and zlib often notices only at the end (the CRC), after
+    // inflating altered but well-formed records: nothing read from the stream can be trusted.
     const code = (error as { code?: unknown }).code;
     if (typeof code === 'string' && code.startsWith('Z_')) {
+      const cut = code === 'Z_BUF_ERROR';
+      const lines = scanner.stats.lines;
       throw new CorruptFlowLogError(
-        `damaged gzip stream after ${scanner.stats.lines} lines: ${(error as Error).message}`,
-        { zlibCode: code, lines: scanner.stats.lines },
+        cut
+          ? `gzip stream cut short after ${lines} lines: ${(error as Error).message}`
+          : `damaged gzip stream (${(error as Error).message}): its contents cannot be trusted`,
+        { zlibCode: code, lines, prefixIntact: cut },
         error,
       );
     }
