@@ -3,6 +3,7 @@ import { gzipSync } from 'node:zlib';
 import {
   CreateBucketCommand,
   PutBucketNotificationConfigurationCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import { CreateTopicCommand } from '@aws-sdk/client-sns';
@@ -15,6 +16,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { makeHandler } from '../../functions/detect-flow-anomalies.ts';
 import type { CaptureRequest } from '../../shared/capture/request.ts';
 import type { DetectDeps } from '../../shared/detection/detect.ts';
+import { FlowScanner } from '../../shared/flowlogs/scanner.ts';
+import { scanS3Object } from '../../shared/flowlogs/sources/s3.ts';
 import { lambdaContext } from '../../shared/lab/lab-aws.ts';
 import { silentLogger } from '../../shared/observability.ts';
 import { defaultRules } from '../../shared/rules/config.ts';
@@ -24,6 +27,10 @@ import { flowLogParquet } from '../support/flowlog-parquet.ts';
 
 const eventTemplate = (name: string) =>
   JSON.parse(readFileSync(new URL(`../../events/s3-flowlogs/${name}`, import.meta.url), 'utf8'));
+
+/** The field names of the default (version 2) format, as S3 delivery's header line. */
+const V2_HEADER =
+  'version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status';
 
 const context = lambdaContext('tapline-test-detectFlowAnomalies', {
   awsRequestId: 'test-request',
@@ -164,6 +171,40 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
     expect(gets.every((g) => g.key === parquetKey && /^bytes=\d+-\d+$/.test(g.range ?? ''))).toBe(
       true,
     );
+  });
+
+  it('a Parquet version named without its size is sized by that version, not the latest', async () => {
+    const versioned = uniqueName('tldet-versions');
+    await clients.s3.send(new CreateBucketCommand({ Bucket: versioned }));
+    await clients.s3.send(
+      new PutBucketVersioningCommand({
+        Bucket: versioned,
+        VersioningConfiguration: { Status: 'Enabled' },
+      }),
+    );
+    const parquetKey = 'AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/v.log.parquet';
+    const first = await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: versioned,
+        Key: parquetKey,
+        Body: flowLogParquet(flowLogFixture('lab-real-v5.log'), { rowGroupSize: 64 }),
+      }),
+    );
+    // a later, smaller version of the same key (a different log)
+    await clients.s3.send(
+      new PutObjectCommand({
+        Bucket: versioned,
+        Key: parquetKey,
+        Body: flowLogParquet(flowLogFixture('aws-doc-default.log').replace(/^/, `${V2_HEADER}\n`)),
+      }),
+    );
+    const scanner = new FlowScanner({ observe() {} }, { header: 'none' });
+    await scanS3Object(
+      clients.s3,
+      { bucket: versioned, key: parquetKey, rawKey: parquetKey, versionId: first.VersionId! },
+      scanner,
+    );
+    expect(scanner.stats.records).toBe(155);
   });
 
   it('a missing object fails the invocation (retry) without losing the other objects', async () => {

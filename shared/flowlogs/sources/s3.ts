@@ -273,7 +273,16 @@ export async function scanS3Object(
     const size =
       ref.size ??
       Number(
-        (await s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }))).ContentLength,
+        (
+          await s3.send(
+            new HeadObjectCommand({
+              Bucket: ref.bucket,
+              Key: ref.key,
+              // the size of the version the event named, which the ranged GETs read
+              ...(ref.versionId ? { VersionId: ref.versionId } : {}),
+            }),
+          )
+        ).ContentLength,
       );
     await scanParquet(s3, { ...ref, size }, scanner);
     return;
