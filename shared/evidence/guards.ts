@@ -322,6 +322,13 @@ export async function heldLocks(store: EvidenceStore, now: Date): Promise<HeldLo
       ...(current.lease
         ? leaseFieldProblems(current.lease as unknown as Record<string, unknown>)
         : []),
+      // the sweep releases by key and updates the manifest entry the lease names: both must
+      // be the same host
+      ...(current.lease &&
+      typeof current.lease.instanceId === 'string' &&
+      lockKey(current.lease.instanceId) !== key
+        ? [`names instance ${current.lease.instanceId.slice(0, 64)}, not the one of its key`]
+        : []),
     ];
     if (current.lease && problems.length === 0) {
       out.push({ key, corrupt: false, lease: current.lease });

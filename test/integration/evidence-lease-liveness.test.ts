@@ -236,66 +236,83 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
     const locks: EvidenceStore = { s3, bucket, keyArn };
     const now = new Date(Math.floor(Date.now() / 1000) * 1000);
     const iso = (seconds: number) => new Date(now.getTime() + seconds * 1000).toISOString();
-    const lock = (extra: Record<string, unknown>) => held(iso(600), { kind: 'lock', ...extra });
-    const cases: { name: string; body: string; problem?: RegExp; omitted?: true }[] = [
-      { name: 'sound', body: lock({ deadline: iso(300) }) },
-      { name: 'sound and expired (still to be swept)', body: lock({ expiresAt: iso(-60) }) },
-      { name: 'released', body: lock({ state: 'released' }), omitted: true },
-      { name: 'not JSON', body: '{"state":"held"', problem: /^the lease is not a JSON object$/ },
+    const lock = (id: string, extra: Record<string, unknown> = {}) =>
+      held(iso(600), { kind: 'lock', instanceId: id, ...extra });
+    const cases: {
+      name: string;
+      body: (instanceId: string) => string;
+      problem?: RegExp;
+      omitted?: true;
+    }[] = [
+      { name: 'sound', body: (id) => lock(id, { deadline: iso(300) }) },
+      {
+        name: 'sound and expired (still to be swept)',
+        body: (id) => lock(id, { expiresAt: iso(-60) }),
+      },
+      { name: 'released', body: (id) => lock(id, { state: 'released' }), omitted: true },
+      {
+        name: 'not JSON',
+        body: () => '{"state":"held"',
+        problem: /^the lease is not a JSON object$/,
+      },
       {
         name: 'missing expiry',
-        body: held(undefined, { kind: 'lock' }),
+        body: (id) => held(undefined, { kind: 'lock', instanceId: id }),
         problem: /^expiresAt is missing$/,
       },
       {
         name: 'unknown state',
-        body: lock({ state: 'zombie' }),
+        body: (id) => lock(id, { state: 'zombie' }),
         problem: /^state "zombie" is neither/,
       },
       {
         name: 'missing captureId',
-        body: lock({ captureId: undefined }),
+        body: (id) => lock(id, { captureId: undefined }),
         problem: /^captureId is missing$/,
       },
       {
         name: 'numeric instanceId',
-        body: lock({ instanceId: 5 }),
+        body: (id) => lock(id, { instanceId: 5 }),
         problem: /^instanceId 5 is not a non-empty string$/,
       },
       {
         name: 'unknown kind',
-        body: lock({ kind: 'mutex' }),
+        body: (id) => lock(id, { kind: 'mutex' }),
         problem: /^kind "mutex" is neither lock nor cooldown$/,
       },
       {
+        name: 'names another instance than its key',
+        body: () => lock('i-0fffffffffffffff0'),
+        problem: /^names instance i-0fffffffffffffff0, not the one of its key$/,
+      },
+      {
         name: 'deadline not a string',
-        body: lock({ deadline: 1 }),
+        body: (id) => lock(id, { deadline: 1 }),
         problem: /^deadline 1 is not a string$/,
       },
       {
         name: 'expiry far past the write and no captureId',
-        body: lock({ expiresAt: iso(MAX_LEASE_SECONDS + 7_200), captureId: '' }),
+        body: (id) => lock(id, { expiresAt: iso(MAX_LEASE_SECONDS + 7_200), captureId: '' }),
         problem:
           /^expiresAt .* is more than \d+ s past the last write; captureId "" is not a non-empty string$/,
       },
     ];
     const written = new Map<string, Date>();
+    const idOf = (n: number) => `i-0000000000000${String(n).padStart(4, '0')}`;
+    const bodies = cases.map((c, n) => c.body(idOf(n)));
     for (const [n, c] of cases.entries()) {
-      written.set(
-        c.name,
-        await put(locks, lockKey(`i-0000000000000${String(n).padStart(4, '0')}`), c.body),
-      );
+      written.set(c.name, await put(locks, lockKey(idOf(n)), bodies[n]!));
     }
 
     const found = await heldLocks(locks, now);
 
     for (const [n, c] of cases.entries()) {
-      const key = lockKey(`i-0000000000000${String(n).padStart(4, '0')}`);
+      const key = lockKey(idOf(n));
       const entry = found.find((f) => f.key === key);
       if (c.omitted) {
         expect(entry, c.name).toBeUndefined();
       } else if (!c.problem) {
-        expect(entry, c.name).toEqual({ key, corrupt: false, lease: JSON.parse(c.body) });
+        expect(entry, c.name).toEqual({ key, corrupt: false, lease: JSON.parse(bodies[n]!) });
       } else {
         expect(entry?.corrupt, c.name).toBe(true);
         if (entry?.corrupt) {
