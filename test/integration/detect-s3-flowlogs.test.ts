@@ -62,6 +62,14 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
   // the key as VPC Flow Logs names it, plus a character S3 events must URL-encode
   const key = `AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/123456789012_vpcflowlogs_us-east-1_fl-0a1b2c3d4e5f60718_20261123T0905Z_5f2a9c1e=x.log.gz`;
 
+  /** An S3 notification record for the lab fixture object (its key URL-encoded, as S3 sends). */
+  const labObjectRecord = () => {
+    const record = eventTemplate('object-created-notification.json').Records[0];
+    record.s3.bucket.name = bucket;
+    record.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
+    return record;
+  };
+
   beforeAll(async () => {
     await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
     const topicArn = (await clients.sns.send(new CreateTopicCommand({ Name: uniqueName('tldet') })))
@@ -208,9 +216,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
   });
 
   it('a missing object fails the invocation (retry) without losing the other objects', async () => {
-    const ok = eventTemplate('object-created-notification.json').Records[0];
-    ok.s3.bucket.name = bucket;
-    ok.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
+    const ok = labObjectRecord();
     const missing = structuredClone(ok);
     missing.s3.object.key = 'AWSLogs/nope.log.gz';
     const report = await import('../../shared/detection/detect.ts').then((m) =>
@@ -223,9 +229,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
   });
 
   it('a damaged gzip object is reported as corrupt, not retried, keeps what it had, and the others still count', async () => {
-    const ok = eventTemplate('object-created-notification.json').Records[0];
-    ok.s3.bucket.name = bucket;
-    ok.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
+    const ok = labObjectRecord();
     const damagedKey = 'AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/damaged.log.gz';
     const gz = gzipSync(flowLogFixture('lab-real-v5.log'));
     await clients.s3.send(
@@ -272,9 +276,7 @@ describe('detect-flow-anomalies on S3-delivered flow logs (moto)', () => {
   });
 
   it('an altered gzip object (CRC mismatch) is corrupt: no findings from it, not retried', async () => {
-    const ok = eventTemplate('object-created-notification.json').Records[0];
-    ok.s3.bucket.name = bucket;
-    ok.s3.object.key = encodeURIComponent(key).replaceAll('%2F', '/');
+    const ok = labObjectRecord();
     const alteredKey = 'AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/23/altered.log.gz';
     const gz = gzipSync(flowLogFixture('lab-real-v5.log'));
     gz[289] ^= 1; // inflates to well-formed records with other addresses; the CRC tells

@@ -35,6 +35,13 @@ function tapline(
   });
 }
 
+/** `--json` output: one finding per line. */
+const jsonLines = (stdout: string) =>
+  stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+
 describe('tapline detect', () => {
   it('prints one JSON finding per line with the contract fields and exits 1 on findings', async () => {
     const { code, stdout, stderr } = await tapline([
@@ -43,10 +50,7 @@ describe('tapline detect', () => {
       '--json',
     ]);
     expect(code).toBe(1);
-    const findings = stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    const findings = jsonLines(stdout);
     expect(findings).toHaveLength(6);
     for (const f of findings) {
       for (const k of [
@@ -159,10 +163,7 @@ describe('tapline detect', () => {
         .split('\n').length - 1;
     const { code, stdout, stderr } = await tapline(['detect', truncated, '--json']);
     expect(code).toBe(2);
-    const findings = stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    const findings = jsonLines(stdout);
     expect(findings).toHaveLength(6);
     for (const f of findings) expect(f.sourceDamaged).toMatch(/gzip stream cut short/);
     expect(stderr).toMatch(/gzip stream cut short after \d+ lines/);
