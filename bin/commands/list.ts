@@ -2,7 +2,11 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { Command } from 'commander';
 import { isCaptureId } from '../../shared/capture/ids.ts';
 import { TaplineError } from '../../shared/errors.ts';
-import { type CaptureManifest, readManifest } from '../../shared/evidence/manifest.ts';
+import {
+  type CaptureManifest,
+  overdueHosts,
+  readManifest,
+} from '../../shared/evidence/manifest.ts';
 import {
   type CliContext,
   cliContext,
@@ -60,14 +64,14 @@ export async function listCaptures(
   return manifests;
 }
 
-export function renderList(manifests: CaptureManifest[]): string {
+export function renderList(manifests: CaptureManifest[], now = new Date()): string {
   if (manifests.length === 0) return 'no captures in that window\n';
   return table(
     ['CAPTURE', 'CREATED', 'STATE', 'SOURCE', 'HOSTS', 'FILES', 'REASON'],
     manifests.map((m) => [
       m.captureId,
       humanTime(m.createdAt),
-      m.state,
+      overdueHosts(m, now).length > 0 ? `${m.state} (overdue)` : m.state,
       m.source,
       Object.keys(m.hosts ?? {}).length,
       Object.values(m.hosts ?? {}).reduce((n, h) => n + (h.files?.length ?? 0), 0),

@@ -1,7 +1,11 @@
 import type { Command } from 'commander';
 import { isCaptureId } from '../../shared/capture/ids.ts';
 import { TaplineError } from '../../shared/errors.ts';
-import { type CaptureManifest, readManifest } from '../../shared/evidence/manifest.ts';
+import {
+  type CaptureManifest,
+  overdueHosts,
+  readManifest,
+} from '../../shared/evidence/manifest.ts';
 import {
   type CliContext,
   cliContext,
@@ -39,10 +43,15 @@ export async function captureStatus(ctx: CliContext, captureId: string): Promise
   return found.manifest;
 }
 
-export function renderStatus(m: CaptureManifest): string {
+export function renderStatus(m: CaptureManifest, now = new Date()): string {
+  const overdue = overdueHosts(m, now);
   const lines = [
     `capture   ${m.captureId}`,
-    `state     ${m.state}`,
+    `state     ${m.state}${
+      overdue.length > 0
+        ? ` (${overdue.length} host(s) overdue: no report by their deadline; the timed-out sweep closes them unless their lock is damaged)`
+        : ''
+    }`,
     `source    ${m.source}${m.finding ? ` (finding ${String(m.finding.rule ?? '')} ${String(m.finding.fingerprint ?? '')})` : ''}`,
     `reason    ${m.reason}`,
     `asked by  ${m.requestedBy}${m.invokedBy ? ` via ${m.invokedBy}` : ''}`,
@@ -58,7 +67,9 @@ export function renderStatus(m: CaptureManifest): string {
         ['HOST', 'STATUS', 'WHY', 'FILES', 'BYTES', 'PACKETS', 'DROPPED', 'ERRORS'],
         hosts.map(([id, h]) => [
           id,
-          h.status,
+          overdue.some((o) => o.instanceId === id)
+            ? `${h.status} (overdue since ${humanTime(h.deadline!)})`
+            : h.status,
           m.targets?.find((t) => t.instanceId === id)?.via ?? '-',
           h.files?.length ?? 0,
           humanBytes(h.bytes ?? (h.files ?? []).reduce((n, f) => n + (f.size ?? 0), 0)),

@@ -183,6 +183,27 @@ export function overallState(manifest: CaptureManifest): CaptureState {
   return 'partial';
 }
 
+/**
+ * Hosts still shown as pending/running/uploading although their report deadline (capture end +
+ * grace) has passed: the host never reported and the timed-out sweep has not closed it (it has
+ * not run yet, or the host's lock is damaged and cannot be trusted to name this capture). A
+ * reading of the manifest, not a change to it: the custody record stays as written.
+ */
+export function overdueHosts(
+  manifest: CaptureManifest,
+  now: Date,
+): { instanceId: string; deadline: string }[] {
+  const out: { instanceId: string; deadline: string }[] = [];
+  for (const [instanceId, host] of Object.entries(manifest.hosts ?? {})) {
+    if (TERMINAL_HOST_STATUSES.includes(host.status) || host.deadline === undefined) continue;
+    const deadline = Date.parse(host.deadline);
+    if (Number.isFinite(deadline) && deadline < now.getTime()) {
+      out.push({ instanceId, deadline: host.deadline });
+    }
+  }
+  return out;
+}
+
 /** Every stored version of a manifest, oldest first (the custody history as S3 keeps it). */
 export async function manifestVersions(
   store: EvidenceStore,
