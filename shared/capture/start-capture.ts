@@ -18,6 +18,7 @@ import {
   cooldownKey,
   type Lease,
   lockKey,
+  logCorruptGuard,
   peekLease,
   releaseLease,
   spendBudget,
@@ -203,31 +204,6 @@ function cooldownRefusal(fingerprint: string, instanceId: string, holding: Holdi
       ...(problem ? { corruptGuard: problem } : {}),
     },
   };
-}
-
-/**
- * Logs a corrupt lock or cooldown that a guard treated as held (nothing when it is sound): one
- * message per kind of guard, with the capture, host, key, problem and until when it holds.
- */
-function logCorruptGuard(
-  logger: CoreLogger,
-  guard: 'lock' | 'cooldown',
-  where: { captureId: string; instanceId: string; key: string },
-  holding: { problem?: string | undefined; until?: Date | undefined },
-): void {
-  if (!holding.problem) return;
-  logger.error(
-    guard === 'lock'
-      ? 'corrupt host lock treated as held'
-      : 'corrupt cooldown object treated as live',
-    {
-      captureId: where.captureId,
-      instanceId: where.instanceId,
-      key: where.key,
-      problem: holding.problem,
-      until: holding.until?.toISOString(),
-    },
-  );
 }
 
 interface NoticeCheck {

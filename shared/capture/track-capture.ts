@@ -5,7 +5,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { MalformedEventError } from '../errors.ts';
-import { heldLocks, lockKey, releaseLease } from '../evidence/guards.ts';
+import { heldLocks, lockKey, logCorruptGuard, releaseLease } from '../evidence/guards.ts';
 import {
   type CaptureManifest,
   type HostStatus,
@@ -360,11 +360,7 @@ export async function sweepTimedOutCaptures(
     if (lock.corrupt) {
       // Its captureId, host and deadline cannot be trusted: it holds its host until `until`
       // (as startCapture holds it), and nothing is timed out or released on its word.
-      deps.logger.error('corrupt host lock treated as held', {
-        key: lock.key,
-        problem: lock.problem,
-        until: lock.until?.toISOString(),
-      });
+      logCorruptGuard(deps.logger, 'lock', { key: lock.key }, lock);
       continue;
     }
     const { key, lease } = lock;

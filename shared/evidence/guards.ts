@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LOCK_TTL_LIMIT_SECONDS, MAX_DURATION_LIMIT_SECONDS } from '../config.ts';
+import type { CoreLogger } from '../observability.ts';
 import { type EvidenceStore, listKeys, putJson, readStoredJson } from './store.ts';
 
 /**
@@ -253,6 +254,32 @@ export async function releaseLease(
     if (await putJson(store, key, released, { ifMatch: current.etag }, retention)) return true;
   }
   return false;
+}
+
+/**
+ * Logs a corrupt lock or cooldown that a guard treated as held (nothing when it is sound): one
+ * message per kind of guard, with the key, the problem, until when it holds and, when the
+ * caller knows them (the capture core does, the timed-out sweep does not), capture and host.
+ */
+export function logCorruptGuard(
+  logger: CoreLogger,
+  guard: 'lock' | 'cooldown',
+  where: { captureId?: string; instanceId?: string; key: string },
+  holding: { problem?: string | undefined; until?: Date | undefined },
+): void {
+  if (!holding.problem) return;
+  logger.error(
+    guard === 'lock'
+      ? 'corrupt host lock treated as held'
+      : 'corrupt cooldown object treated as live',
+    {
+      ...(where.captureId !== undefined ? { captureId: where.captureId } : {}),
+      ...(where.instanceId !== undefined ? { instanceId: where.instanceId } : {}),
+      key: where.key,
+      problem: holding.problem,
+      until: holding.until?.toISOString(),
+    },
+  );
 }
 
 /**
