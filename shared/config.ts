@@ -51,7 +51,7 @@ export const configSchema = z.object({
   /** Kill switch: "false" refuses every new capture. */
   CAPTURES_ENABLED: bool.default(true),
   MAX_DURATION_SECONDS: int(1, MAX_DURATION_LIMIT_SECONDS).default(3600),
-  DEFAULT_DURATION_SECONDS: int(1, 86_400).default(300),
+  DEFAULT_DURATION_SECONDS: int(1, MAX_DURATION_LIMIT_SECONDS).default(300),
   MAX_CAPTURE_MEGABYTES: int(1, 1_000_000).default(2048),
   COOLDOWN_SECONDS: int(0, 604_800).default(900),
   /**

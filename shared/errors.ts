@@ -109,6 +109,15 @@ export class CorruptFlowLogError extends TaplineError {
   constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
     super(message, { code: 'FLOW_LOG_CORRUPT', details, cause });
   }
+
+  /**
+   * What was read before the damage is exactly what was written (`details.prefixIntact`): an
+   * object cut short, an unreadable Parquet row group after readable ones. False for altered
+   * bytes, where nothing read can be trusted.
+   */
+  get prefixIntact(): boolean {
+    return this.details.prefixIntact === true;
+  }
 }
 
 /** A flow-log record or format string could not be understood. */

@@ -45,6 +45,7 @@ export async function captureStatus(ctx: CliContext, captureId: string): Promise
 
 export function renderStatus(m: CaptureManifest, now = new Date()): string {
   const overdue = overdueHosts(m, now);
+  const overdueSince = new Map(overdue.map((o) => [o.instanceId, o.deadline]));
   const lines = [
     `capture   ${m.captureId}`,
     `state     ${m.state}${
@@ -67,8 +68,8 @@ export function renderStatus(m: CaptureManifest, now = new Date()): string {
         ['HOST', 'STATUS', 'WHY', 'FILES', 'BYTES', 'PACKETS', 'DROPPED', 'ERRORS'],
         hosts.map(([id, h]) => [
           id,
-          overdue.some((o) => o.instanceId === id)
-            ? `${h.status} (overdue since ${humanTime(h.deadline!)})`
+          overdueSince.has(id)
+            ? `${h.status} (overdue since ${humanTime(overdueSince.get(id)!)})`
             : h.status,
           m.targets?.find((t) => t.instanceId === id)?.via ?? '-',
           h.files?.length ?? 0,

@@ -131,7 +131,7 @@ export async function detectBatch(
     // are kept (marked). Altered bytes (a gzip data error) make everything read suspect: the
     // batch fails as corrupt, findings dropped. Anything else (S3 unavailable) may pass on a
     // retry.
-    if (!(error instanceof CorruptFlowLogError) || error.details.prefixIntact !== true) {
+    if (!(error instanceof CorruptFlowLogError) || !error.prefixIntact) {
       throw error;
     }
     damage = error;

@@ -36,8 +36,9 @@ export interface Finding {
   /** Where the records came from: `cwl:<group>/<stream>`, `s3://bucket/key`, a file name. */
   source: string;
   /**
-   * Set when the source was damaged part-way (a truncated or corrupt gzip object): the finding
-   * comes from the records before the damage, so its counts are lower bounds. Says what broke.
+   * Set when the source was damaged part-way (a gzip object cut short, a Parquet row group that
+   * cannot be read): the finding comes from the records before the damage, which are exactly
+   * what was written, so its counts are lower bounds. Says what broke.
    */
   sourceDamaged?: string;
   evidence: FlowRecord[];
