@@ -40,8 +40,7 @@ export function parse(count: i32, from: i32, len: i32): i32 {
   let absent: u32 = (0xff << 2) | (3 << 10);
   for (let k = 0; k < count; k++) {
     const kind = <u32>load<u8>(KINDS + <usize>k);
-    if (kind >= 1 && kind <= 8) absent &= ~(<u32>1 << (kind + 1));
-    else if (kind == 9 || kind == 10) absent &= ~(<u32>1 << (kind + 1));
+    if (kind >= 1 && kind <= 10) absent &= ~(<u32>1 << (kind + 1));
   }
   while (n < MAX_RECORDS && p < end) {
     const ls = p;

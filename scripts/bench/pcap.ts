@@ -84,6 +84,8 @@ interface Run {
   cpu: number;
   rssMb: number;
   stdout: string;
+  /** The summary child's own phases, when it wrote them. */
+  phases?: Phases;
 }
 
 /** Wall time from our clock, peak RSS from GNU time (%M, KiB) of the command itself. */
@@ -105,8 +107,8 @@ function measure(cmd: string, args: string[], stdoutTo?: string): Run {
   return { seconds, cpu: user! + sys!, rssMb: kb! / 1024, stdout: r.stdout };
 }
 
-function best(n: number, f: () => Run): Run {
-  let b: Run | undefined;
+function best<R extends Run>(n: number, f: () => R): R {
+  let b: R | undefined;
   for (let i = 0; i < n; i++) {
     const r = f();
     if (!b || r.seconds < b.seconds) b = r;
@@ -126,7 +128,6 @@ if (!existsSync(file)) {
   if (g.status !== 0) process.exit(1);
 }
 const size = statSync(file).size;
-let bestSummary = Number.POSITIVE_INFINITY;
 const mb = size / 1e6;
 console.log(`input: ${file} (${mb.toFixed(0)} MB)`);
 console.log(`load average at start: ${readLoad()}`);
@@ -136,16 +137,9 @@ measure('cat', [file], '/dev/null');
 const cat = best(3, () => measure('cat', [file], '/dev/null'));
 const phasesFile = join(tmpdir(), `tapline-bench-phases-${process.pid}.json`);
 process.env.PCAP_BENCH_PHASES = phasesFile;
-let phases: Phases | undefined;
 const ours = best(2, () => {
   const run = measure(node, [fileURLToPath(import.meta.url), '--child', file], '/dev/null');
-  const these = JSON.parse(readFileSync(phasesFile, 'utf8')) as Phases;
-  // keep the phases of the run best() keeps (the fastest)
-  if (!phases || run.seconds < bestSummary) {
-    phases = these;
-    bestSummary = run.seconds;
-  }
-  return run;
+  return { ...run, phases: JSON.parse(readFileSync(phasesFile, 'utf8')) as Phases };
 });
 rmSync(phasesFile, { force: true });
 delete process.env.PCAP_BENCH_PHASES;
@@ -208,6 +202,7 @@ line(
   'goal ≥ 50×',
 );
 line('  summary peak RSS', `${ours.rssMb.toFixed(0)} MB`, 'goal ≤ 256 MB');
+const phases = ours.phases;
 if (phases) {
   const sec = (ms: number) => `${(ms / 1000).toFixed(2)}`;
   line(

@@ -37,6 +37,7 @@ export const lookbackReportSchema = z.object({
   rotated: z.boolean().optional(),
   fileCount: z.number().int().min(0).optional(),
   bytes: z.number().int().min(0).optional(),
+  /** Header-only ring files in the window: not sent, but their span counts as covered. */
   silentFiles: z.number().int().min(0).optional(),
   coverageStart: epoch.optional(),
   coverageEnd: epoch.optional(),

@@ -490,9 +490,9 @@ export class JsonLinesGzipWriter {
     const gzip = this.#gzip;
     // a part upload failed between two batches: the pipeline has destroyed gzip, whose
     // `close` has already fired and whose write() would return false with nothing to wait for
-    if (!gzip.destroyed && gzip.write(text)) return;
-    // The upload is behind: wait until gzip drains, or closes because the pipeline failed.
-    if (!gzip.destroyed)
+    if (!gzip.destroyed) {
+      if (gzip.write(text)) return;
+      // The upload is behind: wait until gzip drains, or closes because the pipeline failed.
       await new Promise<void>((resolve) => {
         const wake = () => {
           gzip.off('drain', wake);
@@ -502,6 +502,7 @@ export class JsonLinesGzipWriter {
         gzip.on('drain', wake);
         gzip.on('close', wake);
       });
+    }
     if (gzip.destroyed) {
       await this.#compressing; // rejects with what broke it (a premature close at least)
       throw new Error('the gzip stream closed while rows were being added');

@@ -300,8 +300,9 @@ export class RuleEngine implements FlowSink {
   private readonly on: Record<RuleName, boolean>;
   private readonly windows: { scan: number; sweep: number; reject: number; egress: number };
 
-  /** All aggregate state hangs off the source address: one table probe per record (IPv4
-   * sources in an int table, IPv6 in a Map; `sourceOrder` keeps creation order for finish). */
+  /** Each source address's state (IPv4 sources in an int table, IPv6 in a Map; `sourceOrder`
+   * keeps creation order for finish): the heads of its aggregate rows' lists. The rows live in
+   * `aggs`, found through the pair, service and egress tables below. */
   private sources4 = new IntPairTable<SourceState>();
   private sources6 = new Map<string, SourceState>();
   private sourceOrder: SourceState[] = [];
@@ -518,7 +519,8 @@ export class RuleEngine implements FlowSink {
     const at = row * HOT;
     // times relative to the batch's first record stay small integers (no boxed doubles)
     const start = c.start >= 0 ? c.start - this.base : -1;
-    const t = start >= 0 ? start : c.end >= 0 ? c.end - this.base : start;
+    const end = c.end >= 0 ? c.end - this.base : start;
+    const t = start >= 0 ? start : end;
     const windowStart = h[at + H_WINDOW]!;
     if (windowStart < 0) h[at + H_WINDOW] = t;
     else if (t >= 0 && t >= windowStart + window) {
@@ -529,13 +531,14 @@ export class RuleEngine implements FlowSink {
       this.aggs.reset(row);
       h[at + H_WINDOW] = t;
     }
-    this.count(h, at, c);
+    this.count(h, at, c, start, end);
   }
 
-  /** Adds the record to a row's records, packets, bytes and time range. */
-  private count(h: Float64Array, at: number, c: FlowCursor): void {
-    const start = c.start >= 0 ? c.start - this.base : -1;
-    const end = c.end >= 0 ? c.end - this.base : start;
+  /**
+   * Adds the record to a row's records, packets, bytes and time range (`start`/`end`: its
+   * times relative to the batch's base, -1 when absent; `end` falls back to `start`).
+   */
+  private count(h: Float64Array, at: number, c: FlowCursor, start: number, end: number): void {
     h[at + H_RECORDS] += 1;
     if (c.packets > 0) h[at + H_PACKETS] += c.packets;
     if (c.bytes > 0) h[at + H_BYTES] += c.bytes;
@@ -563,15 +566,15 @@ export class RuleEngine implements FlowSink {
     let agg = this.perRecord.get(fp);
     if (agg === undefined) {
       if (!this.canTrack()) return undefined;
-      const row = a.add();
-      a.setSrc(row, c.srcKey());
+      const row = this.newRow(c, -1);
       a.setDst(row, c.dstKey());
       a.protocol[row] = c.protocol;
       agg = { row, rule, fp };
       this.perRecord.set(fp, agg);
     }
     const row = agg.row;
-    this.count(a.hot, row * HOT, c);
+    const start = c.start >= 0 ? c.start - this.base : -1;
+    this.count(a.hot, row * HOT, c, start, c.end >= 0 ? c.end - this.base : start);
     this.evidence(row, c);
     return agg;
   }

@@ -1,12 +1,13 @@
 /**
- * Hash tables keyed by one or two int32 values (IPv4 addresses, address pairs), for the rule
- * engine's per-record lookups.
+ * Hash tables keyed by one or two int32 values (IPv4 addresses, address pairs), and a set of
+ * int32 triples (row, window generation, value), for the rule engine's per-record lookups.
  *
  * A `Map<number, V>` keyed by IPv4 addresses boxes every address outside V8's small-integer
  * range (31 bits with pointer compression: half of all IPv4 addresses) into a heap number on
  * each lookup, which shows up as garbage-collector time at millions of records. These tables
  * keep keys in Int32Arrays (open addressing, linear probing, grown at half load), so a lookup
- * allocates nothing. Sizes are bounded by the engine's maxTrackedKeys, not by input.
+ * allocates nothing. The tables are bounded by the engine's maxTrackedKeys; the triple set by
+ * the distinct values of the windows still open (closed windows' entries go when it grows).
  */
 
 function hash(a: number, b: number): number {
