@@ -4,13 +4,14 @@
 # Framework would read it as a variable when the document is packaged).
 #
 # When SSM_LookbackSeconds > 0 it freezes the standby ring (ssm-documents/tapline-standby.yml) at
-# "now": asks the ring's supervisor to rotate (tcpdump closes the current file on SIGINT and is
-# restarted at once), picks the closed ring files whose [start, end] overlaps
-# [now - LookbackSeconds, now] (start = the earlier of the name's epoch and the first packet's
-# timestamp; end = mtime), and copies them out of the ring so it cannot rotate them away. Then it
-# uploads each copy, hashed, with SSE-KMS and the host hash as its S3 SHA-256 checksum, to
-# pcaps/<CaptureId>/<InstanceId>/lookback-<start>-<n>.pcap with lookback=true and the file's real
-# time range in its metadata, deleting a copy only after its upload succeeded.
+# "now": asks the ring's supervisor to rotate (it lets tcpdump take every packet the kernel holds
+# for it, stops it with SIGINT so it closes the current file, and restarts it), picks the closed
+# ring files whose [start, end] overlaps [now - LookbackSeconds, now] (start = the earlier of the
+# name's epoch and the first packet's timestamp; end = mtime), and copies them out of the ring so
+# it cannot rotate them away. Then it uploads each copy, hashed, with SSE-KMS and the host hash as
+# its S3 SHA-256 checksum, to pcaps/<CaptureId>/<InstanceId>/lookback-<start>-<n>.pcap with
+# lookback=true and the file's real time range in its metadata, deleting a copy only after its
+# upload succeeded.
 #
 # Phases (the capture document freezes right after its own tcpdump started, so the forward
 # capture overlaps the rotation, uploads one look-back file per turn of its upload loop, and
@@ -38,7 +39,8 @@ TL_LB_STATUS=""
 TL_LB_ERRORS=""
 TL_LB_SECONDS=0
 TL_LB_NOW=0
-TL_LB_FROM=0
+TL_LB_ASKED=0
+TL_LB_WINDOW_START=0
 TL_LB_RING=""
 TL_LB_RING_STATE=absent
 TL_LB_ROTATED=false
@@ -92,8 +94,12 @@ tl_lb_freeze() {
   local instance=$1 aws=$2 files min_free work_dir spid tpid before after started i list
   local closed_before epoch suffix name size start end selected="" total_bytes free_mb method candidate
   TL_LB_ACTIVE=1
-  TL_LB_NOW=$(date +%s)
-  TL_LB_FROM=$TL_LB_NOW
+  # The window is [ASKED - LookbackSeconds, ASKED], to the microsecond: a file holding packets
+  # from earlier in the request's second belongs to it. NOW is the request's whole second, to
+  # compare with ring file names.
+  TL_LB_ASKED=$(date +%s.%6N)
+  TL_LB_NOW=$(printf '%s' "$TL_LB_ASKED" | cut -d . -f 1)
+  TL_LB_WINDOW_START=$TL_LB_ASKED
   TL_LB_SECONDS=$(printenv SSM_LookbackSeconds || echo 0)
   TL_LB_RING=$(printenv SSM_RingDirectory || echo /var/lib/tapline/ring)
   if ! [[ $TL_LB_SECONDS =~ ^[0-9]{1,5}$ ]]; then
@@ -102,7 +108,7 @@ tl_lb_freeze() {
     TL_LB_STATUS=failed
     return 0
   fi
-  TL_LB_FROM=$((TL_LB_NOW - TL_LB_SECONDS))
+  TL_LB_WINDOW_START=$(awk -v a="$TL_LB_ASKED" -v s="$TL_LB_SECONDS" 'BEGIN { printf "%.6f", a - s }')
   if ! [[ $TL_LB_RING =~ ^/(var/lib|var/tmp|tmp|opt)/tapline[A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)*$ ]]; then
     TL_LB_RING=""
     tl_lb_err "RingDirectory does not match its allowed pattern"
@@ -147,7 +153,9 @@ tl_lb_freeze() {
     TL_LB_RING_STATE=running
     before=$(tl_lb_state ROTATIONS)
     kill -USR1 "$spid" 2>/dev/null || true
-    for i in $(seq 1 150); do
+    # The supervisor waits up to 10 s for tcpdump to take what the kernel holds and up to 10 s
+    # for it to stop.
+    for i in $(seq 1 300); do
       after=$(tl_lb_state ROTATIONS)
       if [ -n "$after" ] && [ "$after" != "$before" ]; then
         TL_LB_ROTATED=true
@@ -161,7 +169,7 @@ tl_lb_freeze() {
       # Every file named before the new tcpdump started is closed.
       if tl_lb_is "$tpid" tcpdump; then closed_before=$started; fi
     else
-      tl_lb_err "the ring did not rotate within 15 s; the file being written was left out"
+      tl_lb_err "the ring did not rotate within 30 s; the file being written was left out"
       closed_before=open
     fi
   else
@@ -177,9 +185,10 @@ tl_lb_freeze() {
     TL_LB_STATUS=no-ring
     return 0
   fi
-  # Select: [start, end] overlaps [from, now]. A file of just its 24-byte header was closed
-  # cleanly with no packets: it is not sent, but its span counts as covered (the ring was
-  # recording and saw nothing). A shorter file lost its data (tcpdump was killed): a gap.
+  # Select: [start, end] overlaps the window (a file that ended less than 1 s before it is sent
+  # too: more evidence, never less). A file of just its 24-byte header was closed cleanly with no
+  # packets: it is not sent, but its span counts as covered (the ring was recording and saw
+  # nothing). A shorter file lost its data (tcpdump was killed): a gap.
   while read -r epoch suffix name; do
     [ -n "$name" ] || continue
     if [[ $closed_before =~ ^[0-9]+$ ]] && [ "$epoch" -ge "$closed_before" ]; then continue; fi
@@ -187,7 +196,7 @@ tl_lb_freeze() {
     if [ "$size" -lt 24 ]; then continue; fi
     if [ "$size" -eq 24 ]; then
       end=$(date -r "$files/$name" +%s.%6N 2>/dev/null || echo 0)
-      if [ "$epoch" -le "$TL_LB_NOW" ] && [ $(($(printf '%s' "$end" | cut -d . -f 1) + 1)) -ge "$TL_LB_FROM" ]; then
+      if [ "$epoch" -le "$TL_LB_NOW" ] && awk -v e="$end" -v w="$TL_LB_WINDOW_START" 'BEGIN { exit !(e + 1 >= w) }'; then
         TL_LB_SPANS="$TL_LB_SPANS$epoch $end
 "
         TL_LB_SILENT=$((TL_LB_SILENT + 1))
@@ -201,13 +210,14 @@ tl_lb_freeze() {
     start=$(tl_lb_first_packet "$files/$name")
     if [ -z "$start" ] || awk -v a="$start" -v b="$epoch" 'BEGIN { exit !(a > b) }'; then start=$epoch; fi
     end=$(date -r "$files/$name" +%s.%6N 2>/dev/null || echo 0)
-    if awk -v a="$start" -v n="$TL_LB_NOW" 'BEGIN { exit !(a <= n) }' && [ $(($(printf '%s' "$end" | cut -d . -f 1) + 1)) -ge "$TL_LB_FROM" ]; then
+    if awk -v a="$start" -v n="$TL_LB_ASKED" -v e="$end" -v w="$TL_LB_WINDOW_START" 'BEGIN { exit !(a <= n && e + 1 >= w) }'; then
       selected="$selected$epoch $suffix $name $start $end
 "
     fi
   done <<<"$list"
   if [ -z "$selected" ] && [ "$TL_LB_SILENT" -gt 0 ]; then
-    TL_LB_STATUS=ok
+    # The ring recorded and saw nothing, unless something above was left out.
+    if [ -n "$TL_LB_ERRORS" ]; then TL_LB_STATUS=partial; else TL_LB_STATUS=ok; fi
     return 0
   fi
   if [ -z "$selected" ]; then
@@ -335,7 +345,7 @@ tl_lb_finish() {
       { if ($1 - last > 2) gaps = gaps (gaps == "" ? "" : ",") "[" last "," $1 "]"; if ($2 > last) last = $2 }
       END { print first, last, gaps }')
     read -r cov_start cov_end gaps <<<"$cover"
-    if [ -z "$gaps" ] && awk -v a="$cov_start" -v b="$TL_LB_FROM" 'BEGIN { exit !(a <= b) }'; then
+    if [ -z "$gaps" ] && awk -v a="$cov_start" -v b="$TL_LB_WINDOW_START" 'BEGIN { exit !(a <= b) }'; then
       complete=true
     fi
   fi
@@ -351,7 +361,7 @@ tl_lb_finish() {
   fi
   if [ "$status" = failed ] || [ "$status" = partial ]; then LOOKBACK_FAILED=1; fi
   LOOKBACK_JSON=$(printf '{"status":"%s","requestedSeconds":%s,"windowStart":%s,"windowEnd":%s,"ringDirectory":"%s","ring":"%s","rotated":%s,"fileCount":%s,"bytes":%s,"silentFiles":%s,"coverageStart":%s,"coverageEnd":%s,"complete":%s,"gaps":[%s],"errors":[%s]}' \
-    "$status" "$TL_LB_SECONDS" "$TL_LB_FROM" "$TL_LB_NOW" "$(tl_lb_esc "$TL_LB_RING")" \
+    "$status" "$TL_LB_SECONDS" "$TL_LB_WINDOW_START" "$TL_LB_ASKED" "$(tl_lb_esc "$TL_LB_RING")" \
     "$TL_LB_RING_STATE" "$TL_LB_ROTATED" "$LOOKBACK_FILE_COUNT" "$LOOKBACK_BYTES" "$TL_LB_SILENT" \
     "$cov_start" "$cov_end" "$complete" "$gaps" "$TL_LB_ERRORS")
   TL_LB_ACTIVE=0

@@ -204,6 +204,32 @@ describe.runIf(canRun)('capture document run for real', () => {
     expect(await readdir(join(workDir, 'spool'))).toEqual([]);
   });
 
+  it('reports a capture of exactly one packet as 1 (tcpdump prints "1 packet captured")', async () => {
+    const captureId = newCaptureId();
+    const running = startCommandDocument({
+      document,
+      parameters: parameters(captureId, { Filter: 'udp and dst port 40009', DurationSeconds: '5' }),
+      host: nat,
+      instanceId,
+      region: 'us-east-1',
+      env: awsEnv,
+      timeoutMs: 120_000,
+    });
+    await running.listening;
+    await workload.exec('python3', [
+      '-c',
+      "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'one', ('10.201.2.2', 40009))",
+    ]);
+    const result = await running.done;
+    const report = parseHostReport(result.stdout);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(report.errors).toEqual([]);
+    expect(report.status).toBe('success');
+    expect(report.packetsCaptured).toBe(1);
+    expect(report.packetsReceivedByFilter).toBe(1);
+    expect(report.packetsDroppedByKernel).toBe(0);
+  });
+
   it('keeps a file it cannot upload on disk and reports it', async () => {
     const captureId = newCaptureId();
     const result = await runCommandDocument({
