@@ -85,8 +85,8 @@ tl_lb_first_packet() {
   magic=$(od -An -t x4 -N 4 -- "$1" | tr -d ' ')
   fields=$(od -An -t u4 -j 24 -N 8 -- "$1" | tr -s ' ')
   case $magic in
-    a1b2c3d4) printf '%s' "$fields" | awk '{ printf "%d.%06d", $1, $2 }' ;;
-    a1b23c4d) printf '%s' "$fields" | awk '{ printf "%d.%06d", $1, int($2 / 1000) }' ;;
+    a1b2c3d4) printf '%s' "$fields" | awk '{ printf "%s.%06d", $1, $2 }' ;;
+    a1b23c4d) printf '%s' "$fields" | awk '{ printf "%s.%06d", $1, int($2 / 1000) }' ;;
   esac
 }
 
@@ -108,6 +108,7 @@ tl_lb_freeze() {
     TL_LB_STATUS=failed
     return 0
   fi
+  TL_LB_SECONDS=$((10#$TL_LB_SECONDS))
   TL_LB_WINDOW_START=$(awk -v a="$TL_LB_ASKED" -v s="$TL_LB_SECONDS" 'BEGIN { printf "%.6f", a - s }')
   if ! [[ $TL_LB_RING =~ ^/(var/lib|var/tmp|tmp|opt)/tapline[A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)*$ ]]; then
     TL_LB_RING=""
@@ -153,8 +154,8 @@ tl_lb_freeze() {
     TL_LB_RING_STATE=running
     before=$(tl_lb_state ROTATIONS)
     kill -USR1 "$spid" 2>/dev/null || true
-    # The supervisor waits up to 10 s for tcpdump to take what the kernel holds and up to 10 s
-    # for it to stop.
+    # The supervisor waits for tcpdump to take what the kernel holds (up to 10 s for an answer,
+    # then up to 4 s more) and up to 10 s for it to stop.
     for i in $(seq 1 300); do
       after=$(tl_lb_state ROTATIONS)
       if [ -n "$after" ] && [ "$after" != "$before" ]; then
@@ -175,7 +176,10 @@ tl_lb_freeze() {
   else
     TL_LB_RING_STATE=stopped
     tpid=$(tl_lb_state TCPDUMP_PID)
-    if tl_lb_is "$tpid" tcpdump; then closed_before=open; fi
+    if tl_lb_is "$tpid" tcpdump; then
+      tl_lb_err "the ring's supervisor is not running but its tcpdump is; the file being written was left out"
+      closed_before=open
+    fi
   fi
 
   list=$(ls -1 -- "$files" | sed -n 's/^ring-\([0-9]\{9,11\}\)\.pcap\([0-9]*\)$/\1 0\2 &/p' | sort -k1,1n -k2,2n || true)
@@ -231,7 +235,7 @@ tl_lb_freeze() {
   TL_LB_STAGE=$TL_LB_RING/lookback/$TL_LB_CAPTURE_ID
   TL_LB_UNSENT_DIR=$work_dir/unsent/$TL_LB_CAPTURE_ID
   (umask 077 && mkdir -p -- "$TL_LB_STAGE") || tl_lb_err "cannot create $TL_LB_STAGE"
-  total_bytes=$(printf '%s' "$selected" | while read -r epoch suffix name start end; do stat -c %s -- "$files/$name" 2>/dev/null || echo 0; done | awk '{ s += $1 } END { print s + 0 }')
+  total_bytes=$(printf '%s' "$selected" | while read -r epoch suffix name start end; do stat -c %s -- "$files/$name" 2>/dev/null || echo 0; done | awk '{ s += $1 } END { printf "%.0f\n", s }')
   free_mb=$(df -Pm -- "$TL_LB_RING" | awk 'NR == 2 { print $4 }')
   method=copy
   if [ $((free_mb - total_bytes / 1000000)) -lt "$min_free" ]; then method=link; fi
@@ -338,14 +342,15 @@ tl_lb_finish() {
     rmdir -- "$TL_LB_STAGE" "$TL_LB_RING/lookback" 2>/dev/null || true
   fi
   # Coverage: the spans of the files sent plus the header-only ones, in time order; a jump of
-  # more than 2 s between one span's end and the next one's start is a gap.
+  # more than 2 s between one span's end and the next one's start is a gap. Complete: no gap, and
+  # the spans reach from the window's start to within 2 s of the request.
   if [ -n "$TL_LB_SPANS" ]; then
     cover=$(printf '%s' "$TL_LB_SPANS" | sort -k1,1g | awk '
       NR == 1 { first = $1; last = $2; next }
       { if ($1 - last > 2) gaps = gaps (gaps == "" ? "" : ",") "[" last "," $1 "]"; if ($2 > last) last = $2 }
       END { print first, last, gaps }')
     read -r cov_start cov_end gaps <<<"$cover"
-    if [ -z "$gaps" ] && awk -v a="$cov_start" -v b="$TL_LB_WINDOW_START" 'BEGIN { exit !(a <= b) }'; then
+    if [ -z "$gaps" ] && awk -v a="$cov_start" -v b="$TL_LB_WINDOW_START" -v e="$cov_end" -v n="$TL_LB_ASKED" 'BEGIN { exit !(a <= b && e + 2 >= n) }'; then
       complete=true
     fi
   fi

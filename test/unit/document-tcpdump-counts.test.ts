@@ -22,6 +22,9 @@ const ON_USR1_ONE =
   'tcpdump: 1 packet captured, 2 packets received by filter, 1 packet dropped by kernel\n';
 const LISTENING =
   'tcpdump: listening on ring0, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n';
+// Past 2^31 (hours at 100k packets/s): mawk prints a computed number that large as 3e+09.
+const ON_USR1_BIG =
+  'tcpdump: 3000000000 packets captured, 3000000007 packets received by filter, 2147483648 packets dropped by kernel\n';
 // libpcap 1.10 with ps_ifdrop: a line tcpdump adds that is not the kernel's drop count.
 const IFDROP = '7 packets dropped by interface\n';
 
@@ -92,11 +95,13 @@ describe('the documents read tcpdump packet counts in every form tcpdump prints'
     expect(await supervisor(LISTENING + ON_USR1 + ON_USR1_ONE)).toBe('1 2 1 2');
     expect(await supervisor(LISTENING + ON_USR1 + ON_EXIT_MANY + IFDROP)).toBe('3041 3043 2 2');
     expect(await supervisor(LISTENING + ON_EXIT_ONE)).toBe('1 1 1 1');
+    expect(await supervisor(LISTENING + ON_USR1_BIG)).toBe('3000000000 3000000007 2147483648 1');
   });
 
   it('capture document: one packet is 1, and only a log without counts is an error', async () => {
     expect(await capture(LISTENING + ON_EXIT_ONE)).toBe('1 1 1');
     expect(await capture(LISTENING + ON_EXIT_MANY + IFDROP)).toBe('3041 3043 2');
+    expect(await capture(LISTENING + ON_USR1_BIG)).toBe('3000000000 3000000007 2147483648');
     expect(await capture(LISTENING)).toBe('null null null [tcpdump printed no packet counts]');
     expect(await capture(undefined)).toBe('null null null [tcpdump printed no packet counts]');
   });
