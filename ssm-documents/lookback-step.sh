@@ -102,13 +102,12 @@ tl_lb_freeze() {
   TL_LB_WINDOW_START=$TL_LB_ASKED
   TL_LB_SECONDS=$(printenv SSM_LookbackSeconds || echo 0)
   TL_LB_RING=$(printenv SSM_RingDirectory || echo /var/lib/tapline/ring)
-  if ! [[ $TL_LB_SECONDS =~ ^[0-9]{1,5}$ ]]; then
+  if ! [[ $TL_LB_SECONDS =~ ^(0|[1-9][0-9]{0,4})$ ]]; then
     TL_LB_SECONDS=0
     tl_lb_err "LookbackSeconds does not match its allowed pattern"
     TL_LB_STATUS=failed
     return 0
   fi
-  TL_LB_SECONDS=$((10#$TL_LB_SECONDS))
   TL_LB_WINDOW_START=$(awk -v a="$TL_LB_ASKED" -v s="$TL_LB_SECONDS" 'BEGIN { printf "%.6f", a - s }')
   if ! [[ $TL_LB_RING =~ ^/(var/lib|var/tmp|tmp|opt)/tapline[A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)*$ ]]; then
     TL_LB_RING=""
@@ -132,7 +131,7 @@ tl_lb_freeze() {
   [[ $TL_LB_REGION =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]] || tl_lb_err "Region does not match its allowed pattern"
   [[ $TL_LB_ENDPOINT =~ ^$|^http://127\.0\.0\.1:[1-9][0-9]{1,4}$|^https://[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com(\.cn)?$ ]] || tl_lb_err "EndpointUrl does not match its allowed pattern"
   [[ $TL_LB_ATTEMPTS =~ ^[1-9]$ ]] || tl_lb_err "UploadAttempts does not match its allowed pattern"
-  [[ $min_free =~ ^[0-9]{1,7}$ ]] || tl_lb_err "MinFreeMegabytes does not match its allowed pattern"
+  [[ $min_free =~ ^(0|[1-9][0-9]{0,6})$ ]] || tl_lb_err "MinFreeMegabytes does not match its allowed pattern"
   [[ $work_dir =~ ^/(var/lib|var/tmp|tmp|opt)/tapline[A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)*$ ]] || tl_lb_err "WorkDir does not match its allowed pattern"
   [[ $TL_LB_INSTANCE =~ ^(i|mi)-[0-9a-f]{8,17}$ ]] || tl_lb_err "cannot tell which instance this is"
   if [ -n "$TL_LB_ERRORS" ]; then

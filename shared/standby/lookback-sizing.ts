@@ -25,7 +25,7 @@ export const FLOW_LOG_DELIVERY_DELAY_SECONDS: Record<FlowLogDelivery, number> = 
   s3: 600,
 };
 
-/** The largest LookbackSeconds the capture document accepts (allowedPattern ^[0-9]{1,5}$). */
+/** The largest LookbackSeconds the capture document accepts (allowedPattern ^(0|[1-9][0-9]{0,4})$). */
 export const MAX_DOCUMENT_LOOKBACK_SECONDS = 99_999;
 /** The capture request's own ceiling (shared/capture/request.ts). */
 export const MAX_REQUEST_LOOKBACK_SECONDS = 86_400;

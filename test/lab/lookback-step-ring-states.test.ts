@@ -61,15 +61,16 @@ describe.runIf(canRun)('the look-back step on unusual rings', () => {
     return dir;
   }
 
-  it('reads a LookbackSeconds with leading zeros as the number (valid JSON in the report)', () => {
+  it('refuses a LookbackSeconds with leading zeros, in a report that is still JSON', () => {
+    // bash arithmetic would read 060 as octal; the document's pattern refuses it too.
     const run = runStep(
       { SSM_LookbackSeconds: '060', SSM_RingDirectory: `${root}/absent`, SSM_WorkDir: root },
       `tl_lb_run ${INSTANCE} ""\nprintf '%s\\n' "$LOOKBACK_JSON"`,
     );
     const report = parseLookbackReport(JSON.parse(run.stdout.trim().split('\n').at(-1)!));
-    expect(report.status).toBe('no-ring');
-    expect(report.requestedSeconds).toBe(60);
-    expect(report.windowEnd! - report.windowStart!).toBeCloseTo(60, 5);
+    expect(report.status).toBe('failed');
+    expect(report.requestedSeconds).toBe(0);
+    expect(report.errors).toEqual(['LookbackSeconds does not match its allowed pattern']);
   });
 
   it('selects and stages a window of more than 2^31 bytes (sums never in exponent form)', async () => {

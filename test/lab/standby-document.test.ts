@@ -169,7 +169,21 @@ describe('packaged standby document', () => {
   it('writes a systemd unit that runs the same supervisor, hardened', async () => {
     const unit = /<<UNITFILE\n([\s\S]*?)\nUNITFILE/.exec(script)?.[1];
     expect(unit).toBeDefined();
-    const text = unit!.replaceAll('$RING', join(dir, 'ring'));
+    // The sandbox lines in the names the host's systemd knows (219 on Amazon Linux 2).
+    const modern = /SANDBOX="(MemoryMax=[\s\S]*?)"/.exec(script)?.[1];
+    const legacy = /SANDBOX="(MemoryLimit=[\s\S]*?)"/.exec(script)?.[1];
+    expect(modern?.split('\n')).toEqual([
+      'MemoryMax=512M',
+      'ProtectSystem=strict',
+      'ReadWritePaths=$RING',
+    ]);
+    expect(legacy?.split('\n')).toEqual([
+      'MemoryLimit=512M',
+      'ProtectSystem=full',
+      'ReadWriteDirectories=$RING',
+    ]);
+    expect(script).toMatch(/\[ "\$SYSTEMD_VERSION" -ge 232 \]/);
+    const text = unit!.replace('$SANDBOX', modern!).replaceAll('$RING', join(dir, 'ring'));
     expect(text).toMatch(/^ExecStart=\/bin\/bash \S+\/supervisor\.sh \S+$/m);
     expect(text).toMatch(/^Restart=on-failure$/m);
     expect(text).toMatch(/^ProtectSystem=strict$/m);

@@ -69,6 +69,33 @@ describe('the packaged capture document', () => {
     expect(checked).toBeGreaterThan(INJECTION_CORPUS.length * 15);
   });
 
+  it('takes no leading zeros in a number, in allowedPattern and in the script (bash reads 0100 as octal)', async () => {
+    const { packaged } = await documents();
+    const standby = parseYaml(
+      await readFile(new URL('../../ssm-documents/tapline-standby.yml', import.meta.url), 'utf8'),
+    ) as SsmCommandDocument;
+    let numeric = 0;
+    for (const doc of [packaged, standby]) {
+      const script = doc.mainSteps.map((step) => step.inputs.runCommand.join('\n')).join('\n');
+      const inScript = new Map(
+        [...script.matchAll(/^param [A-Z_]+ ([A-Za-z]+) '([^']+)'$/gm)].map((m) => [m[1]!, m[2]!]),
+      );
+      for (const [name, p] of Object.entries(doc.parameters ?? {})) {
+        const patterns = [p.allowedPattern!, inScript.get(name)!];
+        expect(patterns[1], `${name}: the script checks it too`).toBeDefined();
+        const only = new RegExp(patterns[0]!);
+        if (!only.test('1') || only.test('x')) continue;
+        numeric++;
+        for (const pattern of patterns) {
+          for (const value of ['01', '0100', '0800', '00']) {
+            expect(new RegExp(pattern!).test(value), `${name} accepted ${value}`).toBe(false);
+          }
+        }
+      }
+    }
+    expect(numeric).toBeGreaterThanOrEqual(14);
+  });
+
   it('accepts every value the capture core sends', async () => {
     const { packaged } = await documents();
     const request = parseCaptureRequest({
