@@ -86,19 +86,22 @@ describe.runIf(canRun)('capture document run for real', () => {
 
   const parameters = (captureId: string, overrides: Record<string, string> = {}) =>
     labCaptureParameters(evidence, bridge.url, captureId, overrides);
-
-  it('captures port-0 traffic on the NAT, uploads hashed SSE-KMS pcaps and reports them', async () => {
-    const captureId = newCaptureId();
-    const running = startCommandDocument({
+  /** The capture document started on the NAT, as the agent would run it. */
+  const startOnNat = (captureId: string, overrides: Record<string, string> = {}) =>
+    startCommandDocument({
       document,
-      // Time rotation every 2 s (-G with -C): several closed files, each hashed and uploaded.
-      parameters: parameters(captureId, { RotateSeconds: '2', DurationSeconds: '10' }),
+      parameters: parameters(captureId, overrides),
       host: nat,
       instanceId,
       region: 'us-east-1',
       env: awsEnv,
       timeoutMs: 120_000,
     });
+
+  it('captures port-0 traffic on the NAT, uploads hashed SSE-KMS pcaps and reports them', async () => {
+    const captureId = newCaptureId();
+    // Time rotation every 2 s (-G with -C): several closed files, each hashed and uploaded.
+    const running = startOnNat(captureId, { RotateSeconds: '2', DurationSeconds: '10' });
     await running.listening;
     // Real traffic through the NAT: TCP SYNs and UDP datagrams to port 0, and pings.
     await workload
@@ -206,14 +209,9 @@ describe.runIf(canRun)('capture document run for real', () => {
 
   it('reports a capture of exactly one packet as 1 (tcpdump prints "1 packet captured")', async () => {
     const captureId = newCaptureId();
-    const running = startCommandDocument({
-      document,
-      parameters: parameters(captureId, { Filter: 'udp and dst port 40009', DurationSeconds: '5' }),
-      host: nat,
-      instanceId,
-      region: 'us-east-1',
-      env: awsEnv,
-      timeoutMs: 120_000,
+    const running = startOnNat(captureId, {
+      Filter: 'udp and dst port 40009',
+      DurationSeconds: '5',
     });
     await running.listening;
     await workload.exec('python3', [

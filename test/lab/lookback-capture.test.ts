@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHostReport } from '../../shared/capture/host-report.ts';
 import { newCaptureId } from '../../shared/capture/ids.ts';
@@ -25,10 +23,10 @@ import {
   labCanRun,
   labCaptureParameters,
   labEvidence,
+  tsharkFieldsOfObject,
 } from '../support/lab.ts';
 import { packagedCaptureDocument } from '../support/template.ts';
 
-const run = promisify(execFile);
 const TOOLS = ['tcpdump', 'tshark', 'hping3', '/usr/bin/aws', 'ip'];
 const canRun = labCanRun('look-back capture lab test', TOOLS);
 
@@ -210,21 +208,13 @@ describe.runIf(canRun)('capture document with look-back, for real', () => {
           expect(head.ServerSideEncryption).toBe('aws:kms');
           expect(Number(head.Metadata?.['time-start'])).toBe(file.start);
           expect(Number(head.Metadata?.['time-end'])).toBe(file.end);
-          const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: file.key }));
-          const local = join(dir, file.key.split('/').at(-1)!);
-          await writeFile(local, Buffer.from(await body.Body!.transformToByteArray()));
-          const { stdout } = await run('tshark', [
-            '-n',
-            '-r',
-            local,
-            '-Y',
+          const frames = await tsharkFieldsOfObject(
+            s3,
+            { bucket, key: file.key, dir },
             `ip.src == ${PEER} && !icmp && (tcp.dstport == 0 || udp.dstport == 0)`,
-            '-T',
-            'fields',
-            '-e',
-            'frame.time_epoch',
-          ]);
-          for (const t of stdout.split('\n').filter(Boolean)) {
+            ['frame.time_epoch'],
+          );
+          for (const [t] of frames) {
             const time = Number(t);
             expect(time).toBeGreaterThanOrEqual(file.start);
             expect(time).toBeLessThanOrEqual(file.end);

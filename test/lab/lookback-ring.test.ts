@@ -24,7 +24,13 @@ import {
 } from '../../shared/standby/lab-harness.ts';
 import { parseLookbackFiles, parseLookbackReport } from '../../shared/standby/reports.ts';
 import { motoClients, motoEndpoint } from '../support/aws.ts';
-import { LAB_AWS_ENV, type LabEvidence, labCanRun, labEvidence } from '../support/lab.ts';
+import {
+  LAB_AWS_ENV,
+  type LabEvidence,
+  labCanRun,
+  labEvidence,
+  tsharkFieldsOfObject,
+} from '../support/lab.ts';
 import { packagedCaptureDocument } from '../support/template.ts';
 
 const run = promisify(execFile);
@@ -310,21 +316,13 @@ for _ in range(75):
     const payloads: string[] = [];
     try {
       for (const file of files) {
-        const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: file.key }));
-        const local = join(dir, file.key.split('/').at(-1)!);
-        await writeFile(local, Buffer.from(await body.Body!.transformToByteArray()));
-        const { stdout } = await run('tshark', [
-          '-n',
-          '-r',
-          local,
-          '-Y',
+        const frames = await tsharkFieldsOfObject(
+          s3,
+          { bucket, key: file.key, dir },
           `ip.src == ${PEER} && !icmp && udp.dstport == 40007`,
-          '-T',
-          'fields',
-          '-e',
-          'udp.payload',
-        ]);
-        payloads.push(...stdout.split('\n').filter(Boolean));
+          ['udp.payload'],
+        );
+        payloads.push(...frames.map(([payload]) => payload!));
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

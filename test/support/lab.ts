@@ -1,7 +1,10 @@
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { versionedBucketWithKey } from './aws.ts';
 
 /**
@@ -76,4 +79,33 @@ export function labCaptureParameters(
     UploadAttempts: '2',
     ...overrides,
   };
+}
+
+/**
+ * tshark's `fields` of the frames `filter` selects in an evidence object, one array per frame;
+ * the object is downloaded into `dir` under the last part of its key.
+ */
+export async function tsharkFieldsOfObject(
+  s3: S3Client,
+  object: { bucket: string; key: string; dir: string },
+  filter: string,
+  fields: readonly string[],
+): Promise<string[][]> {
+  const body = await s3.send(new GetObjectCommand({ Bucket: object.bucket, Key: object.key }));
+  const local = join(object.dir, object.key.split('/').at(-1)!);
+  await writeFile(local, Buffer.from(await body.Body!.transformToByteArray()));
+  const { stdout } = await promisify(execFile)('tshark', [
+    '-n',
+    '-r',
+    local,
+    '-Y',
+    filter,
+    '-T',
+    'fields',
+    ...fields.flatMap((field) => ['-e', field]),
+  ]);
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split('\t'));
 }
