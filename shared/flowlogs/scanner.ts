@@ -303,6 +303,7 @@ export class FlowScanner {
     while (pos < len) {
       const n = Math.min(len - pos, w.inputCapacity);
       w.memory.set(buf.subarray(pos, pos + n), w.inputOffset);
+      w.memory[w.inputOffset + n] = 0; // the end mark the parser's byte loops stop at
       let at = 0;
       for (;;) {
         const k = w.parse(kinds.length, at, n);
