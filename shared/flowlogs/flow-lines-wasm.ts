@@ -26,7 +26,11 @@ export interface FlowLinesWasm {
   /** Most records one `parse` call writes. */
   readonly maxRecords: number;
   readonly stride: number;
-  /** Parses lines of input[from, len) for a format of `count` fields; returns records written. */
+  /**
+   * Parses lines of input[from, len) for a format of `count` fields; returns records written.
+   * The byte at input[len] must be 0: the parser's field loops stop at it instead of checking
+   * the end on every byte (`inputCapacity` leaves room for it).
+   */
   parse(count: number, from: number, len: number): number;
   /** Where the last `parse` stopped: the start of an unfinished line, or `len`. */
   stop(): number;
