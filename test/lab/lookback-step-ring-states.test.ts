@@ -49,6 +49,12 @@ describe.runIf(canRun)('the look-back step on unusual rings', () => {
     return run;
   }
 
+  /** The whole step (freeze, upload, finish) and the report it prints. */
+  function runLookback(env: Record<string, string>) {
+    const run = runStep(env, `tl_lb_run ${INSTANCE} ""\nprintf '%s\\n' "$LOOKBACK_JSON"`);
+    return parseLookbackReport(JSON.parse(run.stdout.trim().split('\n').at(-1)!));
+  }
+
   async function ring(name: string, files: { epoch: number; bytes: number; mtime: number }[]) {
     const dir = join(root, name);
     await mkdir(join(dir, 'files'), { recursive: true });
@@ -63,11 +69,11 @@ describe.runIf(canRun)('the look-back step on unusual rings', () => {
 
   it('refuses a LookbackSeconds with leading zeros, in a report that is still JSON', () => {
     // bash arithmetic would read 060 as octal; the document's pattern refuses it too.
-    const run = runStep(
-      { SSM_LookbackSeconds: '060', SSM_RingDirectory: `${root}/absent`, SSM_WorkDir: root },
-      `tl_lb_run ${INSTANCE} ""\nprintf '%s\\n' "$LOOKBACK_JSON"`,
-    );
-    const report = parseLookbackReport(JSON.parse(run.stdout.trim().split('\n').at(-1)!));
+    const report = runLookback({
+      SSM_LookbackSeconds: '060',
+      SSM_RingDirectory: `${root}/absent`,
+      SSM_WorkDir: root,
+    });
     expect(report.status).toBe('failed');
     expect(report.requestedSeconds).toBe(0);
     expect(report.errors).toEqual(['LookbackSeconds does not match its allowed pattern']);
@@ -105,11 +111,11 @@ printf '%s' "$TL_LB_PENDING" | awk '{ print "PENDING=" $3 }'`,
     const orphan = spawn(fake, ['60'], { stdio: 'ignore' });
     try {
       await writeFile(join(dir, 'state.env'), `TCPDUMP_PID=${orphan.pid}\nROTATIONS=3\n`);
-      const run = runStep(
-        { SSM_LookbackSeconds: '30', SSM_RingDirectory: dir, SSM_WorkDir: root },
-        `tl_lb_run ${INSTANCE} ""\nprintf '%s\\n' "$LOOKBACK_JSON"`,
-      );
-      const report = parseLookbackReport(JSON.parse(run.stdout.trim().split('\n').at(-1)!));
+      const report = runLookback({
+        SSM_LookbackSeconds: '30',
+        SSM_RingDirectory: dir,
+        SSM_WorkDir: root,
+      });
       expect(report.ring).toBe('stopped');
       // The older empty file counts as covered; the one tcpdump holds open was left out.
       expect(report.silentFiles).toBe(1);
