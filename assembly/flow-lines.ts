@@ -34,6 +34,20 @@ export function stop(): i32 { return stopAt; }
   store<f64>(OUT + (<usize>(n * STRIDE + k) << 3), v);
 }
 
+/**
+ * The value of the first `n` (1-8) bytes of `x` (little-endian: the first byte is the most
+ * significant digit), which must be ASCII digits: the bytes beyond `n` are shifted out, and
+ * the eight digits are combined pairwise by multiplication (Lemire's SWAR method).
+ */
+@inline function eightDigits(x: u64, n: i32): u64 {
+  x = (x - 0x3030303030303030) << (<u64>(8 - n) << 3);
+  x = x * 10 + (x >> 8);
+  return (
+    ((x & 0x000000ff000000ff) * (100 + (<u64>1000000 << 32)) +
+      ((x >> 16) & 0x000000ff000000ff) * (1 + (<u64>10000 << 32))) >> 32
+  );
+}
+
 /** Parses lines in [from, len) of the input; returns how many records it wrote. */
 export function parse(count: i32, from: i32, len: i32): i32 {
   const end: usize = IN + <usize>len;
@@ -73,18 +87,19 @@ export function parse(count: i32, from: i32, len: i32): i32 {
           p += 16;
         }
       } else if (kind <= K_FLAGS) {
-        let v: u64 = 0;
-        let digits = 0;
-        while (true) {
-          b = load<u8>(p);
-          if (b <= 32) break;
-          const d = <u32>b - 48;
-          if (d > 9) { ok = false; break; }
-          v = v * 10 + d;
-          digits++;
-          p++;
-        }
-        if (!ok || digits > 15) { ok = false; break; }
+        // a number of 1-15 digits, read 8 digits at a time: the field's length is where its
+        // first byte <= 32 is, and every byte before that must be a digit
+        const bytes = v128.load(p);
+        const stops = i8x16.bitmask(i8x16.le_u(bytes, i8x16.splat(32)));
+        if (stops == 0) { ok = false; break; } // 16 bytes or more: not a number we decode
+        const digits = ctz<i32>(stops);
+        const want = (1 << digits) - 1;
+        const isDigit = i8x16.bitmask(i8x16.le_u(i8x16.sub(bytes, i8x16.splat(48)), i8x16.splat(9)));
+        if ((isDigit & want) != want) { ok = false; break; }
+        const v: u64 = digits <= 8
+          ? eightDigits(load<u64>(p), digits)
+          : eightDigits(load<u64>(p), digits - 8) * 100000000 + eightDigits(load<u64>(p + <usize>digits - 8), 8);
+        p += <usize>digits;
         if ((kind == K_SRCPORT || kind == K_DSTPORT) && v > 65535) { ok = false; break; }
         if ((kind == K_PROTOCOL || kind == K_FLAGS) && v > 255) { ok = false; break; }
         // slots: 2 srcport 3 dstport 4 protocol 5 packets 6 bytes 7 start 8 end 9 flags

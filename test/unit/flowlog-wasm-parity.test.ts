@@ -108,6 +108,16 @@ const fieldValues = [
   '9999999999999999',
   '1234567890123456',
   '12345678901234567',
+  // 8-digit groups (the fast path reads numbers 8 digits at a time): each length around a
+  // group's edge, and the bytes just below '0' and above '9' inside either group
+  '12345678',
+  '123456789',
+  '4294967296',
+  '00000000000000',
+  '1234567/',
+  ':2345678',
+  '12345678:12345',
+  '123456789012/45',
   '10.0.0.1',
   '255.255.255.255',
   '2001:DB8::1',
