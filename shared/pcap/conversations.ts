@@ -1,3 +1,4 @@
+import { grown, type NumberColumn } from '../typed-arrays.ts';
 import { ipv4ToString, ipv6ToString } from './address.ts';
 import { communityIdFromWords } from './community-id.ts';
 import type { Conversation, TopTalker } from './types.ts';
@@ -88,34 +89,26 @@ export class ConversationTable {
 
   #grow(cap: number): void {
     const n = this.count;
-    const g = <T extends { set(a: T): void; subarray(a: number, b: number): T }>(
-      old: T,
-      make: (len: number) => T,
-      width = 1,
-    ): T => {
-      const fresh = make(cap * width);
-      fresh.set(old.subarray(0, n * width));
-      return fresh;
-    };
-    this.next = g(this.next, (l) => new Int32Array(l));
-    this.hash = g(this.hash, (l) => new Int32Array(l));
-    this.proto = g(this.proto, (l) => new Uint8Array(l));
-    this.v6 = g(this.v6, (l) => new Uint8Array(l));
-    this.flags = g(this.flags, (l) => new Uint8Array(l));
-    this.state = g(this.state, (l) => new Uint8Array(l));
-    this.icmpType = g(this.icmpType, (l) => new Uint8Array(l));
-    this.icmpCode = g(this.icmpCode, (l) => new Uint8Array(l));
-    this.addr = g(this.addr, (l) => new Uint32Array(l), 8);
-    this.aPort = g(this.aPort, (l) => new Uint16Array(l));
-    this.bPort = g(this.bPort, (l) => new Uint16Array(l));
-    this.synSeq = g(this.synSeq, (l) => new Uint32Array(l));
-    this.streamIndex = g(this.streamIndex, (l) => new Int32Array(l));
-    this.pAB = g(this.pAB, (l) => new Float64Array(l));
-    this.pBA = g(this.pBA, (l) => new Float64Array(l));
-    this.bAB = g(this.bAB, (l) => new Float64Array(l));
-    this.bBA = g(this.bBA, (l) => new Float64Array(l));
-    this.start = g(this.start, (l) => new Float64Array(l));
-    this.end = g(this.end, (l) => new Float64Array(l));
+    const g = <T extends NumberColumn>(old: T, width = 1): T => grown(old, cap * width, n * width);
+    this.next = g(this.next);
+    this.hash = g(this.hash);
+    this.proto = g(this.proto);
+    this.v6 = g(this.v6);
+    this.flags = g(this.flags);
+    this.state = g(this.state);
+    this.icmpType = g(this.icmpType);
+    this.icmpCode = g(this.icmpCode);
+    this.addr = g(this.addr, 8);
+    this.aPort = g(this.aPort);
+    this.bPort = g(this.bPort);
+    this.synSeq = g(this.synSeq);
+    this.streamIndex = g(this.streamIndex);
+    this.pAB = g(this.pAB);
+    this.pBA = g(this.pBA);
+    this.bAB = g(this.bAB);
+    this.bBA = g(this.bBA);
+    this.start = g(this.start);
+    this.end = g(this.end);
     this.#cap = cap;
     // rehash into a head table of the same size (chains stay short at load factor ≤ 1)
     this.#heads = new Int32Array(cap).fill(-1);

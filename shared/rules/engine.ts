@@ -4,6 +4,7 @@ import {
   type FlowCursor,
   type FlowSink,
 } from '../flowlogs/scanner.ts';
+import { grown } from '../typed-arrays.ts';
 import { CidrSet } from './cidr.ts';
 import type { RuleName, RulesConfig } from './config.ts';
 import { IntPairTable, IntTripleSet } from './int-table.ts';
@@ -190,13 +191,6 @@ class AggStore {
     this.evidenceTail = grown(this.evidenceTail, capacity);
     this.evidenceCount = grown(this.evidenceCount, capacity);
   }
-}
-
-/** A copy of `old` with room for `capacity` elements. */
-function grown<T extends Float64Array | Int32Array>(old: T, capacity: number): T {
-  const copy = new (old.constructor as new (length: number) => T)(capacity);
-  copy.set(old);
-  return copy;
 }
 
 /** A per-record rule's aggregate (port-zero, rare-protocol, deny-list), by fingerprint. */
