@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { CorruptPcapError, isTaplineError } from '../errors.ts';
+import { peekGzip } from '../stream-head.ts';
 import { ipv4ToString, ipv6ToString, readU32 } from './address.ts';
 import { AnomalyLog } from './anomalies.ts';
 import { Carver } from './carve.ts';
@@ -949,18 +950,6 @@ export class PcapAnalyzer implements RecordSink {
 
 // ------------------------------------------------------------------ streaming entry point
 
-async function* prepend(
-  first: Uint8Array[],
-  rest: AsyncIterator<Uint8Array>,
-): AsyncGenerator<Uint8Array> {
-  for (const c of first) yield c;
-  for (;;) {
-    const r = await rest.next();
-    if (r.done) return;
-    yield r.value;
-  }
-}
-
 /**
  * Read a pcap, pcapng or gzip-compressed pcap/pcapng from chunks of any size and summarise it.
  * Recoverable damage becomes counted anomalies; only `CorruptPcapError` (not a capture at all,
@@ -972,27 +961,14 @@ export async function analyzePcap(
 ): Promise<PcapAnalysis> {
   const analyzer = new PcapAnalyzer(options);
   const sink = options.carve && options.carve.mode !== 'off' ? options.carve.sink : undefined;
-  const it = source[Symbol.asyncIterator]();
   let bytesRead = 0;
   let nextProgress = PROGRESS_EVERY;
   const progress = options.onProgress;
-  // peek at least two bytes to spot gzip
-  const head: Uint8Array[] = [];
-  let headLen = 0;
-  while (headLen < 2) {
-    const r = await it.next();
-    if (r.done) break;
-    if (r.value.length === 0) continue;
-    head.push(r.value);
-    headLen += r.value.length;
-  }
-  const first = head.length > 0 ? head[0]! : new Uint8Array(0);
-  const second = first.length > 1 ? first[1] : head[1]?.[0];
-  const gz = first[0] === 0x1f && second === 0x8b;
+  const { gzip: gz, stream } = await peekGzip(source);
   const sourceError: { error?: unknown } = {};
   const raw = (async function* () {
     try {
-      for await (const c of prepend(head, it)) {
+      for await (const c of stream) {
         bytesRead += c.length;
         if (progress && bytesRead >= nextProgress) {
           nextProgress = bytesRead + PROGRESS_EVERY;

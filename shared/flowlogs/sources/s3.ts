@@ -4,6 +4,7 @@ import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { CorruptFlowLogError, MalformedEventError } from '../../errors.ts';
+import { peekGzip } from '../../stream-head.ts';
 import type { FlowScanner } from '../scanner.ts';
 import { scanParquet } from './parquet.ts';
 
@@ -114,19 +115,10 @@ export function isParquetKey(key: string): boolean {
   return /\.parquet(\.gz)?$/i.test(key);
 }
 
-/** The stream again, with its first chunk put back; closes the source when abandoned. */
-async function* withHead(
-  head: Buffer,
-  iterator: AsyncIterator<Buffer | Uint8Array>,
-): AsyncGenerator<Buffer> {
-  try {
-    yield head;
-    for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
-      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
-    }
-  } finally {
-    await iterator.return?.();
-  }
+/** Chunks as Buffers (what the scanner and zlib take); a Uint8Array is copied, as its source
+ * may reuse it. */
+async function* asBuffers(source: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<Buffer> {
+  for await (const c of source) yield Buffer.isBuffer(c) ? c : Buffer.from(c);
 }
 
 /**
@@ -203,23 +195,20 @@ export async function scanStream(
   pieceBytes = GZIP_INPUT_PIECE,
 ): Promise<StreamScan> {
   const result: StreamScan = { gzip: false, chunks: 0, released: 0 };
-  const iterator = body[Symbol.asyncIterator]();
-  // the gzip magic is two bytes, and a socket may deliver one
-  let head = Buffer.alloc(0);
-  while (head.length < 2) {
-    const next = await iterator.next();
-    if (next.done) break;
-    head = Buffer.concat([head, next.value]);
+  const peeked = await peekGzip(body);
+  if (peeked.empty) {
+    await peeked.stream.return(undefined);
+    return result;
   }
-  if (head.length === 0) return result;
-  result.gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+  result.gzip = peeked.gzip;
+  const stream = asBuffers(peeked.stream);
   if (!result.gzip) {
-    for await (const chunk of withHead(head, iterator)) scanner.push(chunk);
+    for await (const chunk of stream) scanner.push(chunk);
     return result;
   }
   try {
     await pipeline(
-      Readable.from(coalesce(withHead(head, iterator), pieceBytes), { objectMode: false }),
+      Readable.from(coalesce(stream, pieceBytes), { objectMode: false }),
       createGunzip({ chunkSize: 1 << 20 }),
       async (source: AsyncIterable<Buffer>) => {
         for await (const chunk of source) {
