@@ -26,6 +26,11 @@ export interface SourceCheck {
   status: SourceStatus;
   /** The value the source recorded, as recorded. */
   expected: string | null;
+  /**
+   * Manifest only: the manifest records this key under this other version ID (and not the
+   * version being checked), and `expected` is that version's hash.
+   */
+  listedVersionId?: string;
 }
 
 export interface S3ChecksumCheck extends SourceCheck {
@@ -184,12 +189,26 @@ export function checkS3Checksum(
   };
 }
 
-/** The manifest's record of this file (by key and version), when there is one. */
+/**
+ * The manifest's record of this file (by key and version), when there is one. When the manifest
+ * lists the key only under other versions (`otherVersions`), this version replaced recorded
+ * evidence unless its bytes equal a recorded version's: a hash equal to one of them is a
+ * `match` (a retried upload), anything else a `mismatch` naming the version the manifest lists.
+ */
 export function checkManifestHash(
   listed: { sha256?: string | undefined } | undefined,
   sha256: string,
+  otherVersions: ReadonlyArray<{ versionId: string; sha256?: string | undefined }> = [],
 ): SourceCheck {
-  if (listed === undefined) return { status: 'not-listed', expected: null };
+  if (listed === undefined) {
+    if (otherVersions.length === 0) return { status: 'not-listed', expected: null };
+    const checks = otherVersions.map((other) => ({
+      ...checkManifestHash(other, sha256),
+      listedVersionId: other.versionId,
+    }));
+    const rank: Partial<Record<SourceStatus, number>> = { match: 0, mismatch: 1, invalid: 2 };
+    return checks.sort((a, b) => (rank[a.status] ?? 3) - (rank[b.status] ?? 3))[0]!;
+  }
   const value = listed.sha256?.trim();
   if (!value) return { status: 'missing', expected: null };
   if (!HEX64.test(value.toLowerCase())) return { status: 'invalid', expected: value.slice(0, 128) };
@@ -206,15 +225,21 @@ export function integrityVerdict(
 ): IntegrityResult {
   const problems: string[] = [];
   const describe = (name: string, check: SourceCheck) => {
+    const other =
+      check.listedVersionId === undefined
+        ? ''
+        : ` (it lists this key as version ${check.listedVersionId}, not this version: the object was replaced after the capture recorded it)`;
     switch (check.status) {
       case 'mismatch':
-        problems.push(`${name} hash ${check.expected} does not match the object's ${sha256}`);
+        problems.push(
+          `${name} hash ${check.expected} does not match the object's ${sha256}${other}`,
+        );
         break;
       case 'missing':
-        problems.push(`${name} hash is missing`);
+        problems.push(`${name} hash is missing${other}`);
         break;
       case 'invalid':
-        problems.push(`${name} hash is not a SHA-256 value: ${check.expected}`);
+        problems.push(`${name} hash is not a SHA-256 value: ${check.expected}${other}`);
         break;
       case 'unverifiable':
         problems.push(`${name} checksum ${check.expected} could not be recomputed`);

@@ -49,6 +49,13 @@ export interface ManifestFacts {
   packetsCaptured: number | null;
   /** The manifest's entry for this object (same key, and same version when it names one). */
   file: { sha256?: string | undefined } | undefined;
+  /**
+   * When `file` is undefined: the manifest's entries for the same key under OTHER version IDs.
+   * The host never uploads two different files to one key, so a version the manifest does not
+   * know, of a key it does, is a replacement of recorded evidence (or a retried upload of the
+   * same bytes): the check compares hashes instead of calling the file "not listed".
+   */
+  otherVersions?: Array<{ versionId: string; sha256?: string | undefined }>;
   /** The capture request, as recorded (validated by whoever uses it). */
   request: unknown;
   finding: unknown;
@@ -82,6 +89,13 @@ export function manifestFacts(
   const file =
     candidates.find((f) => versionId !== undefined && f.versionId === versionId) ??
     candidates.find((f) => f.versionId === undefined || f.versionId === null);
+  const otherVersions = file
+    ? []
+    : candidates.flatMap((f) =>
+        typeof f.versionId === 'string' && f.versionId !== versionId
+          ? [{ versionId: f.versionId, sha256: f.sha256 }]
+          : [],
+      );
   const finite = (n: number | null | undefined) =>
     typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : null;
   return {
@@ -89,6 +103,7 @@ export function manifestFacts(
     packetsDroppedByKernel: finite(host?.packetsDroppedByKernel),
     packetsCaptured: finite(host?.packetsCaptured),
     file,
+    ...(otherVersions.length > 0 ? { otherVersions } : {}),
     request: parsed.data.request,
     finding: parsed.data.finding,
   };

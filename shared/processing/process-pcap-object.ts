@@ -204,7 +204,7 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     hashed.bytes,
     checkHostHash(info.metadata.sha256, hashed.sha256),
     checkS3Checksum(info.checksumSha256, info.checksumType, info.parts, hashed),
-    checkManifestHash(manifest.file, hashed.sha256),
+    checkManifestHash(manifest.file, hashed.sha256, manifest.otherVersions),
   );
 
   const summary = summaryRow({
