@@ -21,8 +21,24 @@ export class SourceObjectError extends TaplineError {
 
 /** A result object could not be written (after the conditional-write conflict handling). */
 export class ResultWriteError extends TaplineError {
-  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
-    super(message, { code: 'RESULT_WRITE_FAILED', details, cause });
+  constructor(
+    message: string,
+    details: Record<string, unknown> = {},
+    cause?: unknown,
+    code = 'RESULT_WRITE_FAILED',
+  ) {
+    super(message, { code, details, cause });
+  }
+}
+
+/**
+ * A result object differs from ours, but the result set it belongs to is already complete (a
+ * concurrent delivery wrote its completion record first): that set is final and is not
+ * touched. Not a failure: the job reports the object as completed concurrently.
+ */
+export class ResultSetCompletedError extends ResultWriteError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, details, undefined, 'RESULT_SET_COMPLETED');
   }
 }
 

@@ -11,7 +11,12 @@ import {
   type PcapAnalysis,
 } from '../pcap/index.ts';
 import { type CarveMode, type CarveTally, s3CarveOptions } from './carve.ts';
-import { DecoderFailedError, ResultWriteError, SourceObjectError } from './errors.ts';
+import {
+  DecoderFailedError,
+  ResultSetCompletedError,
+  ResultWriteError,
+  SourceObjectError,
+} from './errors.ts';
 import {
   checkHostHash,
   checkManifestHash,
@@ -19,7 +24,13 @@ import {
   type IntegrityResult,
   integrityVerdict,
 } from './integrity.ts';
-import { parsePcapKey, type ResultLayout, type ResultTable, resultLayout } from './layout.ts';
+import {
+  type PcapKeyParts,
+  parsePcapKey,
+  type ResultLayout,
+  type ResultTable,
+  resultLayout,
+} from './layout.ts';
 import { readManifestFacts } from './manifest.ts';
 import {
   JsonLinesGzipWriter,
@@ -154,6 +165,34 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     return alreadyProcessed(ref, info.versionId, layout);
   }
 
+  try {
+    return await writeResultSet(ref, deps, keyParts, info, layout, started);
+  } catch (error) {
+    if (!(error instanceof ResultSetCompletedError)) throw error;
+    logger.info('pcap completed concurrently by another delivery; its result set stands', {
+      key: ref.key,
+      versionId: info.versionId ?? null,
+      completion: layout.completion,
+      differing: error.details.key,
+    });
+    return { ...alreadyProcessed(ref, info.versionId, layout), status: 'completed-concurrently' };
+  }
+}
+
+/**
+ * Decode, write, notify, commit: everything after the duplicate checks. A different result
+ * object is replaced only while the set has no completion record (ResultStore.beforeReplace).
+ */
+async function writeResultSet(
+  ref: PcapRef,
+  deps: ProcessDeps,
+  keyParts: PcapKeyParts,
+  info: SourceObjectInfo,
+  layout: ResultLayout,
+  started: Date,
+): Promise<ProcessOutcome> {
+  const { s3, logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
   const manifest = await readManifestFacts(
     s3,
     ref.bucket,
@@ -163,7 +202,20 @@ export async function processPcapObject(ref: PcapRef, deps: ProcessDeps): Promis
     info.versionId,
     logger,
   );
-  const store: ResultStore = { s3, bucket: ref.bucket, kmsKeyArn: deps.kmsKeyArn, logger };
+  const store: ResultStore = {
+    s3,
+    bucket: ref.bucket,
+    kmsKeyArn: deps.kmsKeyArn,
+    logger,
+    beforeReplace: async (key) => {
+      if (await completionExists(s3, ref.bucket, layout.completion)) {
+        throw new ResultSetCompletedError(
+          `${key} differs from ours, but ${layout.completion} already completes its result set`,
+          { key, completion: layout.completion },
+        );
+      }
+    },
+  };
   const carveMode = deps.config.CARVE_MODE as CarveMode;
   const tally: CarveTally = { created: 0, existing: 0, replaced: 0 };
   const carve = s3CarveOptions(carveMode, store, layout.streams, manifest.request, tally);

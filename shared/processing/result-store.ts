@@ -48,6 +48,12 @@ export interface ResultStore {
   /** Evidence key ARN (see shared/aws/resolve.ts). */
   kmsKeyArn: string;
   logger: CoreLogger;
+  /**
+   * Called before an existing, different object is replaced; throws (ResultSetCompletedError)
+   * when the result set it belongs to is already complete, so a set a completion record
+   * vouches for is never overwritten by a late concurrent delivery.
+   */
+  beforeReplace?: (key: string) => Promise<void>;
 }
 
 export type WriteOutcome = 'created' | 'existing' | 'replaced';
@@ -225,6 +231,7 @@ async function settleExisting(
         outcome: 'existing',
       };
     }
+    await store.beforeReplace?.(key);
     store.logger.warn('result object from an earlier attempt differs; replacing it', {
       key,
       existing: existing.checksum ?? null,
