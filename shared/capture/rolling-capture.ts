@@ -1,6 +1,6 @@
 import { parseTag } from '../targets/resolve.ts';
 import { type CaptureDeps, type CaptureOutcome, startCapture } from './start-capture.ts';
-import { sweepTimedOutCaptures } from './track-capture.ts';
+import { sweepTimedOutCaptures, type TimedOutHost } from './track-capture.ts';
 
 /**
  * Overlap between consecutive rolling captures so no packet falls between two of them:
@@ -13,7 +13,7 @@ export function rollingOverlapSeconds(intervalSeconds: number): number {
 export interface RollingOutcome {
   capture: CaptureOutcome;
   overlapSeconds: number;
-  timedOut: { captureId: string; instanceId: string }[];
+  timedOut: TimedOutHost[];
 }
 
 /**

@@ -4,8 +4,14 @@ import {
   type GetCommandInvocationCommandOutput,
 } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { MalformedEventError } from '../errors.ts';
-import { heldLocks, lockKey, logCorruptGuard, releaseLease } from '../evidence/guards.ts';
+import { describeError, MalformedEventError } from '../errors.ts';
+import {
+  heldLocks,
+  lockCaptureIdHistory,
+  lockKey,
+  logCorruptGuard,
+  releaseLease,
+} from '../evidence/guards.ts';
 import {
   type CaptureManifest,
   type HostStatus,
@@ -345,69 +351,159 @@ export async function trackCommandStatus(event: unknown, deps: CaptureDeps): Pro
   );
 }
 
+/** A host the timed-out sweep closed; `lockCorrupt`: its lock was corrupt (and stays held). */
+export interface TimedOutHost {
+  captureId: string;
+  instanceId: string;
+  lockCorrupt?: string | undefined;
+}
+
+/** Why a host is timed out: a sound lock's deadline, or its corrupt lock (manifest deadline). */
+type TimeOutCause =
+  | { lock: 'sound'; deadline: string }
+  | { lock: 'corrupt'; key: string; problem: string; until?: Date | undefined };
+
+/**
+ * Marks one host of a capture timed out, when its manifest still shows it open. With a sound
+ * lock the lock's deadline (the same instant the manifest holds) has passed; with a corrupt lock
+ * nothing the lock says is believed: only the manifest's own deadline for that host decides, and
+ * the record says that the lock is corrupt and was not released. Returns the manifest as
+ * written when this call closed the host (and whether that finished the capture).
+ */
+async function timeOutHost(
+  store: EvidenceStore,
+  captureId: string,
+  instanceId: string,
+  now: () => Date,
+  cause: TimeOutCause,
+): Promise<{ manifest: CaptureManifest; finished: boolean } | undefined> {
+  let changed = false;
+  let finished = false;
+  const written = await updateManifest(store, captureId, now, (m) => {
+    changed = false;
+    finished = false;
+    const host = m.hosts?.[instanceId];
+    if (!host || TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
+    const at = now();
+    if (cause.lock === 'sound') {
+      host.errors.push(`no report from the host by its deadline ${cause.deadline}`);
+      m.history.push({ at: at.toISOString(), event: 'host-timed-out', instanceId });
+    } else {
+      const deadline = typeof host.deadline === 'string' ? Date.parse(host.deadline) : Number.NaN;
+      if (!(deadline <= at.getTime())) return undefined;
+      const until = cause.until?.toISOString();
+      host.errors.push(
+        `no report from the host by its deadline ${host.deadline}; its lock ${cause.key} is corrupt (${cause.problem}): not released, it holds the host until ${until ?? 'an unknown time'}`,
+      );
+      m.history.push({
+        at: at.toISOString(),
+        event: 'host-timed-out',
+        instanceId,
+        deadline: host.deadline,
+        lockCorrupt: cause.problem,
+        lockHeldUntil: until,
+      });
+    }
+    host.status = 'timed-out';
+    host.endedAt = at.toISOString();
+    m.state = overallState(m);
+    if (m.state !== 'running' && m.state !== 'pending') {
+      finished = true;
+      m.history.push({ at: at.toISOString(), event: 'capture-finished', state: m.state });
+    }
+    changed = true;
+    return m;
+  });
+  return changed && written ? { manifest: written, finished } : undefined;
+}
+
+/** The instance a lock key is for (`locks/<instanceId>.json`), undefined for any other key. */
+function lockedInstance(key: string): string | undefined {
+  return /^locks\/((?:i|mi)-[0-9a-f]{8,17})\.json$/.exec(key)?.[1];
+}
+
 /**
  * Marks hosts that never reported as timed out: every held lock past its deadline (capture end
- * + grace) whose manifest still shows the host running. Runs on every track-capture and
+ * + grace) whose manifest still shows the host running. A corrupt lock is not believed and not
+ * released (it holds its host until `until`), but the captures its key has named (its current
+ * and recent versions: hints only) are each closed when their own manifest shows this host open
+ * past the manifest's deadline, so no capture stays "running" forever behind a damaged lock.
+ * One host that cannot be closed (an unreadable manifest, an S3 error) is logged with its cause
+ * and left for the next run; it never stops the others. Runs on every track-capture and
  * rolling-capture invocation (and on track-capture's own schedule); returns what it closed.
  */
-export async function sweepTimedOutCaptures(
-  deps: CaptureDeps,
-): Promise<{ captureId: string; instanceId: string }[]> {
+export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOutHost[]> {
   const now = deps.now ?? (() => new Date());
   const store = await evidenceStore(deps);
-  const closed: { captureId: string; instanceId: string }[] = [];
+  const closed: TimedOutHost[] = [];
+  const cannotClose = (where: Record<string, unknown>, error: unknown) =>
+    deps.logger.error('timed-out sweep could not close a host', {
+      ...where,
+      error: describeError(error, { status: true, maxMessageLength: 300 }),
+    });
+  const announce = async (
+    host: TimedOutHost,
+    done: { manifest: CaptureManifest; finished: boolean },
+  ) => {
+    closed.push(host);
+    deps.logger.warn('capture host timed out', { ...host });
+    const n = await notifyDeps(deps).catch(() => undefined);
+    if (!n) return;
+    await publishEvent(n, 'Capture Updated', {
+      captureId: host.captureId,
+      instanceId: host.instanceId,
+      status: 'timed-out',
+      ...(host.lockCorrupt ? { lockCorrupt: host.lockCorrupt } : {}),
+    });
+    if (done.finished) {
+      await publishEvent(n, 'Capture Finished', {
+        captureId: host.captureId,
+        state: done.manifest.state,
+      });
+    }
+  };
   for (const lock of await heldLocks(store, now())) {
     if (lock.corrupt) {
       // Its captureId, host and deadline cannot be trusted: it holds its host until `until`
-      // (as startCapture holds it), and nothing is timed out or released on its word.
+      // (as startCapture holds it), and it is never released on its word.
       logCorruptGuard(deps.logger, 'lock', { key: lock.key }, lock);
+      const instanceId = lockedInstance(lock.key);
+      if (!instanceId) continue;
+      let hints: string[];
+      try {
+        hints = await lockCaptureIdHistory(store, lock.key);
+      } catch (error) {
+        cannotClose({ key: lock.key, instanceId, reading: 'the corrupt lock history' }, error);
+        continue;
+      }
+      for (const captureId of hints.filter((id) => CAPTURE_ID_PATTERN.test(id))) {
+        try {
+          const done = await timeOutHost(store, captureId, instanceId, now, {
+            lock: 'corrupt',
+            key: lock.key,
+            problem: lock.problem,
+            until: lock.until,
+          });
+          if (done) await announce({ captureId, instanceId, lockCorrupt: lock.problem }, done);
+        } catch (error) {
+          cannotClose({ key: lock.key, captureId, instanceId }, error);
+        }
+      }
       continue;
     }
     const { key, lease } = lock;
     const deadline = Date.parse(lease.deadline ?? lease.expiresAt);
     if (!(deadline <= now().getTime())) continue;
-    let finished = false;
-    const written = await updateManifest(store, lease.captureId, now, (m) => {
-      const host = m.hosts[lease.instanceId];
-      if (!host || TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
-      host.status = 'timed-out';
-      host.endedAt = now().toISOString();
-      host.errors.push(
-        `no report from the host by its deadline ${lease.deadline ?? lease.expiresAt}`,
-      );
-      m.history.push({
-        at: now().toISOString(),
-        event: 'host-timed-out',
-        instanceId: lease.instanceId,
+    const where = { key, captureId: lease.captureId, instanceId: lease.instanceId };
+    try {
+      const done = await timeOutHost(store, lease.captureId, lease.instanceId, now, {
+        lock: 'sound',
+        deadline: lease.deadline ?? lease.expiresAt,
       });
-      m.state = overallState(m);
-      if (m.state !== 'running' && m.state !== 'pending') {
-        finished = true;
-        m.history.push({ at: now().toISOString(), event: 'capture-finished', state: m.state });
-      }
-      return m;
-    });
-    await releaseLease(store, key, lease.captureId, now(), 'timed out');
-    if (written?.hosts[lease.instanceId]?.status === 'timed-out') {
-      closed.push({ captureId: lease.captureId, instanceId: lease.instanceId });
-      deps.logger.warn('capture host timed out', {
-        captureId: lease.captureId,
-        instanceId: lease.instanceId,
-      });
-      const n = await notifyDeps(deps).catch(() => undefined);
-      if (n) {
-        await publishEvent(n, 'Capture Updated', {
-          captureId: lease.captureId,
-          instanceId: lease.instanceId,
-          status: 'timed-out',
-        });
-        if (finished) {
-          await publishEvent(n, 'Capture Finished', {
-            captureId: lease.captureId,
-            state: written.state,
-          });
-        }
-      }
+      await releaseLease(store, key, lease.captureId, now(), 'timed out');
+      if (done) await announce({ captureId: lease.captureId, instanceId: lease.instanceId }, done);
+    } catch (error) {
+      cannotClose(where, error);
     }
   }
   return closed;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { GetObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import { LOCK_TTL_LIMIT_SECONDS, MAX_DURATION_LIMIT_SECONDS } from '../config.ts';
 import type { CoreLogger } from '../observability.ts';
 import { type EvidenceStore, listKeys, putJson, readStoredJson } from './store.ts';
@@ -364,6 +365,46 @@ export async function heldLocks(store: EvidenceStore, now: Date): Promise<HeldLo
     }
   }
   return out;
+}
+
+/**
+ * The capture IDs a lock key has named, newest first: the `captureId` of each of its latest
+ * `maxVersions` stored versions that is a JSON object with a string captureId (the current one
+ * included; duplicates once). Untrusted hints, not facts: a corrupt lock's own fields cannot be
+ * believed, so the caller only acts on what the named capture's manifest itself says (see the
+ * timed-out sweep). Needs s3:ListBucketVersions on locks/* and s3:GetObjectVersion on locks/*.
+ */
+export async function lockCaptureIdHistory(
+  store: EvidenceStore,
+  key: string,
+  maxVersions = 4,
+): Promise<string[]> {
+  const listed = await store.s3.send(
+    new ListObjectVersionsCommand({ Bucket: store.bucket, Prefix: key, MaxKeys: maxVersions + 1 }),
+  );
+  // S3 lists the versions of one key newest first
+  const versions = (listed.Versions ?? [])
+    .filter((v) => v.Key === key && v.VersionId)
+    .slice(0, maxVersions);
+  const ids: string[] = [];
+  for (const v of versions) {
+    const out = await store.s3.send(
+      new GetObjectCommand({ Bucket: store.bucket, Key: key, VersionId: v.VersionId }),
+    );
+    const text = (await out.Body?.transformToString()) ?? '';
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      continue;
+    }
+    const captureId =
+      typeof value === 'object' && value !== null && !Array.isArray(value)
+        ? (value as Record<string, unknown>).captureId
+        : undefined;
+    if (typeof captureId === 'string' && !ids.includes(captureId)) ids.push(captureId);
+  }
+  return ids;
 }
 
 export interface BudgetSlot {
