@@ -5,6 +5,8 @@
 //  - summary: `tapline summarize FILE --json` (the same core the processing job runs) vs
 //    `cat FILE > /dev/null` from the page cache (ratio of throughputs) and vs
 //    `tshark -q -z conv,tcp` (speed-up), with the peak RSS of each (/usr/bin/time);
+//  - floor: a Node process that only reads the file through the summary's reader, decoding
+//    nothing (start-up plus reads: what no decoder in Node can beat on this machine);
 //  - carving: every TCP stream to its own pcap in one pass vs `tshark -Y tcp.stream==N -w`
 //    measured on a sample of streams and extrapolated to all of them.
 // Environment: PCAP_BENCH_FILE (another input), PCAP_BENCH_STREAMS (generator size),
@@ -26,6 +28,17 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 const node = process.execPath;
+
+if (process.argv[2] === '--read-only') {
+  // the floor: a Node process that only reads the file the way the summary does (same reader,
+  // same chunks), decoding nothing. No decoder in Node can finish faster than this.
+  (await import('node:module')).enableCompileCache?.();
+  const { readFileChunks } = await import('../../shared/pcap/file-source.ts');
+  let bytes = 0;
+  for await (const chunk of readFileChunks(process.argv[3]!)) bytes += chunk.length;
+  process.stdout.write(`${bytes}\n`);
+  process.exit(0);
+}
 
 if (process.argv[2] === '--child') {
   // measured child: the CLI's own code path, in a process of its own for a clean peak RSS.
@@ -143,6 +156,9 @@ const ours = best(2, () => {
 });
 rmSync(phasesFile, { force: true });
 delete process.env.PCAP_BENCH_PHASES;
+const floor = best(2, () =>
+  measure(node, [fileURLToPath(import.meta.url), '--read-only', file], '/dev/null'),
+);
 console.log(`summary: ours ${ours.seconds.toFixed(2)} s, cat ${cat.seconds.toFixed(2)} s`);
 const tshark = measure('tshark', ['-r', file, '-q', '-z', 'conv,tcp'], '/dev/null');
 console.log(`tshark conv,tcp: ${tshark.seconds.toFixed(1)} s`);
@@ -211,6 +227,11 @@ if (phases) {
     `(50× tshark: ${(tshark.seconds / 50).toFixed(2)} s in all)`,
   );
 }
+line(
+  '  floor: Node reading the file only',
+  `${floor.seconds.toFixed(2)} s (start-up, imports, the same reads; no decoding)`,
+  `50× tshark leaves ${(tshark.seconds / 50 - floor.seconds).toFixed(2)} s to decode`,
+);
 line(
   '  CPU seconds (user+sys)',
   `cat ${cat.cpu.toFixed(2)}, ours ${ours.cpu.toFixed(2)}, tshark ${tshark.cpu.toFixed(1)}`,
