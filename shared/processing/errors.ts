@@ -43,6 +43,17 @@ export class ResultSetCompletedError extends ResultWriteError {
 }
 
 /**
+ * A pcap failed its integrity check and the alert reached no channel (EventBridge and SNS both
+ * failed). The completion record is held back so that the record is retried and the alert sent
+ * then; after maxReceiveCount the record lands in the DLQ, whose alarm is loud too.
+ */
+export class IntegrityAlertUndeliveredError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, { code: 'INTEGRITY_ALERT_UNDELIVERED', details });
+  }
+}
+
+/**
  * The decoder threw something other than CorruptPcapError: a bug in Tapline, not a property of
  * the file. The record is retried and dead-lettered so the file is reprocessed after a fix.
  */

@@ -2,6 +2,8 @@
 export { type CarveMode, findingsPredicate, indicatorsFromRequest } from './carve.ts';
 export {
   DecoderFailedError,
+  IntegrityAlertUndeliveredError,
+  ResultSetCompletedError,
   ResultWriteError,
   SourceObjectError,
   UnexpectedPcapKeyError,

@@ -13,6 +13,7 @@ import {
 import { type CarveMode, type CarveTally, s3CarveOptions } from './carve.ts';
 import {
   DecoderFailedError,
+  IntegrityAlertUndeliveredError,
   ResultSetCompletedError,
   ResultWriteError,
   SourceObjectError,
@@ -322,6 +323,13 @@ async function writeResultSet(
       manifest: integrity.manifest,
       problems: integrity.problems,
     });
+    if (integrityFailed.eventBridge === 'failed' && integrityFailed.sns === 'failed') {
+      // Completing now would make every re-delivery a no-op: the alert would never be sent.
+      throw new IntegrityAlertUndeliveredError(
+        `integrity ${integrity.verdict} on ${ref.key} could not be notified (EventBridge and SNS publish both failed); the completion record is held back so the record is retried`,
+        { key: ref.key, versionId: info.versionId ?? null, verdict: integrity.verdict },
+      );
+    }
   }
   const processed = await publishEvent(deps.notify, 'Pcap Processed', {
     ...eventBase,
