@@ -204,14 +204,35 @@ export async function applyHostResult(
   const files = await verifiedFiles(store, input.captureId, input.instanceId, report, errors);
   if (files.some((f) => f.verified === false) && status === 'success')
     errors.push('integrity check failed');
+  // Files the host reported that are not all safely in the bucket (not there, failing their
+  // hashes, not SSE-KMS) or that it had to leave on its disk: the capture is not a plain success.
+  for (const u of report?.unsent ?? []) {
+    errors.push(`${u.key} was not uploaded: the host kept it at ${u.path}`);
+  }
+  const evidenceIncomplete = errors.length > 0 && report !== undefined;
   let finishedNow = false;
+  type Applied = 'no-host' | 'already-final' | 'other-command' | 'applied';
+  // set by the change below (which may run more than once); read after the write
+  let applied = 'no-host' as Applied;
   const written = await updateManifest(store, input.captureId, now, (m) => {
+    finishedNow = false;
+    applied = 'no-host';
     const host = m.hosts[input.instanceId];
     if (!host) return undefined;
-    if (TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
-    if (input.commandId && host.commandId && host.commandId !== input.commandId) return undefined;
-    host.status =
-      errors.some((e) => e.startsWith('integrity')) && status === 'success' ? 'partial' : status;
+    // A host the sweep timed out (it records no SSM status: only a delivered result does) may
+    // still report late: what it reports is evidence and is recorded, the time-out staying in
+    // the errors and the history. Any other final status is final (duplicates change nothing).
+    const afterTimeOut = host.status === 'timed-out' && host.ssmStatus === undefined;
+    if (TERMINAL_HOST_STATUSES.includes(host.status) && !afterTimeOut) {
+      applied = 'already-final';
+      return undefined;
+    }
+    if (input.commandId && host.commandId && host.commandId !== input.commandId) {
+      applied = 'other-command';
+      return undefined;
+    }
+    applied = 'applied';
+    host.status = evidenceIncomplete && status === 'success' ? 'partial' : status;
     host.ssmStatus = input.ssmStatus;
     host.endedAt = now().toISOString();
     host.files = files;
@@ -239,6 +260,7 @@ export async function applyHostResult(
       status: host.status,
       ssmStatus: input.ssmStatus,
       files: files.length,
+      ...(afterTimeOut ? { afterTimeOut: true } : {}),
     });
     const before = m.state;
     m.state = overallState(m);
@@ -248,11 +270,22 @@ export async function applyHostResult(
     }
     return m;
   });
-  if (!written) {
+  if (!written || applied !== 'applied') {
+    // Nothing of this delivery was recorded: the lock is left as it is (a status event of
+    // another command must not free the host while its own command still runs) and nothing
+    // is published again.
+    const host = written?.hosts[input.instanceId];
     return {
       captureId: input.captureId,
       instanceId: input.instanceId,
-      ignored: 'no such capture or host',
+      hostStatus: host?.status,
+      state: written?.state,
+      ignored:
+        applied === 'other-command'
+          ? `command ${input.commandId} is not the capture's command ${host?.commandId} on this host`
+          : applied === 'already-final'
+            ? `the host's result is already recorded (${host?.status})`
+            : 'no such capture or host',
     };
   }
   const lockReleased = await releaseLease(

@@ -1,0 +1,171 @@
+/**
+ * What track-capture records from a host report (applyHostResult, moto): a report that arrives
+ * after the sweep timed the host out is recorded, not dropped (the files are evidence; the
+ * time-out stays in the history); a result of another command does not free the host; and a
+ * host is never recorded as a plain success when files it reported are missing from the bucket
+ * or were left unsent on the host.
+ */
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { startCapture } from '../../shared/capture/start-capture.ts';
+import { applyHostResult, sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
+import { lockKey, readLease } from '../../shared/evidence/guards.ts';
+import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
+import {
+  hostReport,
+  manifestOf,
+  uploadLikeTheHost,
+  worldEvidenceStore,
+} from '../support/capture-evidence.ts';
+
+const PCAP = Buffer.from('d4c3b2a1020004000000000000000000ffff000001000000', 'hex');
+
+describe('track-capture records what the host reported (moto)', () => {
+  it('a report that arrives after the sweep timed the host out is recorded, and the time-out kept', async () => {
+    const world = await makeCaptureWorld();
+    const topo = await makeTopology(world, 242);
+    const id = topo.nat.instanceId;
+    const t0 = new Date();
+    const started = await startCapture(
+      {
+        targets: { kind: 'instances', instanceIds: [id] },
+        reason: 'IR-242 late report',
+        durationSeconds: 30,
+      },
+      { ...world.deps, now: () => t0 },
+    );
+    expect(started.started).toHaveLength(1);
+    const swept = await sweepTimedOutCaptures({
+      ...world.deps,
+      now: () => new Date(t0.getTime() + 931_000),
+    });
+    expect(swept).toEqual([{ captureId: started.captureId, instanceId: id }]);
+    expect((await manifestOf(world, started.captureId)).state).toBe('failed');
+
+    // the host was slow (late delivery, slow uploads) but did its work and reports it
+    const file = await uploadLikeTheHost(world, started.captureId, id, PCAP);
+    const report = hostReport(started.captureId, id, file, PCAP.length);
+    const input = {
+      captureId: started.captureId,
+      instanceId: id,
+      commandId: started.started[0]!.commandId,
+      ssmStatus: 'Success',
+      stdout: `${JSON.stringify(report)}\n`,
+    };
+    const lateAt = { ...world.deps, now: () => new Date(t0.getTime() + 1_000_000) };
+    const tracked = await applyHostResult(input, lateAt);
+
+    expect(tracked).toMatchObject({ hostStatus: 'success', state: 'finished' });
+    const manifest = await manifestOf(world, started.captureId);
+    expect(manifest.state).toBe('finished');
+    const host = manifest.hosts[id]!;
+    expect(host).toMatchObject({
+      status: 'success',
+      ssmStatus: 'Success',
+      packetsCaptured: 42,
+      files: [{ key: file.key, versionId: file.versionId, verified: true }],
+    });
+    // the time-out is not rewritten away: it stays in the errors and the history
+    expect(host.errors[0]).toMatch(/^no report from the host by its deadline/);
+    const events = manifest.history.map((h) => h.event);
+    expect(events.indexOf('host-timed-out')).toBeGreaterThan(-1);
+    expect(events.lastIndexOf('host-finished')).toBeGreaterThan(events.indexOf('host-timed-out'));
+    expect(manifest.history.find((h) => h.event === 'host-finished')).toMatchObject({
+      instanceId: id,
+      status: 'success',
+      afterTimeOut: true,
+    });
+    expect(manifest.history.at(-1)).toMatchObject({ event: 'capture-finished', state: 'finished' });
+
+    // a duplicate delivery of the same report changes nothing more
+    const length = manifest.history.length;
+    await applyHostResult(input, lateAt);
+    expect((await manifestOf(world, started.captureId)).history).toHaveLength(length);
+  }, 60_000);
+
+  it('a result of another command naming the capture neither frees the host nor changes its record', async () => {
+    const world = await makeCaptureWorld();
+    const topo = await makeTopology(world, 244);
+    const id = topo.nat.instanceId;
+    const started = await startCapture(
+      { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-244 other command' },
+      world.deps,
+    );
+    expect(started.started).toHaveLength(1);
+    const before = await manifestOf(world, started.captureId);
+
+    // e.g. a second run of the capture document whose comment names this capture
+    const tracked = await applyHostResult(
+      {
+        captureId: started.captureId,
+        instanceId: id,
+        commandId: '00000000-0000-4000-8000-000000000000',
+        ssmStatus: 'Failed',
+        stdout: '',
+      },
+      world.deps,
+    );
+
+    expect(tracked.ignored).toMatch(/is not the capture's command/);
+    expect(tracked.lockReleased).toBeUndefined();
+    const lock = await readLease(worldEvidenceStore(world), lockKey(id));
+    expect(lock?.lease).toMatchObject({ state: 'held', captureId: started.captureId });
+    expect(await manifestOf(world, started.captureId)).toEqual(before);
+    // so a second capture cannot start on the host while the first one runs
+    const second = await startCapture(
+      { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-244 second' },
+      world.deps,
+    );
+    expect(second.refused.map((r) => r.reason)).toEqual(['host-busy']);
+  }, 60_000);
+
+  it('a "success" report whose files are not all in the bucket, or left unsent, is recorded as partial', async () => {
+    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 243);
+    const cases = [
+      { id: topo.nat.instanceId, missing: 'reported, never uploaded' },
+      { id: topo.sensor.instanceId, missing: 'left unsent on the host' },
+    ] as const;
+    for (const c of cases) {
+      const started = await startCapture(
+        { targets: { kind: 'instances', instanceIds: [c.id] }, reason: 'IR-243 missing file' },
+        world.deps,
+      );
+      expect(started.started).toHaveLength(1);
+      const file = await uploadLikeTheHost(world, started.captureId, c.id, PCAP);
+      const hash = createHash('sha256').update('the second file').digest();
+      const second = {
+        key: `pcaps/${started.captureId}/${c.id}/00002-20261123T084100Z.pcap`,
+        size: 4096,
+        sha256: hash.toString('hex'),
+      };
+      const report = hostReport(started.captureId, c.id, file, PCAP.length);
+      if (c.missing === 'reported, never uploaded') {
+        (report.files as unknown[]).push({
+          ...second,
+          s3ChecksumSha256: hash.toString('base64'),
+          lookback: false,
+          start: 1795423260,
+          end: 1795423320,
+        });
+      } else {
+        report.unsent = [{ ...second, path: '/var/lib/tapline/unsent/00002.pcap' }];
+      }
+      const tracked = await applyHostResult(
+        {
+          captureId: started.captureId,
+          instanceId: c.id,
+          commandId: started.started[0]!.commandId,
+          ssmStatus: 'Success',
+          stdout: `${JSON.stringify(report)}\n`,
+        },
+        world.deps,
+      );
+      expect(tracked.hostStatus, c.missing).toBe('partial');
+      const manifest = await manifestOf(world, started.captureId);
+      expect(manifest.state, c.missing).toBe('partial');
+      expect(manifest.hosts[c.id]!.files, c.missing).toHaveLength(1);
+      expect(manifest.hosts[c.id]!.errors.join('\n'), c.missing).toContain(second.key);
+    }
+  }, 60_000);
+});
