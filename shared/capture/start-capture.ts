@@ -682,6 +682,17 @@ export async function startCapture(
           message: `SendCommand failed: ${String(error).slice(0, 300)}`,
         });
         await releaseLease(store, lockKey(t.instanceId), captureId, now(), 'SendCommand failed');
+        // Nothing ran: the fingerprint's cooldown must not hold back the next report of the
+        // same finding with a refusal that names this capture as if it had captured.
+        if (fingerprint && config.COOLDOWN_SECONDS > 0) {
+          await releaseLease(
+            store,
+            cooldownKey(fingerprint, t.instanceId),
+            captureId,
+            now(),
+            'SendCommand failed',
+          );
+        }
       }
     }
   }
