@@ -49,7 +49,8 @@ export type RefusalReason =
   | 'not-running'
   | 'no-target'
   | 'not-allowed'
-  | 'send-failed';
+  | 'send-failed'
+  | 'guard-failed';
 
 export interface Refusal {
   instanceId?: string | undefined;
@@ -443,102 +444,132 @@ export async function startCapture(
   );
   const lockExpiry = new Date(endsAt.getTime() + config.LOCK_TTL_SECONDS * 1000);
   const takeOverWindow = deps.takeOverEndingWithinSeconds;
-  const guarded = await Promise.all(
-    available.map(async (target): Promise<ResolvedTarget | undefined> => {
-      const id = target.instanceId;
-      // A fingerprint still cooling down on this host is refused before the lock is touched:
-      // a flood of identical findings then costs reads only (the lock/cooldown writes below
-      // stay the atomic decision for requests that pass this check).
-      if (fingerprint && config.COOLDOWN_SECONDS > 0) {
-        const cooling = await liveCooldown(store, fingerprint, id, startedAt);
-        if (cooling) {
-          const key = cooldownKey(fingerprint, id);
-          logCorruptGuard(logger, 'cooldown', { captureId, instanceId: id, key }, cooling);
-          refused.push(cooldownRefusal(fingerprint, id, cooling));
-          return undefined;
-        }
+  const guardHost = async (target: ResolvedTarget): Promise<ResolvedTarget | undefined> => {
+    const id = target.instanceId;
+    // A fingerprint still cooling down on this host is refused before the lock is touched:
+    // a flood of identical findings then costs reads only (the lock/cooldown writes below
+    // stay the atomic decision for requests that pass this check).
+    if (fingerprint && config.COOLDOWN_SECONDS > 0) {
+      const cooling = await liveCooldown(store, fingerprint, id, startedAt);
+      if (cooling) {
+        const key = cooldownKey(fingerprint, id);
+        logCorruptGuard(logger, 'cooldown', { captureId, instanceId: id, key }, cooling);
+        refused.push(cooldownRefusal(fingerprint, id, cooling));
+        return undefined;
       }
-      const lock: Lease = {
-        kind: 'lock',
+    }
+    const lock: Lease = {
+      kind: 'lock',
+      state: 'held',
+      captureId,
+      instanceId: id,
+      createdAt: startedAt.toISOString(),
+      expiresAt: lockExpiry.toISOString(),
+      deadline: deadline.toISOString(),
+      source: request.source,
+      endsAt: endsAt.toISOString(),
+    };
+    const locked = await acquireLease(
+      store,
+      lockKey(id),
+      lock,
+      startedAt,
+      (holder, liveness) =>
+        // only a sound lease of the same source ending soon; a corrupt lock stays held
+        takeOverWindow !== undefined &&
+        liveness.problem === undefined &&
+        holder?.source === request.source &&
+        typeof holder.endsAt === 'string' &&
+        Date.parse(holder.endsAt) - startedAt.getTime() <= takeOverWindow * 1000,
+    );
+    if (!locked.acquired) {
+      logCorruptGuard(logger, 'lock', { captureId, instanceId: id, key: lockKey(id) }, locked);
+      refused.push({
+        instanceId: id,
+        reason: 'host-busy',
+        message: locked.problem
+          ? `${id} has a corrupt capture lock, treated as held until ${locked.until?.toISOString() ?? '?'} (${locked.problem})`
+          : `${id} is already capturing (${locked.holder?.captureId ?? 'unknown capture'} until ${locked.holder?.endsAt ?? locked.holder?.expiresAt ?? '?'})`,
+        details: {
+          holder: locked.holder?.captureId,
+          ...(locked.problem
+            ? { corruptGuard: locked.problem, until: locked.until?.toISOString() }
+            : {}),
+        },
+      });
+      return undefined;
+    }
+    if (fingerprint && config.COOLDOWN_SECONDS > 0) {
+      const cooldown: Lease = {
+        kind: 'cooldown',
         state: 'held',
         captureId,
         instanceId: id,
+        fingerprint,
         createdAt: startedAt.toISOString(),
-        expiresAt: lockExpiry.toISOString(),
-        deadline: deadline.toISOString(),
-        source: request.source,
-        endsAt: endsAt.toISOString(),
+        expiresAt: new Date(startedAt.getTime() + config.COOLDOWN_SECONDS * 1000).toISOString(),
       };
-      const locked = await acquireLease(
+      const cooled = await acquireLease(store, cooldownKey(fingerprint, id), cooldown, startedAt);
+      if (!cooled.acquired) {
+        await releaseLease(store, lockKey(id), captureId, now(), 'cooldown refused the capture');
+        const key = cooldownKey(fingerprint, id);
+        logCorruptGuard(logger, 'cooldown', { captureId, instanceId: id, key }, cooled);
+        refused.push(cooldownRefusal(fingerprint, id, cooled));
+        return undefined;
+      }
+    }
+    if (!deps.budgetExempt) {
+      const slot = await spendBudget(
         store,
-        lockKey(id),
-        lock,
+        config.HOURLY_CAPTURE_BUDGET,
+        { captureId, instanceId: id, at: startedAt.toISOString() },
         startedAt,
-        (holder, liveness) =>
-          // only a sound lease of the same source ending soon; a corrupt lock stays held
-          takeOverWindow !== undefined &&
-          liveness.problem === undefined &&
-          holder?.source === request.source &&
-          typeof holder.endsAt === 'string' &&
-          Date.parse(holder.endsAt) - startedAt.getTime() <= takeOverWindow * 1000,
       );
-      if (!locked.acquired) {
-        logCorruptGuard(logger, 'lock', { captureId, instanceId: id, key: lockKey(id) }, locked);
+      if (slot === undefined) {
+        await releaseLease(store, lockKey(id), captureId, now(), 'budget refused the capture');
+        if (fingerprint && config.COOLDOWN_SECONDS > 0) {
+          await releaseLease(store, cooldownKey(fingerprint, id), captureId, now(), 'budget');
+        }
         refused.push({
           instanceId: id,
-          reason: 'host-busy',
-          message: locked.problem
-            ? `${id} has a corrupt capture lock, treated as held until ${locked.until?.toISOString() ?? '?'} (${locked.problem})`
-            : `${id} is already capturing (${locked.holder?.captureId ?? 'unknown capture'} until ${locked.holder?.endsAt ?? locked.holder?.expiresAt ?? '?'})`,
-          details: {
-            holder: locked.holder?.captureId,
-            ...(locked.problem
-              ? { corruptGuard: locked.problem, until: locked.until?.toISOString() }
-              : {}),
-          },
+          reason: 'budget',
+          message: `the hourly capture budget (${config.HOURLY_CAPTURE_BUDGET}) is spent`,
         });
         return undefined;
       }
-      if (fingerprint && config.COOLDOWN_SECONDS > 0) {
-        const cooldown: Lease = {
-          kind: 'cooldown',
-          state: 'held',
-          captureId,
+    }
+    return target;
+  };
+  const guarded = await Promise.all(
+    available.map(async (target): Promise<ResolvedTarget | undefined> => {
+      try {
+        return await guardHost(target);
+      } catch (error) {
+        // An S3 error part-way (lock taken, cooldown or budget failed): this host is refused
+        // with the cause, and what it took is given back (releaseLease only releases what this
+        // capture holds), so a transient error neither throws away the other hosts nor leaves
+        // guards naming a capture that never ran.
+        const id = target.instanceId;
+        const cause = describeError(error, { status: true, maxMessageLength: 300 });
+        const rollback = [lockKey(id), ...(fingerprint ? [cooldownKey(fingerprint, id)] : [])];
+        for (const key of rollback) {
+          await releaseLease(store, key, captureId, now(), 'guard error').catch((e) =>
+            logger.error('could not release a guard after a guard error', {
+              captureId,
+              instanceId: id,
+              key,
+              error: describeError(e, { status: true, maxMessageLength: 300 }),
+            }),
+          );
+        }
+        refused.push({
           instanceId: id,
-          fingerprint,
-          createdAt: startedAt.toISOString(),
-          expiresAt: new Date(startedAt.getTime() + config.COOLDOWN_SECONDS * 1000).toISOString(),
-        };
-        const cooled = await acquireLease(store, cooldownKey(fingerprint, id), cooldown, startedAt);
-        if (!cooled.acquired) {
-          await releaseLease(store, lockKey(id), captureId, now(), 'cooldown refused the capture');
-          const key = cooldownKey(fingerprint, id);
-          logCorruptGuard(logger, 'cooldown', { captureId, instanceId: id, key }, cooled);
-          refused.push(cooldownRefusal(fingerprint, id, cooled));
-          return undefined;
-        }
+          reason: 'guard-failed',
+          message: `the capture guards for ${id} could not be applied: ${cause.name}${cause.status ? ` (HTTP ${cause.status})` : ''}: ${cause.message}`,
+          details: { error: cause },
+        });
+        return undefined;
       }
-      if (!deps.budgetExempt) {
-        const slot = await spendBudget(
-          store,
-          config.HOURLY_CAPTURE_BUDGET,
-          { captureId, instanceId: id, at: startedAt.toISOString() },
-          startedAt,
-        );
-        if (slot === undefined) {
-          await releaseLease(store, lockKey(id), captureId, now(), 'budget refused the capture');
-          if (fingerprint && config.COOLDOWN_SECONDS > 0) {
-            await releaseLease(store, cooldownKey(fingerprint, id), captureId, now(), 'budget');
-          }
-          refused.push({
-            instanceId: id,
-            reason: 'budget',
-            message: `the hourly capture budget (${config.HOURLY_CAPTURE_BUDGET}) is spent`,
-          });
-          return undefined;
-        }
-      }
-      return target;
     }),
   );
   const cleared = guarded.filter((t): t is ResolvedTarget => t !== undefined);

@@ -1,9 +1,12 @@
 /**
- * startCapture when the SSM command could not be sent (moto; the SendCommand failure is
- * injected into the SSM client): nothing ran on the host, so nothing it guards may claim that
- * something did. The lock and the fingerprint's cooldown are both released, and the same
- * finding can start its capture as soon as SSM answers again.
+ * startCapture when an AWS call fails part-way (moto; the failures are injected into the
+ * clients): nothing ran on the host, so nothing it guards may claim that something did. After a
+ * failed SendCommand the lock and the fingerprint's cooldown are both released, and the same
+ * finding can start its capture as soon as SSM answers again; an S3 error while one host's
+ * guards are taken refuses that host with the cause, gives back what it took, and still starts
+ * the other hosts (no exception).
  */
+import { S3ServiceException } from '@aws-sdk/client-s3';
 import { SSMServiceException } from '@aws-sdk/client-ssm';
 import { describe, expect, it } from 'vitest';
 import { startCapture } from '../../shared/capture/start-capture.ts';
@@ -71,5 +74,53 @@ describe('startCapture after a failed SendCommand (moto)', () => {
     const second = await startCapture(request, deps);
     expect(second.refused).toEqual([]);
     expect(second.started.map((s) => s.instanceId)).toEqual([id]);
+  }, 60_000);
+
+  it('an S3 error while one host is guarded refuses that host with the cause and releases its lock', async () => {
+    const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 246);
+    const failingHost = topo.nat.instanceId;
+    const clients = motoClients();
+    // the budget slot write for one host fails (S3 503 SlowDown), after its lock and cooldown
+    const middleware: Middleware = (next, ctx) => async (args) => {
+      const input = (args as { input: { Key?: string; Body?: unknown } }).input;
+      if (
+        ctx.commandName === 'PutObjectCommand' &&
+        String(input.Key).startsWith('budget/') &&
+        String(input.Body).includes(failingHost)
+      ) {
+        throw new S3ServiceException({
+          name: 'SlowDown',
+          $fault: 'server',
+          $metadata: { httpStatusCode: 503 },
+          message: 'injected: Please reduce your request rate.',
+        });
+      }
+      return next(args);
+    };
+    clients.s3.middlewareStack.add(middleware as never, { step: 'initialize', name: 'failSlot' });
+    const request = {
+      targets: { kind: 'instances' as const, instanceIds: [failingHost, topo.sensor.instanceId] },
+      reason: 'IR-246 two hosts',
+      fingerprint: 'port-zero:10.246.1.5:198.51.100.9',
+      source: 'detector' as const,
+    };
+
+    const outcome = await startCapture(request, { ...world.deps, clients });
+
+    expect(outcome.started.map((s) => s.instanceId)).toEqual([topo.sensor.instanceId]);
+    expect(outcome.refused).toEqual([
+      expect.objectContaining({ instanceId: failingHost, reason: 'guard-failed' }),
+    ]);
+    expect(outcome.refused[0]!.message).toContain('SlowDown (HTTP 503)');
+    const store = worldEvidenceStore(world);
+    expect((await readLease(store, lockKey(failingHost)))?.lease?.state).toBe('released');
+    expect(
+      (await readLease(store, cooldownKey(request.fingerprint, failingHost)))?.lease?.state,
+    ).toBe('released');
+    const manifest = await manifestOf(world, outcome.captureId);
+    expect(manifest.hosts[failingHost]?.status).toBe('refused');
+    expect(manifest.hosts[failingHost]?.errors.join('\n')).toContain('SlowDown');
+    expect(manifest.hosts[topo.sensor.instanceId]?.status).toBe('running');
   }, 60_000);
 });
