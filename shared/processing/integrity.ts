@@ -47,6 +47,29 @@ export type IntegrityVerdict =
   /** Nothing disagrees, but a required source is missing, invalid or unverifiable. */
   | 'unverified';
 
+/**
+ * The other versions of the same key. The host uploads each key once (a retry sends the same
+ * bytes); another version with other bytes means recorded evidence was replaced (or this
+ * version replaced it). Host hash and S3 checksum cannot show that: whoever uploads a version
+ * sets both to agree with its bytes.
+ */
+export interface VersionsCheck {
+  status: /** No other version of the key. */
+    | 'sole-version'
+    /** Other versions exist, all with this object's bytes (same size and SHA-256). */
+    | 'same-content'
+    /** At least one other version holds other bytes. */
+    | 'different-content'
+    /** The versions could not be listed or compared. */
+    | 'unverifiable';
+  /** How many other versions were looked at. */
+  others: number;
+  /** The other versions whose bytes differ: version ID and the SHA-256 they record. */
+  differing: Array<{ versionId: string; sha256: string | null; size: number }>;
+  /** Why the check could not be made, when it could not. */
+  reason?: string;
+}
+
 export interface IntegrityResult {
   verdict: IntegrityVerdict;
   /** Our SHA-256 of the object's bytes, lowercase hex. */
@@ -55,6 +78,8 @@ export interface IntegrityResult {
   host: SourceCheck;
   s3: S3ChecksumCheck;
   manifest: SourceCheck;
+  /** Other versions of the key (absent in results written before this check existed). */
+  versions?: VersionsCheck;
   /** Human-readable reasons when the verdict is not `verified`. */
   problems: string[];
 }
@@ -215,6 +240,54 @@ export function checkManifestHash(
   return { status: value.toLowerCase() === sha256 ? 'match' : 'mismatch', expected: value };
 }
 
+/**
+ * Compares the other versions of the key with the bytes we read: a version is the same content
+ * when its size is ours and its full-object S3 checksum is our SHA-256 (or, without one, its
+ * recorded x-amz-meta-sha256 is). Anything else is different content.
+ */
+export function checkOtherVersions(
+  listing:
+    | {
+        status: 'listed';
+        truncated: boolean;
+        versions: ReadonlyArray<{
+          versionId: string;
+          size: number;
+          metadataSha256?: string | undefined;
+          checksumSha256?: string | undefined;
+        }>;
+      }
+    | { status: 'unavailable'; reason: string },
+  sha256: string,
+  bytes: number,
+): VersionsCheck {
+  if (listing.status === 'unavailable') {
+    return { status: 'unverifiable', others: 0, differing: [], reason: listing.reason };
+  }
+  const differing: VersionsCheck['differing'] = [];
+  for (const v of listing.versions) {
+    const checksumHex =
+      v.checksumSha256 && !/-\d+$/.test(v.checksumSha256)
+        ? base64DigestToHex(v.checksumSha256)
+        : null;
+    const meta = v.metadataSha256?.trim().toLowerCase();
+    const recorded = checksumHex ?? (meta && HEX64.test(meta) ? meta : null);
+    if (v.size === bytes && recorded === sha256) continue;
+    differing.push({ versionId: v.versionId, sha256: recorded, size: v.size });
+  }
+  const others = listing.versions.length;
+  if (differing.length > 0) return { status: 'different-content', others, differing };
+  if (listing.truncated) {
+    return {
+      status: 'unverifiable',
+      others,
+      differing,
+      reason: `more than ${others} other versions; not all compared`,
+    };
+  }
+  return { status: others === 0 ? 'sole-version' : 'same-content', others, differing };
+}
+
 /** Combines the checks: any mismatch wins, then anything short of a full verification. */
 export function integrityVerdict(
   sha256: string,
@@ -222,6 +295,7 @@ export function integrityVerdict(
   host: SourceCheck,
   s3: S3ChecksumCheck,
   manifest: SourceCheck,
+  versions?: VersionsCheck,
 ): IntegrityResult {
   const problems: string[] = [];
   const describe = (name: string, check: SourceCheck) => {
@@ -251,11 +325,34 @@ export function integrityVerdict(
   describe('host (x-amz-meta-sha256)', host);
   describe('S3 SHA-256 checksum', s3);
   if (manifest.status !== 'not-listed') describe('capture manifest', manifest);
-  const mismatch = [host, s3, manifest].some((c) => c.status === 'mismatch');
+  if (versions?.status === 'different-content') {
+    const list = versions.differing
+      .map((d) => `${d.versionId} (sha256 ${d.sha256 ?? 'unknown'}, ${d.size} bytes)`)
+      .join(', ');
+    problems.push(
+      `the key has other versions with other bytes: ${list}; recorded evidence was replaced (or this version replaced it)`,
+    );
+  } else if (versions?.status === 'unverifiable' && versions.others > 0) {
+    problems.push(`the other versions of the key could not be compared: ${versions.reason}`);
+  }
+  // A listing that failed outright (no s3:ListBucketVersions on pcaps/, a fault) leaves the
+  // verdict to the other checks; the completion record says the check could not be made.
+  const mismatch =
+    [host, s3, manifest].some((c) => c.status === 'mismatch') ||
+    versions?.status === 'different-content';
   const verdict: IntegrityVerdict = mismatch
     ? 'mismatch'
     : problems.length > 0
       ? 'unverified'
       : 'verified';
-  return { verdict, sha256, bytesRead, host, s3, manifest, problems };
+  return {
+    verdict,
+    sha256,
+    bytesRead,
+    host,
+    s3,
+    manifest,
+    ...(versions ? { versions } : {}),
+    problems,
+  };
 }

@@ -21,6 +21,7 @@ import {
 import {
   checkHostHash,
   checkManifestHash,
+  checkOtherVersions,
   checkS3Checksum,
   type IntegrityResult,
   integrityVerdict,
@@ -53,6 +54,7 @@ import {
   HashingSource,
   inspectSourceObject,
   openSourceBody,
+  otherVersionsOf,
   type SourceObjectInfo,
 } from './source.ts';
 
@@ -194,15 +196,18 @@ async function writeResultSet(
 ): Promise<ProcessOutcome> {
   const { s3, logger } = deps;
   const clock = deps.clock ?? (() => new Date());
-  const manifest = await readManifestFacts(
-    s3,
-    ref.bucket,
-    keyParts.captureId,
-    keyParts.instanceId,
-    ref.key,
-    info.versionId,
-    logger,
-  );
+  const [manifest, otherVersions] = await Promise.all([
+    readManifestFacts(
+      s3,
+      ref.bucket,
+      keyParts.captureId,
+      keyParts.instanceId,
+      ref.key,
+      info.versionId,
+      logger,
+    ),
+    otherVersionsOf(s3, info, logger),
+  ]);
   const store: ResultStore = {
     s3,
     bucket: ref.bucket,
@@ -258,6 +263,7 @@ async function writeResultSet(
     checkHostHash(info.metadata.sha256, hashed.sha256),
     checkS3Checksum(info.checksumSha256, info.checksumType, info.parts, hashed),
     checkManifestHash(manifest.file, hashed.sha256, manifest.otherVersions),
+    checkOtherVersions(otherVersions, hashed.sha256, hashed.bytes),
   );
 
   const summary = summaryRow({
@@ -321,6 +327,7 @@ async function writeResultSet(
       host: integrity.host,
       s3: integrity.s3,
       manifest: integrity.manifest,
+      versions: integrity.versions,
       problems: integrity.problems,
     });
     if (integrityFailed.eventBridge === 'failed' && integrityFailed.sns === 'failed') {

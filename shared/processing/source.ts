@@ -4,6 +4,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
+  ListObjectVersionsCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import type { CoreLogger } from '../observability.ts';
@@ -30,6 +31,96 @@ export interface SourceObjectInfo {
 }
 
 const MAX_ATTRIBUTE_PAGES = 20;
+/** Other versions of one key that are looked at (a key the host wrote once has none). */
+export const MAX_OTHER_VERSIONS = 20;
+
+/** Another version of the same key, as S3 describes it. */
+export interface OtherVersion {
+  versionId: string;
+  size: number;
+  lastModified: string | null;
+  /** x-amz-meta-sha256 of that version, as recorded. */
+  metadataSha256: string | undefined;
+  /** Its S3 SHA-256 checksum (base64; `-N` suffixed when composite). */
+  checksumSha256: string | undefined;
+}
+
+export type OtherVersions =
+  | { status: 'listed'; versions: OtherVersion[]; truncated: boolean }
+  | { status: 'unavailable'; reason: string };
+
+/**
+ * The other versions of the pcap's key (not delete markers). The host uploads each key once
+ * (retries send the same bytes), and Object Lock keeps every version but cannot stop a new one:
+ * a second version with other bytes is evidence replaced after the fact, whichever of the two
+ * is being processed. Needs s3:ListBucketVersions on pcaps/; a refusal is reported, not fatal.
+ */
+export async function otherVersionsOf(
+  s3: S3Client,
+  info: Pick<SourceObjectInfo, 'bucket' | 'key' | 'versionId'>,
+  logger: CoreLogger,
+): Promise<OtherVersions> {
+  try {
+    const found: Array<{ versionId: string; size: number; lastModified: string | null }> = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    let truncated = false;
+    for (;;) {
+      const out = await s3.send(
+        new ListObjectVersionsCommand({
+          Bucket: info.bucket,
+          Prefix: info.key,
+          MaxKeys: 100,
+          KeyMarker: keyMarker,
+          VersionIdMarker: versionMarker,
+        }),
+      );
+      for (const v of out.Versions ?? []) {
+        const id = v.VersionId ?? 'null';
+        if (v.Key !== info.key || id === (info.versionId ?? 'null')) continue;
+        found.push({
+          versionId: id,
+          size: Number(v.Size ?? 0),
+          lastModified: v.LastModified ? v.LastModified.toISOString() : null,
+        });
+      }
+      // Later keys in the listing only extend this key (Prefix), so once past it we are done.
+      const pastKey = (out.Versions ?? []).some((v) => v.Key !== undefined && v.Key > info.key);
+      if (!out.IsTruncated || pastKey) break;
+      if (found.length >= MAX_OTHER_VERSIONS) {
+        truncated = true;
+        break;
+      }
+      keyMarker = out.NextKeyMarker;
+      versionMarker = out.NextVersionIdMarker;
+    }
+    if (found.length > MAX_OTHER_VERSIONS) truncated = true;
+    const versions: OtherVersion[] = [];
+    for (const v of found.slice(0, MAX_OTHER_VERSIONS)) {
+      const head = await s3.send(
+        new HeadObjectCommand({
+          Bucket: info.bucket,
+          Key: info.key,
+          VersionId: v.versionId,
+          ChecksumMode: 'ENABLED',
+        }),
+      );
+      versions.push({
+        ...v,
+        metadataSha256: head.Metadata?.sha256,
+        checksumSha256: head.ChecksumSHA256,
+      });
+    }
+    return { status: 'listed', versions, truncated };
+  } catch (error) {
+    const reason = s3ErrorName(error) || String(error);
+    logger.warn('cannot list the other versions of a pcap key; integrity left unverified', {
+      key: info.key,
+      error: reason,
+    });
+    return { status: 'unavailable', reason };
+  }
+}
 
 function s3ErrorName(error: unknown): string {
   const name = error && typeof error === 'object' && 'name' in error ? String(error.name) : '';

@@ -80,6 +80,27 @@ describe('a pcap replaced after the manifest recorded it', () => {
     expect(record.integrity.problems.join('\n')).toContain(original.versionId);
   });
 
+  it('marks a replacing version even before the manifest lists the key (another host, mid-capture)', async () => {
+    // Hosts share an upload role: a compromised host can add a version to another host's key
+    // while the capture is still running, before track-capture writes the manifest.
+    const cap = captureId();
+    const key = `pcaps/${cap}/${INSTANCE}/00002-replaced-early.pcap`;
+    const original = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
+    const replacement = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'));
+
+    const outcome = await processPcapObject(
+      { bucket: stack.bucket, key, versionId: replacement.versionId },
+      coreDeps(stack),
+    );
+
+    expect(outcome.integrity).toBe('mismatch');
+    const record = await getJson(stack, outcome.completionKey);
+    expect(record.integrity.manifest.status).toBe('not-listed');
+    expect(record.integrity.versions).toMatchObject({ status: 'different-content', others: 1 });
+    expect(record.integrity.problems.join('\n')).toContain(original.versionId);
+    expect(record.summary.integrity_verdict).toBe('mismatch');
+  });
+
   it('accepts a second version with the very bytes the manifest records (a retried upload)', async () => {
     const cap = captureId();
     const key = `pcaps/${cap}/${INSTANCE}/00001-retried.pcap`;
@@ -96,5 +117,6 @@ describe('a pcap replaced after the manifest recorded it', () => {
     expect(outcome.integrity).toBe('verified');
     const record = await getJson(stack, outcome.completionKey);
     expect(record.integrity.manifest).toMatchObject({ status: 'match', expected: first.sha256 });
+    expect(record.integrity.versions).toMatchObject({ status: 'same-content', others: 1 });
   });
 });
