@@ -16,12 +16,14 @@ import {
 import {
   acquireLease,
   cooldownKey,
+  guardRetention,
   type Lease,
   lockKey,
   logCorruptGuard,
   peekLease,
   releaseLease,
   spendBudget,
+  supersededBy,
 } from '../evidence/guards.ts';
 import {
   type CaptureManifest,
@@ -29,9 +31,10 @@ import {
   type ManifestHost,
   manifestKey,
   overallState,
+  timeOutHost,
   updateManifest,
 } from '../evidence/manifest.ts';
-import type { EvidenceStore } from '../evidence/store.ts';
+import { type EvidenceStore, putJson } from '../evidence/store.ts';
 import { claimNotice, refusalNoticeKey } from '../notify/notice-marker.ts';
 import { publishEvent, type TaplineEventType } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
@@ -39,7 +42,7 @@ import { checkSsmOnline } from '../targets/online.ts';
 import { type ResolvedTarget, resolveTargets } from '../targets/resolve.ts';
 import { captureDocumentParameters } from './document-parameters.ts';
 import { filterToBpf } from './filter.ts';
-import { newCaptureId } from './ids.ts';
+import { isCaptureId, newCaptureId } from './ids.ts';
 import { type CaptureRequest, type CaptureRequestInput, parseCaptureRequest } from './request.ts';
 
 /** Extra refusal reasons beyond the shared CaptureRefusal set. */
@@ -444,6 +447,76 @@ export async function startCapture(
   );
   const lockExpiry = new Date(endsAt.getTime() + config.LOCK_TTL_SECONDS * 1000);
   const takeOverWindow = deps.takeOverEndingWithinSeconds;
+  /**
+   * We took a host's lock over (it had expired, or a rolling capture's last seconds): no lock
+   * names the previous holder any more, so the timed-out sweep would never find it. Each
+   * capture it leaves (supersededBy) is closed now when its own manifest shows the host open
+   * past its deadline; those still within their deadline are carried in our lock
+   * (`supersedes`) for the sweep and the next taker. Never refuses or fails this capture.
+   */
+  const settleTakenOver = async (lock: Lease, holder: Lease, etag: string): Promise<void> => {
+    const key = lockKey(lock.instanceId);
+    const carried: string[] = [];
+    for (const previous of supersededBy(holder, captureId, isCaptureId)) {
+      try {
+        const done = await timeOutHost(store, previous, lock.instanceId, now, {
+          lock: 'taken-over',
+          key,
+          by: captureId,
+        });
+        if (done.outcome === 'open') carried.push(previous);
+        if (done.outcome !== 'closed') continue;
+        logger.warn('capture host timed out: its lock was taken over', {
+          captureId: previous,
+          instanceId: lock.instanceId,
+          takenOverBy: captureId,
+        });
+        await publish(deps, 'Capture Updated', {
+          captureId: previous,
+          instanceId: lock.instanceId,
+          status: 'timed-out',
+          lockHeldBy: captureId,
+        });
+        if (done.finished) {
+          await publish(deps, 'Capture Finished', {
+            captureId: previous,
+            state: done.manifest.state,
+          });
+        }
+      } catch (error) {
+        carried.push(previous);
+        logger.error('could not close a capture whose lock was taken over', {
+          captureId: previous,
+          instanceId: lock.instanceId,
+          takenOverBy: captureId,
+          error: describeError(error, { status: true, maxMessageLength: 300 }),
+        });
+      }
+    }
+    if (carried.length === 0) return;
+    const written = await putJson(
+      store,
+      key,
+      { ...lock, supersedes: carried } satisfies Lease,
+      { ifMatch: etag },
+      guardRetention(store, lock.expiresAt, startedAt),
+    ).catch((error: unknown) => {
+      logger.error('could not record superseded captures in the lock', {
+        captureId,
+        key,
+        supersedes: carried,
+        error: describeError(error, { status: true, maxMessageLength: 300 }),
+      });
+      return null;
+    });
+    if (written === undefined) {
+      logger.error('could not record superseded captures in the lock: it changed', {
+        captureId,
+        key,
+        supersedes: carried,
+      });
+    }
+  };
   const guardHost = async (target: ResolvedTarget): Promise<ResolvedTarget | undefined> => {
     const id = target.instanceId;
     // A fingerprint still cooling down on this host is refused before the lock is touched:
@@ -498,6 +571,9 @@ export async function startCapture(
         },
       });
       return undefined;
+    }
+    if (locked.tookOverFrom !== undefined) {
+      await settleTakenOver(lock, locked.tookOverFrom, locked.etag);
     }
     if (fingerprint && config.COOLDOWN_SECONDS > 0) {
       const cooldown: Lease = {

@@ -11,6 +11,7 @@ import {
   lockKey,
   logCorruptGuard,
   releaseLease,
+  supersededBy,
 } from '../evidence/guards.ts';
 import {
   type CaptureManifest,
@@ -18,12 +19,13 @@ import {
   type ManifestFile,
   overallState,
   TERMINAL_HOST_STATUSES,
+  timeOutHost,
   updateManifest,
 } from '../evidence/manifest.ts';
 import type { EvidenceStore } from '../evidence/store.ts';
 import { publishEvent } from '../notify/publish.ts';
 import { type HostReport, parseHostReport } from './host-report.ts';
-import { CAPTURE_ID_PATTERN } from './ids.ts';
+import { CAPTURE_ID_PATTERN, isCaptureId } from './ids.ts';
 import { type CaptureDeps, evidenceStore, notifyDeps } from './start-capture.ts';
 
 /**
@@ -391,65 +393,6 @@ export interface TimedOutHost {
   lockCorrupt?: string | undefined;
 }
 
-/** Why a host is timed out: a sound lock's deadline, or its corrupt lock (manifest deadline). */
-type TimeOutCause =
-  | { lock: 'sound'; deadline: string }
-  | { lock: 'corrupt'; key: string; problem: string; until?: Date | undefined };
-
-/**
- * Marks one host of a capture timed out, when its manifest still shows it open. With a sound
- * lock the lock's deadline (the same instant the manifest holds) has passed; with a corrupt lock
- * nothing the lock says is believed: only the manifest's own deadline for that host decides, and
- * the record says that the lock is corrupt and was not released. Returns the manifest as
- * written when this call closed the host (and whether that finished the capture).
- */
-async function timeOutHost(
-  store: EvidenceStore,
-  captureId: string,
-  instanceId: string,
-  now: () => Date,
-  cause: TimeOutCause,
-): Promise<{ manifest: CaptureManifest; finished: boolean } | undefined> {
-  let changed = false;
-  let finished = false;
-  const written = await updateManifest(store, captureId, now, (m) => {
-    changed = false;
-    finished = false;
-    const host = m.hosts?.[instanceId];
-    if (!host || TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
-    const at = now();
-    if (cause.lock === 'sound') {
-      host.errors.push(`no report from the host by its deadline ${cause.deadline}`);
-      m.history.push({ at: at.toISOString(), event: 'host-timed-out', instanceId });
-    } else {
-      const deadline = typeof host.deadline === 'string' ? Date.parse(host.deadline) : Number.NaN;
-      if (!(deadline <= at.getTime())) return undefined;
-      const until = cause.until?.toISOString();
-      host.errors.push(
-        `no report from the host by its deadline ${host.deadline}; its lock ${cause.key} is corrupt (${cause.problem}): not released, it holds the host until ${until ?? 'an unknown time'}`,
-      );
-      m.history.push({
-        at: at.toISOString(),
-        event: 'host-timed-out',
-        instanceId,
-        deadline: host.deadline,
-        lockCorrupt: cause.problem,
-        lockHeldUntil: until,
-      });
-    }
-    host.status = 'timed-out';
-    host.endedAt = at.toISOString();
-    m.state = overallState(m);
-    if (m.state !== 'running' && m.state !== 'pending') {
-      finished = true;
-      m.history.push({ at: at.toISOString(), event: 'capture-finished', state: m.state });
-    }
-    changed = true;
-    return m;
-  });
-  return changed && written ? { manifest: written, finished } : undefined;
-}
-
 /** The instance a lock key is for (`locks/<instanceId>.json`), undefined for any other key. */
 function lockedInstance(key: string): string | undefined {
   return /^locks\/((?:i|mi)-[0-9a-f]{8,17})\.json$/.exec(key)?.[1];
@@ -517,7 +460,9 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
             problem: lock.problem,
             until: lock.until,
           });
-          if (done) await announce({ captureId, instanceId, lockCorrupt: lock.problem }, done);
+          if (done.outcome === 'closed') {
+            await announce({ captureId, instanceId, lockCorrupt: lock.problem }, done);
+          }
         } catch (error) {
           cannotClose({ key: lock.key, captureId, instanceId }, error);
         }
@@ -525,6 +470,21 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
       continue;
     }
     const { key, lease } = lock;
+    // earlier captures whose lock this one took over before their host reported
+    for (const captureId of supersededBy({ supersedes: lease.supersedes }, '', isCaptureId)) {
+      try {
+        const done = await timeOutHost(store, captureId, lease.instanceId, now, {
+          lock: 'taken-over',
+          key,
+          by: lease.captureId,
+        });
+        if (done.outcome === 'closed') {
+          await announce({ captureId, instanceId: lease.instanceId }, done);
+        }
+      } catch (error) {
+        cannotClose({ key, captureId, instanceId: lease.instanceId }, error);
+      }
+    }
     const deadline = Date.parse(lease.deadline ?? lease.expiresAt);
     if (!(deadline <= now().getTime())) continue;
     const where = { key, captureId: lease.captureId, instanceId: lease.instanceId };
@@ -534,7 +494,9 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
         deadline: lease.deadline ?? lease.expiresAt,
       });
       await releaseLease(store, key, lease.captureId, now(), 'timed out');
-      if (done) await announce({ captureId: lease.captureId, instanceId: lease.instanceId }, done);
+      if (done.outcome === 'closed') {
+        await announce({ captureId: lease.captureId, instanceId: lease.instanceId }, done);
+      }
     } catch (error) {
       cannotClose(where, error);
     }

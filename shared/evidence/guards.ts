@@ -28,6 +28,30 @@ export interface Lease {
   fingerprint?: string | undefined;
   releasedAt?: string | undefined;
   releasedBecause?: string | undefined;
+  /**
+   * Lock only: earlier captures on this host whose lock was taken over (expired, or a rolling
+   * capture's last seconds) before their host reported. No other lock names them, so the
+   * timed-out sweep and the next taker close them by their own manifests' deadlines. Hints only.
+   */
+  supersedes?: string[] | undefined;
+}
+
+/** At most this many superseded captures are carried in a lock (oldest dropped first). */
+export const MAX_SUPERSEDED = 8;
+
+/**
+ * The captures a lock's previous holder leaves to be closed by whoever takes the lock over:
+ * the holder itself while it was still held, and what it had superseded in turn. Untrusted
+ * input (any stored object): only capture-ID-shaped strings are kept, never `self`.
+ */
+export function supersededBy(holder: unknown, self: string, isCaptureId: (v: string) => boolean) {
+  if (typeof holder !== 'object' || holder === null || Array.isArray(holder)) return [];
+  const h = holder as Record<string, unknown>;
+  const ids = [
+    ...(h.state !== 'released' && typeof h.captureId === 'string' ? [h.captureId] : []),
+    ...(Array.isArray(h.supersedes) ? h.supersedes : []),
+  ].filter((v): v is string => typeof v === 'string' && v !== self && isCaptureId(v));
+  return [...new Set(ids)].slice(0, MAX_SUPERSEDED);
 }
 
 export type LeaseResult =

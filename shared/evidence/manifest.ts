@@ -184,6 +184,99 @@ export function overallState(manifest: CaptureManifest): CaptureState {
 }
 
 /**
+ * Why a host that never reported is closed as timed out:
+ * - `sound`: its lock (sound, naming this capture) is past its deadline, the same instant the
+ *   manifest holds for the host;
+ * - `corrupt`: its lock is corrupt and names nothing that can be believed, so only the
+ *   manifest's own deadline for the host decides; the lock is not released (it holds the host);
+ * - `taken-over`: another capture took the host's lock over (it had expired, or a rolling
+ *   capture took it in its last seconds) before this host reported, so no lock names this
+ *   capture any more; again only the manifest's own deadline decides.
+ */
+export type TimeOutCause =
+  | { lock: 'sound'; deadline: string }
+  | { lock: 'corrupt'; key: string; problem: string; until?: Date | undefined }
+  | { lock: 'taken-over'; key: string /** the capture holding the lock now */; by: string };
+
+/**
+ * What timeOutHost did: `closed` the host (the manifest as written, and whether that finished
+ * the capture), or nothing because the host is still `open` (not past its deadline), already
+ * `final`, or `missing` (no such manifest or host).
+ */
+export type TimeOutResult =
+  | { outcome: 'closed'; manifest: CaptureManifest; finished: boolean }
+  | { outcome: 'open' | 'final' | 'missing' };
+
+/**
+ * Marks one host of a capture timed out, when its manifest still shows it open (and, unless its
+ * sound lock's deadline decided, past the manifest's own deadline for it), saying why in the
+ * host's errors and the history.
+ */
+export async function timeOutHost(
+  store: EvidenceStore,
+  captureId: string,
+  instanceId: string,
+  now: () => Date,
+  cause: TimeOutCause,
+): Promise<TimeOutResult> {
+  let result: TimeOutResult = { outcome: 'missing' };
+  let changed = false;
+  let finished = false;
+  const written = await updateManifest(store, captureId, now, (m) => {
+    changed = false;
+    finished = false;
+    const host = m.hosts?.[instanceId];
+    result = { outcome: host ? 'final' : 'missing' };
+    if (!host || TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
+    result = { outcome: 'open' };
+    const at = now();
+    if (cause.lock === 'sound') {
+      host.errors.push(`no report from the host by its deadline ${cause.deadline}`);
+      m.history.push({ at: at.toISOString(), event: 'host-timed-out', instanceId });
+    } else {
+      const deadline = typeof host.deadline === 'string' ? Date.parse(host.deadline) : Number.NaN;
+      if (!(deadline <= at.getTime())) return undefined;
+      if (cause.lock === 'corrupt') {
+        const until = cause.until?.toISOString();
+        host.errors.push(
+          `no report from the host by its deadline ${host.deadline}; its lock ${cause.key} is corrupt (${cause.problem}): not released, it holds the host until ${until ?? 'an unknown time'}`,
+        );
+        m.history.push({
+          at: at.toISOString(),
+          event: 'host-timed-out',
+          instanceId,
+          deadline: host.deadline,
+          lockCorrupt: cause.problem,
+          lockHeldUntil: until,
+        });
+      } else {
+        host.errors.push(
+          `no report from the host by its deadline ${host.deadline}; its lock ${cause.key} was taken over before it reported (held by ${cause.by} now)`,
+        );
+        m.history.push({
+          at: at.toISOString(),
+          event: 'host-timed-out',
+          instanceId,
+          deadline: host.deadline,
+          lockTakenOver: true,
+          lockHeldBy: cause.by,
+        });
+      }
+    }
+    host.status = 'timed-out';
+    host.endedAt = at.toISOString();
+    m.state = overallState(m);
+    if (m.state !== 'running' && m.state !== 'pending') {
+      finished = true;
+      m.history.push({ at: at.toISOString(), event: 'capture-finished', state: m.state });
+    }
+    changed = true;
+    return m;
+  });
+  return changed && written ? { outcome: 'closed', manifest: written, finished } : result;
+}
+
+/**
  * Hosts still shown as pending/running/uploading although their report deadline (capture end +
  * grace) has passed: the host never reported and the timed-out sweep has not closed it (it has
  * not run yet, or the host's lock is damaged and cannot be trusted to name this capture). A
