@@ -33,6 +33,18 @@ function countOutcomes(result: RecordResult): void {
 
 /** A record is not started with less time than this left (its retry comes back via SQS). */
 const MIN_REMAINING_MS = 45_000;
+/**
+ * Reading a pcap must be over this long before the invocation's end: the time to write its
+ * results, fail it cleanly and answer with the partial batch response.
+ */
+const RESERVE_MS = 20_000;
+
+export interface HandlerTiming {
+  /** Do not start a record with less time left than this. */
+  minRemainingMs?: number;
+  /** Stop reading a pcap this long before the invocation's end. */
+  reserveMs?: number;
+}
 
 /** Clients, config, resolved key and topic: built once per container, rebuilt after a failure. */
 async function productionDeps(): Promise<ProcessDeps> {
@@ -62,7 +74,9 @@ async function productionDeps(): Promise<ProcessDeps> {
  * processed one after another (a pcap job is memory- and network-heavy); a record that throws
  * is reported in `batchItemFailures` and retried alone, the others are deleted.
  */
-export function makeHandler(makeDeps: () => Promise<ProcessDeps>) {
+export function makeHandler(makeDeps: () => Promise<ProcessDeps>, timing: HandlerTiming = {}) {
+  const minRemainingMs = timing.minRemainingMs ?? MIN_REMAINING_MS;
+  const reserveMs = timing.reserveMs ?? RESERVE_MS;
   let deps: Promise<ProcessDeps> | undefined;
   const processor = new BatchProcessor(EventType.SQS);
   return middy(async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
@@ -74,7 +88,8 @@ export function makeHandler(makeDeps: () => Promise<ProcessDeps>) {
     const recordHandler = async (record: SQSRecord) => {
       logger.appendKeys({ messageId: record.messageId });
       try {
-        if (context.getRemainingTimeInMillis() < MIN_REMAINING_MS) {
+        const remainingMs = context.getRemainingTimeInMillis();
+        if (remainingMs < minRemainingMs) {
           // Starting a pcap we cannot finish would end in a timeout that returns the whole
           // batch to the queue; failing this record alone lets SQS hand it over again.
           throw new TaplineError('not enough time left in this invocation; record deferred', {
@@ -82,7 +97,10 @@ export function makeHandler(makeDeps: () => Promise<ProcessDeps>) {
             details: { remainingMs: context.getRemainingTimeInMillis() },
           });
         }
-        const result = await processSqsRecord(record, ready);
+        // A stalled download or a file too slow for the time left fails this record alone
+        // (ProcessingDeadlineError); Lambda's timeout would fail the whole batch.
+        const deadline = Date.now() + remainingMs - reserveMs;
+        const result = await processSqsRecord(record, { ...ready, deadline });
         countOutcomes(result);
         return result;
       } catch (error) {

@@ -43,6 +43,17 @@ export class ResultSetCompletedError extends ResultWriteError {
 }
 
 /**
+ * Reading the pcap did not finish by the record's deadline (a download that stalled, or a file
+ * too slow to get through in the time the invocation has left). The record fails alone, with
+ * this reason, instead of running into Lambda's timeout, which would fail the whole batch.
+ */
+export class ProcessingDeadlineError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, { code: 'PROCESSING_DEADLINE', details });
+  }
+}
+
+/**
  * A pcap failed its integrity check and the alert reached no channel (EventBridge and SNS both
  * failed). The completion record is held back so that the record is retried and the alert sent
  * then; after maxReceiveCount the record lands in the DLQ, whose alarm is loud too.

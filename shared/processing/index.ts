@@ -3,6 +3,7 @@ export { type CarveMode, findingsPredicate, indicatorsFromRequest } from './carv
 export {
   DecoderFailedError,
   IntegrityAlertUndeliveredError,
+  ProcessingDeadlineError,
   ResultSetCompletedError,
   ResultWriteError,
   SourceObjectError,

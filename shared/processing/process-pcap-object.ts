@@ -14,6 +14,7 @@ import { type CarveMode, type CarveTally, s3CarveOptions } from './carve.ts';
 import {
   DecoderFailedError,
   IntegrityAlertUndeliveredError,
+  ProcessingDeadlineError,
   ResultSetCompletedError,
   ResultWriteError,
   SourceObjectError,
@@ -79,6 +80,12 @@ export interface ProcessDeps {
   limits?: AnalyzeLimits;
   /** The decoder; tests may wrap it (e.g. to observe the stream), production uses analyzePcap. */
   analyze?: typeof analyzePcap;
+  /**
+   * When reading the pcap must be over (epoch ms): the handler sets it from the invocation's
+   * remaining time, so a stalled download or a file too slow for the time left fails its own
+   * record (ProcessingDeadlineError) instead of running into Lambda's timeout.
+   */
+  deadline?: number;
 }
 
 export interface ProcessOutcome {
@@ -440,7 +447,28 @@ async function decodeAndHash(
   options: AnalyzeOptions,
 ): Promise<DecodedObject> {
   const body = await openSourceBody(deps.s3, info);
-  const source = new HashingSource(body, info.partPlan);
+  const deadline = deps.deadline;
+  const source: HashingSource = new HashingSource(
+    body,
+    info.partPlan,
+    undefined,
+    deadline === undefined
+      ? undefined
+      : {
+          at: deadline,
+          expired: (): Error =>
+            new ProcessingDeadlineError(
+              `reading s3://${ref.bucket}/${ref.key} did not finish in the time this invocation has left (${source.hasher.bytes} of ${info.size} bytes read): the download stalled or the file is too slow to process; the record is failed alone and retried`,
+              {
+                key: ref.key,
+                versionId: info.versionId,
+                bytesRead: source.hasher.bytes,
+                size: info.size,
+                deadline: new Date(deadline).toISOString(),
+              },
+            ),
+        },
+  );
   let analysis: PcapAnalysis | null = null;
   let decodeError: { code: string; message: string } | null = null;
   try {
@@ -454,7 +482,12 @@ async function decodeAndHash(
       });
     } else {
       await source.abort().catch(() => undefined);
-      if (error instanceof ResultWriteError || error instanceof SourceObjectError) throw error;
+      if (
+        error instanceof ResultWriteError ||
+        error instanceof SourceObjectError ||
+        error instanceof ProcessingDeadlineError
+      )
+        throw error;
       const detail = error instanceof Error ? error.message : String(error);
       const where = { key: ref.key, versionId: info.versionId, bytesRead: source.hasher.bytes };
       if (source.sourceError !== undefined) {
@@ -466,6 +499,7 @@ async function decodeAndHash(
   try {
     await source.drain();
   } catch (error) {
+    if (error instanceof ProcessingDeadlineError) throw error;
     throw new SourceObjectError(
       `reading ${ref.key} failed`,
       { key: ref.key, bytesRead: source.hasher.bytes },

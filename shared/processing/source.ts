@@ -252,24 +252,52 @@ export class HashingSource implements AsyncIterable<Uint8Array> {
   sourceError: unknown;
   private readonly onChunk: ((bytesSoFar: number) => void) | undefined;
 
+  private readonly body: AsyncIterable<Uint8Array>;
+  private readonly deadline: { at: number; expired: () => Error } | undefined;
+
+  /**
+   * `deadline`: when reading must be over (epoch ms) and the error to fail with then. A pull
+   * that is still waiting at that moment (a stalled connection) fails with it and the body is
+   * destroyed; so does any pull after it.
+   */
   constructor(
     body: AsyncIterable<Uint8Array>,
     plan: PartPlan | null,
     onChunk?: (bytesSoFar: number) => void,
+    deadline?: { at: number; expired: () => Error },
   ) {
     this.hasher = new StreamingHasher(plan);
+    this.body = body;
     this.iterator = body[Symbol.asyncIterator]();
     this.onChunk = onChunk;
+    this.deadline = deadline;
+  }
+
+  /** The next chunk, or the deadline's error if it comes first. */
+  private async nextBefore(deadline: { at: number; expired: () => Error }) {
+    const left = deadline.at - Date.now();
+    if (left <= 0) throw deadline.expired();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(deadline.expired()), left);
+    });
+    try {
+      return await Promise.race([this.iterator.next(), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async pull(): Promise<IteratorResult<Uint8Array>> {
     if (this.done) return { done: true, value: undefined };
     let next: IteratorResult<Uint8Array>;
     try {
-      next = await this.iterator.next();
+      next = await (this.deadline ? this.nextBefore(this.deadline) : this.iterator.next());
     } catch (error) {
       this.sourceError = error;
       this.done = true;
+      // A pending read of a stalled body never settles: destroying the body releases it.
+      (this.body as { destroy?: (error?: Error) => void }).destroy?.();
       throw error;
     }
     if (next.done) {
