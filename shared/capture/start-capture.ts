@@ -93,6 +93,12 @@ export interface CaptureOutcome {
    * (`refusal-notice-unavailable`).
    */
   refusalNoticeUnavailable?: { instanceId: string; error: ErrorSummary }[] | undefined;
+  /**
+   * Set when the commands were sent but the manifest could not record them (S3 error after
+   * retries): the capture runs; the manifest shows its hosts pending until their result or
+   * the timed-out sweep (which then says the send was never recorded).
+   */
+  manifestNotUpdated?: ErrorSummary | undefined;
 }
 
 export interface CaptureClients {
@@ -805,6 +811,9 @@ export async function startCapture(
   }
 
   const commandIds = [...new Set(started.map((s) => s.commandId))];
+  // The commands are out: whatever happens to this write, the capture runs and the caller must
+  // hear that (an exception here made a running capture look like one that never started).
+  let manifestNotUpdated: ErrorSummary | undefined;
   const written = await updateManifest(store, captureId, now, (m) => {
     m.ssm.commandId = commandIds[0];
     m.ssm.commandIds = commandIds;
@@ -825,6 +834,15 @@ export async function startCapture(
     m.state = started.length > 0 ? 'running' : overallState(m);
     m.history.push({ at: now().toISOString(), event: 'command-sent', commandIds });
     return m;
+  }).catch((error: unknown) => {
+    manifestNotUpdated = describeError(error, { status: true, maxMessageLength: 300 });
+    logger.error('the manifest could not record the sent commands; the capture runs', {
+      captureId,
+      started: started.map((s) => s.instanceId),
+      commandIds,
+      error: manifestNotUpdated,
+    });
+    return undefined;
   });
 
   logger.info('capture started', {
@@ -845,6 +863,7 @@ export async function startCapture(
       documentName: config.CAPTURE_DOCUMENT_NAME,
       documentVersion,
       commandIds,
+      ...(manifestNotUpdated ? { manifestNotUpdated } : {}),
     });
   }
   if (refused.length > 0) {
@@ -866,5 +885,6 @@ export async function startCapture(
     durationSeconds,
     deadline: started.length > 0 ? deadline.toISOString() : undefined,
     ssmAvailabilityUnknown: online.unknownBecause,
+    ...(manifestNotUpdated ? { manifestNotUpdated } : {}),
   };
 }

@@ -230,6 +230,13 @@ export async function timeOutHost(
     if (!host || TERMINAL_HOST_STATUSES.includes(host.status)) return undefined;
     result = { outcome: 'open' };
     const at = now();
+    if (host.status === 'pending') {
+      // startCapture writes 'running' once SendCommand answered: a host still pending means
+      // that write never happened, so the record cannot say whether the command ever ran.
+      host.errors.push(
+        'the manifest never recorded the command as sent to this host (the capture core stopped or failed before it could); whether the host ran it is unknown: look for the command commented with this capture ID in SSM or CloudTrail',
+      );
+    }
     if (cause.lock === 'sound') {
       host.errors.push(`no report from the host by its deadline ${cause.deadline}`);
       m.history.push({ at: at.toISOString(), event: 'host-timed-out', instanceId });

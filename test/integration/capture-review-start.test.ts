@@ -4,12 +4,14 @@
  * failed SendCommand the lock and the fingerprint's cooldown are both released, and the same
  * finding can start its capture as soon as SSM answers again; an S3 error while one host's
  * guards are taken refuses that host with the cause, gives back what it took, and still starts
- * the other hosts (no exception).
+ * the other hosts (no exception); a manifest write that fails after the command went out is
+ * reported with the running capture, not thrown.
  */
 import { S3ServiceException } from '@aws-sdk/client-s3';
 import { SSMServiceException } from '@aws-sdk/client-ssm';
 import { describe, expect, it } from 'vitest';
 import { startCapture } from '../../shared/capture/start-capture.ts';
+import { sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
 import { cooldownKey, lockKey, readLease } from '../../shared/evidence/guards.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
@@ -122,5 +124,54 @@ describe('startCapture after a failed SendCommand (moto)', () => {
     expect(manifest.hosts[failingHost]?.status).toBe('refused');
     expect(manifest.hosts[failingHost]?.errors.join('\n')).toContain('SlowDown');
     expect(manifest.hosts[topo.sensor.instanceId]?.status).toBe('running');
+  }, 60_000);
+
+  it('a manifest write that fails after the command went out does not hide the running capture', async () => {
+    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 249);
+    const id = topo.nat.instanceId;
+    const clients = motoClients();
+    // every update of an existing manifest fails (S3 500), the first version is written
+    const middleware: Middleware = (next, ctx) => async (args) => {
+      const input = (args as { input: { Key?: string; IfMatch?: string } }).input;
+      if (
+        ctx.commandName === 'PutObjectCommand' &&
+        String(input.Key).startsWith('captures/') &&
+        input.IfMatch
+      ) {
+        throw new S3ServiceException({
+          name: 'InternalError',
+          $fault: 'server',
+          $metadata: { httpStatusCode: 500 },
+          message: 'injected: We encountered an internal error.',
+        });
+      }
+      return next(args);
+    };
+    clients.s3.middlewareStack.add(middleware as never, { step: 'initialize', name: 'failUpdate' });
+    const t0 = new Date();
+
+    const outcome = await startCapture(
+      {
+        targets: { kind: 'instances', instanceIds: [id] },
+        reason: 'IR-249 manifest update fails',
+        durationSeconds: 30,
+      },
+      { ...world.deps, clients, now: () => t0 },
+    );
+
+    // the command is out: the caller hears that the capture runs, and why the record lags
+    expect(outcome.started.map((s) => s.instanceId)).toEqual([id]);
+    expect(outcome.state).toBe('running');
+    expect(outcome.manifestNotUpdated).toMatchObject({ name: 'InternalError', status: 500 });
+    expect((await manifestOf(world, outcome.captureId)).hosts[id]?.status).toBe('pending');
+    // if the host then never reports, the time-out says the send was never recorded
+    const swept = await sweepTimedOutCaptures({
+      ...world.deps,
+      now: () => new Date(t0.getTime() + 931_000),
+    });
+    expect(swept).toEqual([{ captureId: outcome.captureId, instanceId: id }]);
+    const errors = (await manifestOf(world, outcome.captureId)).hosts[id]!.errors.join('\n');
+    expect(errors).toContain('the manifest never recorded the command as sent to this host');
   }, 60_000);
 });
