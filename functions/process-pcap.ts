@@ -89,7 +89,7 @@ export function makeHandler(makeDeps: () => Promise<ProcessDeps>, timing: Handle
       logger.appendKeys({ messageId: record.messageId });
       try {
         const remainingMs = context.getRemainingTimeInMillis();
-        if (remainingMs < minRemainingMs) {
+        if (remainingMs < minRemainingMs || remainingMs <= reserveMs) {
           // Starting a pcap we cannot finish would end in a timeout that returns the whole
           // batch to the queue; failing this record alone lets SQS hand it over again.
           throw new TaplineError('not enough time left in this invocation; record deferred', {

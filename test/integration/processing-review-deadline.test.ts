@@ -104,7 +104,7 @@ describe('a pcap that cannot be read in the time left', () => {
     const { makeHandler } = await import('../../functions/process-pcap.ts');
     const handler = makeHandler(
       async () => coreDeps(stack, { s3: stallingDownloadOf(stalled.key) }),
-      { minRemainingMs: 1_000, reserveMs: 5_000 },
+      { minRemainingMs: 1_000, reserveMs: 4_000 },
     );
     const endsAt = Date.now() + 8_000;
     const context = { ...lambdaContext(), getRemainingTimeInMillis: () => endsAt - Date.now() };
