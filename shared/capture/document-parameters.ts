@@ -1,4 +1,47 @@
+import { DocumentParameterError } from './errors.ts';
 import type { CaptureRequest } from './request.ts';
+
+/**
+ * The allowedPattern of every String parameter of ssm-documents/tapline-capture.yml the core
+ * sends, as the document states it, character for character
+ * (test/unit/capture-review-document-parameters.test.ts keeps the two equal). moto does not enforce allowedPattern and real SSM refuses the whole command
+ * on a mismatch, so the core checks each value against these before anything is started.
+ */
+const PATTERN_SOURCES: Readonly<Record<string, string>> = {
+  CaptureId: '^cap-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$',
+  Bucket: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$',
+  KmsKeyId: '^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})$',
+  Region: '^[a-z]{2}(-[a-z]+)+-[0-9]$',
+  Interface: '^(auto|[a-zA-Z0-9][a-zA-Z0-9._-]{0,14})$',
+  DurationSeconds: '^[1-9][0-9]{0,4}$',
+  Snaplen: '^(0|[1-9][0-9]{0,5})$',
+  RotateSeconds: '^(0|[1-9][0-9]{0,4})$',
+  RotateMegabytes: '^[1-9][0-9]{0,3}$',
+  FileCount: '^[1-9][0-9]{0,3}$',
+  MaxMegabytes: '^[1-9][0-9]{0,6}$',
+  Filter: '^$|^[a-zA-Z0-9(!][a-zA-Z0-9 .:/()!&|<>=*+\\[\\]-]{0,1023}$',
+  MinFreeMegabytes: '^(0|[1-9][0-9]{0,6})$',
+  LookbackSeconds: '^(0|[1-9][0-9]{0,4})$',
+  WorkDir: '^/(var/lib|var/tmp|tmp|opt)/tapline[A-Za-z0-9_-]*(/[A-Za-z0-9_-]+)*$',
+  EndpointUrl:
+    '^$|^http://127\\.0\\.0\\.1:[1-9][0-9]{1,4}$|^https://[a-z0-9-]+(\\.[a-z0-9-]+)*\\.amazonaws\\.com(\\.cn)?$',
+};
+
+export const CAPTURE_DOCUMENT_PATTERNS: Readonly<Record<string, RegExp>> = Object.fromEntries(
+  Object.entries(PATTERN_SOURCES).map(([name, source]) => [name, new RegExp(source)]),
+);
+
+/** Throws DocumentParameterError for the first value its document pattern refuses. */
+export function checkDocumentParameters(params: Record<string, string[]>): void {
+  for (const [name, values] of Object.entries(params)) {
+    const pattern = CAPTURE_DOCUMENT_PATTERNS[name];
+    const value = values[0] ?? '';
+    if (!pattern || values.length !== 1) {
+      throw new DocumentParameterError(name, value, pattern ?? /^(?!)$/);
+    }
+    if (!pattern.test(value)) throw new DocumentParameterError(name, value, pattern);
+  }
+}
 
 /** Bytes kept per packet in "headers" mode: Ethernet + VLAN + IPv6 + TCP with options. */
 export const HEADERS_SNAPLEN = 128;
@@ -21,8 +64,9 @@ export interface DocumentParameterInput {
 
 /**
  * SendCommand parameters for the capture document: one value per String parameter. Every value
- * here is produced from validated, typed fields, and the document's allowedPatterns (and the
- * script's own re-check) accept nothing else.
+ * here is produced from validated, typed fields, and checked against the document's
+ * allowedPatterns (checkDocumentParameters: DocumentParameterError) before it is returned; the
+ * script re-checks each one on the host.
  */
 export function captureDocumentParameters(input: DocumentParameterInput): Record<string, string[]> {
   const { request } = input;
@@ -45,5 +89,7 @@ export function captureDocumentParameters(input: DocumentParameterInput): Record
   };
   if (input.hostS3Endpoint) params.EndpointUrl = input.hostS3Endpoint;
   if (input.hostWorkDir) params.WorkDir = input.hostWorkDir;
-  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [v]]));
+  const out = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [v]]));
+  checkDocumentParameters(out);
+  return out;
 }

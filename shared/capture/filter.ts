@@ -255,6 +255,15 @@ export function checkBpfExpression(expression: string): string {
     );
   }
   const first = tokens[0]!;
+  // the capture document's Filter pattern starts with [a-zA-Z0-9(!]: an address like ::1
+  // (IPv6 shorthand) is a token of its own but cannot open the filter
+  if (!/^[A-Za-z0-9(!]/.test(first.text)) {
+    fail(
+      `a filter cannot start with "${first.text}" (start with a keyword, a number, "(" or "!", e.g. "host ${first.text}")`,
+      first.text,
+      first.position,
+    );
+  }
   if (first.kind === 'operator' && first.text !== '(' && first.text !== '!') {
     fail(`a filter cannot start with "${first.text}"`, first.text, first.position);
   }

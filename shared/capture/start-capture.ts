@@ -312,6 +312,21 @@ export async function startCapture(
   const requestedBy = request.requestedBy ?? deps.invokedBy ?? 'unknown';
   const fingerprint = fingerprintOf(request);
   const store = await evidenceStore(deps);
+  // Every SendCommand parameter, checked against the document's allowedPatterns now: a value
+  // SSM would refuse (moto does not check) starts nothing and takes no guard.
+  const parameters = captureDocumentParameters({
+    captureId,
+    request,
+    bpf,
+    durationSeconds,
+    maxMegabytes,
+    bucket: config.EVIDENCE_BUCKET,
+    keyArn: store.keyArn,
+    region: config.AWS_REGION,
+    minFreeMegabytes: config.MIN_FREE_MEGABYTES,
+    hostS3Endpoint: deps.hostS3Endpoint,
+    hostWorkDir: deps.hostWorkDir,
+  });
   const refused: Refusal[] = [];
   const history: CaptureManifest['history'] = [
     { at: startedAt.toISOString(), event: 'requested', source: request.source, requestedBy },
@@ -741,19 +756,6 @@ export async function startCapture(
       logger.warn('DescribeDocument failed; sending $DEFAULT', { error: String(error) });
       return undefined;
     });
-  const parameters = captureDocumentParameters({
-    captureId,
-    request,
-    bpf,
-    durationSeconds,
-    maxMegabytes,
-    bucket: config.EVIDENCE_BUCKET,
-    keyArn: store.keyArn,
-    region: config.AWS_REGION,
-    minFreeMegabytes: config.MIN_FREE_MEGABYTES,
-    hostS3Endpoint: deps.hostS3Endpoint,
-    hostWorkDir: deps.hostWorkDir,
-  });
   manifest.ssm.documentVersion = documentVersion;
   manifest.ssm.parameters = Object.fromEntries(
     Object.entries(parameters).map(([k, v]) => [k, v[0]!]),

@@ -10,6 +10,7 @@
 import { S3ServiceException } from '@aws-sdk/client-s3';
 import { SSMServiceException } from '@aws-sdk/client-ssm';
 import { describe, expect, it } from 'vitest';
+import { DocumentParameterError } from '../../shared/capture/errors.ts';
 import { startCapture } from '../../shared/capture/start-capture.ts';
 import { sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
 import { cooldownKey, lockKey, readLease } from '../../shared/evidence/guards.ts';
@@ -173,5 +174,18 @@ describe('startCapture after a failed SendCommand (moto)', () => {
     expect(swept).toEqual([{ captureId: outcome.captureId, instanceId: id }]);
     const errors = (await manifestOf(world, outcome.captureId)).hosts[id]!.errors.join('\n');
     expect(errors).toContain('the manifest never recorded the command as sent to this host');
+  }, 60_000);
+
+  it('a parameter the document would refuse is a typed error before any guard or command', async () => {
+    const world = await makeCaptureWorld();
+    const topo = await makeTopology(world, 250);
+    const id = topo.nat.instanceId;
+    const attempt = startCapture(
+      { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-250 odd capture ID' },
+      { ...world.deps, newId: () => 'cap-manual-1' },
+    );
+    await expect(attempt).rejects.toBeInstanceOf(DocumentParameterError);
+    await expect(attempt).rejects.toMatchObject({ details: { parameter: 'CaptureId' } });
+    expect(await readLease(worldEvidenceStore(world), lockKey(id))).toBeUndefined();
   }, 60_000);
 });
