@@ -157,6 +157,17 @@ async function verifiedFiles(
       );
     }
     if (head.ServerSideEncryption !== 'aws:kms') errors.push(`${key} is not SSE-KMS encrypted`);
+    // A complete report lists every file the host uploaded (a failed attempt that reached S3
+    // after all is in its unsent list): anything else under the host's prefix is not the host's
+    // word, and is said so rather than recorded as its evidence without comment.
+    if (
+      report &&
+      !report.filesOmitted &&
+      host === undefined &&
+      !report.unsent.some((u) => u.key === key)
+    ) {
+      errors.push(`${key} is in the bucket but not in the host's report`);
+    }
     const num = (v: string | undefined) => (v !== undefined && v !== '' ? Number(v) : undefined);
     files.push({
       key,
@@ -206,12 +217,22 @@ export async function applyHostResult(
   const files = await verifiedFiles(store, input.captureId, input.instanceId, report, errors);
   if (files.some((f) => f.verified === false) && status === 'success')
     errors.push('integrity check failed');
+  const notes: string[] = [];
   // Files the host reported that are not all safely in the bucket (not there, failing their
   // hashes, not SSE-KMS) or that it had to leave on its disk: the capture is not a plain success.
   for (const u of report?.unsent ?? []) {
-    errors.push(`${u.key} was not uploaded: the host kept it at ${u.path}`);
+    const arrived = files.find((f) => f.key === u.key);
+    if (arrived?.verified && arrived.sha256 === u.sha256) {
+      // the host gave up on the upload but S3 had taken it: the evidence is there (noted only)
+      notes.push(
+        `${u.key} is in the bucket although the host kept it after a failed upload (${u.path})`,
+      );
+    } else {
+      errors.push(`${u.key} was not uploaded: the host kept it at ${u.path}`);
+    }
   }
   const evidenceIncomplete = errors.length > 0 && report !== undefined;
+  errors.push(...notes);
   let finishedNow = false;
   type Applied = 'no-host' | 'already-final' | 'other-command' | 'applied';
   // set by the change below (which may run more than once); read after the write

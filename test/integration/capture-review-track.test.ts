@@ -168,4 +168,66 @@ describe('track-capture records what the host reported (moto)', () => {
       expect(manifest.hosts[c.id]!.errors.join('\n'), c.missing).toContain(second.key);
     }
   }, 60_000);
+
+  it('an object under the host prefix that the host did not report is said, and an unsent file that did arrive is not called missing', async () => {
+    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 251);
+    const start = async (id: string) => {
+      const started = await startCapture(
+        { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-251 extra objects' },
+        world.deps,
+      );
+      expect(started.started).toHaveLength(1);
+      return started;
+    };
+    const apply = (captureId: string, id: string, commandId: string, report: unknown) =>
+      applyHostResult(
+        {
+          captureId,
+          instanceId: id,
+          commandId,
+          ssmStatus: 'Success',
+          stdout: `${JSON.stringify(report)}\n`,
+        },
+        world.deps,
+      );
+
+    // someone else put a pcap under the NAT's prefix; the host's own report does not list it
+    const nat = topo.nat.instanceId;
+    const a = await start(nat);
+    const stray = await uploadLikeTheHost(world, a.captureId, nat, PCAP);
+    const report = hostReport(a.captureId, nat, stray, PCAP.length, { files: [], fileCount: 0 });
+    const strayTracked = await apply(a.captureId, nat, a.started[0]!.commandId, report);
+    expect(strayTracked.hostStatus).toBe('partial');
+    expect((await manifestOf(world, a.captureId)).hosts[nat]!.errors).toContain(
+      `${stray.key} is in the bucket but not in the host's report`,
+    );
+
+    // the host gave up on an upload that S3 had in fact taken (its report says partial)
+    const sensor = topo.sensor.instanceId;
+    const b = await start(sensor);
+    const arrived = await uploadLikeTheHost(world, b.captureId, sensor, PCAP);
+    const gaveUp = hostReport(b.captureId, sensor, arrived, PCAP.length, {
+      status: 'partial',
+      files: [],
+      fileCount: 0,
+      unsent: [
+        {
+          key: arrived.key,
+          path: '/var/lib/tapline/unsent/00001.pcap',
+          size: PCAP.length,
+          sha256: arrived.sha256,
+        },
+      ],
+      errors: ['upload of the file failed after 5 attempts'],
+    });
+    const gaveUpTracked = await apply(b.captureId, sensor, b.started[0]!.commandId, gaveUp);
+    expect(gaveUpTracked.hostStatus).toBe('partial');
+    const errors = (await manifestOf(world, b.captureId)).hosts[sensor]!.errors;
+    expect(errors.join('\n')).not.toContain('was not uploaded');
+    expect(errors.join('\n')).not.toContain("not in the host's report");
+    expect(errors.join('\n')).toContain(
+      `${arrived.key} is in the bucket although the host kept it`,
+    );
+  }, 60_000);
 });
