@@ -294,15 +294,28 @@ export async function applyHostResult(
     return m;
   });
   if (!written || applied !== 'applied') {
-    // Nothing of this delivery was recorded: the lock is left as it is (a status event of
-    // another command must not free the host while its own command still runs) and nothing
-    // is published again.
+    // Nothing of this delivery was recorded and nothing is published again. A status event of
+    // another command leaves the lock alone (it must not free the host while the capture's own
+    // command still runs); a redelivery for a host already final releases the lock in case the
+    // delivery that recorded it stopped between its two writes (releaseLease only releases a
+    // lock this capture still holds).
     const host = written?.hosts[input.instanceId];
+    const lockReleased =
+      applied === 'already-final'
+        ? await releaseLease(
+            store,
+            lockKey(input.instanceId),
+            input.captureId,
+            now(),
+            `host result already recorded (${host?.status})`,
+          )
+        : undefined;
     return {
       captureId: input.captureId,
       instanceId: input.instanceId,
       hostStatus: host?.status,
       state: written?.state,
+      ...(lockReleased !== undefined ? { lockReleased } : {}),
       ignored:
         applied === 'other-command'
           ? `command ${input.commandId} is not the capture's command ${host?.commandId} on this host`

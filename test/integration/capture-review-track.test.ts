@@ -6,6 +6,7 @@
  * or were left unsent on the host.
  */
 import { createHash } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { startCapture } from '../../shared/capture/start-capture.ts';
 import { applyHostResult, sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
@@ -81,6 +82,43 @@ describe('track-capture records what the host reported (moto)', () => {
     const length = manifest.history.length;
     await applyHostResult(input, lateAt);
     expect((await manifestOf(world, started.captureId)).history).toHaveLength(length);
+  }, 60_000);
+
+  it('a redelivered result releases the lock when the first delivery stopped before releasing it', async () => {
+    const world = await makeCaptureWorld();
+    const topo = await makeTopology(world, 252);
+    const id = topo.nat.instanceId;
+    const started = await startCapture(
+      { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-252 redelivery' },
+      world.deps,
+    );
+    const store = worldEvidenceStore(world);
+    const held = (await readLease(store, lockKey(id)))!.lease!;
+    const input = {
+      captureId: started.captureId,
+      instanceId: id,
+      commandId: started.started[0]!.commandId,
+      ssmStatus: 'Failed',
+      stdout: '',
+    };
+    expect((await applyHostResult(input, world.deps)).lockReleased).toBe(true);
+    // as if that delivery had stopped after the manifest write: the lock is still held
+    await world.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: world.config.EVIDENCE_BUCKET,
+        Key: lockKey(id),
+        Body: JSON.stringify(held),
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: world.keyArn,
+      }),
+    );
+    const history = (await manifestOf(world, started.captureId)).history.length;
+
+    const again = await applyHostResult(input, world.deps);
+
+    expect(again).toMatchObject({ hostStatus: 'failed', lockReleased: true });
+    expect((await readLease(store, lockKey(id)))?.lease?.state).toBe('released');
+    expect((await manifestOf(world, started.captureId)).history).toHaveLength(history);
   }, 60_000);
 
   it('a result of another command naming the capture neither frees the host nor changes its record', async () => {
