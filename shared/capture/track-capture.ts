@@ -10,6 +10,7 @@ import {
   lockCaptureIdHistory,
   lockKey,
   logCorruptGuard,
+  readLease,
   releaseLease,
   supersededBy,
 } from '../evidence/guards.ts';
@@ -483,8 +484,20 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
       try {
         hints = await lockCaptureIdHistory(store, lock.key);
       } catch (error) {
-        cannotClose({ key: lock.key, instanceId, reading: 'the corrupt lock history' }, error);
-        continue;
+        // e.g. no s3:ListBucketVersions / s3:GetObjectVersion on locks/*: the current object
+        // (when it still names a capture) is the only hint left
+        deps.logger.error('could not read the versions of a corrupt lock; using its current body', {
+          key: lock.key,
+          instanceId,
+          error: describeError(error, { status: true, maxMessageLength: 300 }),
+        });
+        try {
+          const current = (await readLease(store, lock.key))?.lease?.captureId;
+          hints = typeof current === 'string' ? [current] : [];
+        } catch (again) {
+          cannotClose({ key: lock.key, instanceId }, again);
+          continue;
+        }
       }
       for (const captureId of hints.filter((id) => CAPTURE_ID_PATTERN.test(id))) {
         try {

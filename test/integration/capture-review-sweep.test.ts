@@ -4,7 +4,7 @@
  * record says so), and one capture it cannot update (an unreadable manifest) does not stop it
  * from closing the others (moto).
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { startCapture } from '../../shared/capture/start-capture.ts';
 import { sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
@@ -12,6 +12,7 @@ import { lockKey, readLease } from '../../shared/evidence/guards.ts';
 import { manifestKey } from '../../shared/evidence/manifest.ts';
 import { readStoredJson } from '../../shared/evidence/store.ts';
 import { type CaptureWorld, makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
+import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
 import { loggerRecordingErrors } from '../support/recording-logger.ts';
 
@@ -140,5 +141,59 @@ describe('timed-out sweep (moto)', () => {
     });
     const lock = await readLease(worldEvidenceStore(world), lockKey(hosts[1]!));
     expect(lock?.lease?.state).toBe('held');
+  }, 60_000);
+
+  it('without access to lock versions, a corrupt lock that still names its capture closes it', async () => {
+    const world = await makeCaptureWorld();
+    const topo = await makeTopology(world, 253);
+    const store = worldEvidenceStore(world);
+    const t0 = new Date();
+    const started = await startCapture(request(topo.nat.instanceId, 'IR-253 no versions'), {
+      ...world.deps,
+      now: () => t0,
+    });
+    const key = lockKey(topo.nat.instanceId);
+    const { expiresAt: _dropped, ...rest } = (await readLease(store, key))!.lease!;
+    await overwrite(world, key, JSON.stringify(rest));
+    // a role without s3:ListBucketVersions on locks/*
+    const clients = motoClients();
+    clients.s3.middlewareStack.add(
+      ((next: (a: unknown) => Promise<unknown>, ctx: { commandName?: string }) =>
+        async (args: { input: { Prefix?: string } }) => {
+          if (
+            ctx.commandName === 'ListObjectVersionsCommand' &&
+            args.input.Prefix?.startsWith('locks/')
+          ) {
+            throw new S3ServiceException({
+              name: 'AccessDenied',
+              $fault: 'client',
+              $metadata: { httpStatusCode: 403 },
+              message: 'injected: Access Denied',
+            });
+          }
+          return next(args);
+        }) as never,
+      { step: 'initialize', name: 'denyVersions' },
+    );
+    const { logger, errors } = loggerRecordingErrors(world.deps.logger);
+
+    const swept = await sweepTimedOutCaptures({
+      ...world.deps,
+      clients,
+      logger,
+      now: () => new Date(t0.getTime() + 931_000),
+    });
+
+    expect(swept).toEqual([
+      {
+        captureId: started.captureId,
+        instanceId: topo.nat.instanceId,
+        lockCorrupt: 'expiresAt is missing',
+      },
+    ]);
+    expect(errors).toContainEqual({
+      message: 'could not read the versions of a corrupt lock; using its current body',
+      extra: expect.objectContaining({ key, error: expect.objectContaining({ status: 403 }) }),
+    });
   }, 60_000);
 });
