@@ -414,14 +414,17 @@ describe('processing queue', () => {
     );
   });
 
-  it('feeds process-pcap with partial batch failures', () => {
+  it('feeds process-pcap one pcap at a time, with partial batch failures', () => {
     const mapping = Object.values(resources).find(
       (r) => r.Type === 'AWS::Lambda::EventSourceMapping',
     );
+    // one file per invocation: a record left without time by a slow neighbour would be failed
+    // unread and use up one of its receives
     expect(mapping?.Properties).toMatchObject({
       EventSourceArn: getAtt('ProcessingQueue'),
       FunctionName: getAtt('ProcessPcapLambdaFunction'),
       FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BatchSize: 1,
     });
   });
 
@@ -703,6 +706,10 @@ describe('function roles (least privilege)', () => {
       'sqs:GetQueueAttributes',
       'sqs:ReceiveMessage',
     ]);
+    // the replaced-evidence check lists the versions of the pcap key, under pcaps/ only
+    const versions = statements.filter((s) => list(s.Action).includes('s3:ListBucketVersions'));
+    expect(versions).toHaveLength(1);
+    expect(versions[0]!.Condition).toEqual({ StringLike: { 's3:prefix': ['pcaps/*'] } });
     expect(allActions(statements)).not.toContain('ssm:SendCommand');
     expect(allActions(statements).some((a) => a.startsWith('ec2:'))).toBe(false);
     // serverless adds no second policy or role for the SQS event source

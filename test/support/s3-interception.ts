@@ -10,6 +10,7 @@ import {
   GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectVersionsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -28,7 +29,12 @@ export const RESULT_STORE_COMMANDS = [
 ] as const;
 
 /** The commands the processing job sends: the result store's and the source integrity check. */
-export const PROCESSING_COMMANDS = [...RESULT_STORE_COMMANDS, GetObjectAttributesCommand] as const;
+/** The processing job also lists a pcap key's other versions (the replaced-evidence check). */
+export const PROCESSING_COMMANDS = [
+  ...RESULT_STORE_COMMANDS,
+  GetObjectAttributesCommand,
+  ListObjectVersionsCommand,
+] as const;
 
 /**
  * What a test does with one command: `name` is the command class name (`'UploadPartCommand'`),
