@@ -63,10 +63,10 @@ export interface DocumentParameterInput {
 }
 
 /**
- * SendCommand parameters for the capture document: one value per String parameter. Every value
- * here is produced from validated, typed fields, and checked against the document's
- * allowedPatterns (checkDocumentParameters: DocumentParameterError) before it is returned; the
- * script re-checks each one on the host.
+ * SendCommand parameters for the capture document: one value per String parameter, produced
+ * from validated, typed fields. The capture core checks them with checkDocumentParameters
+ * before anything starts (the dry-run plan shows them as built); the script re-checks each one
+ * on the host.
  */
 export function captureDocumentParameters(input: DocumentParameterInput): Record<string, string[]> {
   const { request } = input;
@@ -89,7 +89,5 @@ export function captureDocumentParameters(input: DocumentParameterInput): Record
   };
   if (input.hostS3Endpoint) params.EndpointUrl = input.hostS3Endpoint;
   if (input.hostWorkDir) params.WorkDir = input.hostWorkDir;
-  const out = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [v]]));
-  checkDocumentParameters(out);
-  return out;
+  return Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [v]]));
 }

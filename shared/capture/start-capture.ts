@@ -40,7 +40,7 @@ import { publishEvent, type TaplineEventType } from '../notify/publish.ts';
 import type { CoreLogger } from '../observability.ts';
 import { checkSsmOnline } from '../targets/online.ts';
 import { type ResolvedTarget, resolveTargets } from '../targets/resolve.ts';
-import { captureDocumentParameters } from './document-parameters.ts';
+import { captureDocumentParameters, checkDocumentParameters } from './document-parameters.ts';
 import { filterToBpf } from './filter.ts';
 import { isCaptureId, newCaptureId } from './ids.ts';
 import { type CaptureRequest, type CaptureRequestInput, parseCaptureRequest } from './request.ts';
@@ -327,6 +327,7 @@ export async function startCapture(
     hostS3Endpoint: deps.hostS3Endpoint,
     hostWorkDir: deps.hostWorkDir,
   });
+  checkDocumentParameters(parameters);
   const refused: Refusal[] = [];
   const history: CaptureManifest['history'] = [
     { at: startedAt.toISOString(), event: 'requested', source: request.source, requestedBy },

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import {
   CAPTURE_DOCUMENT_PATTERNS,
   captureDocumentParameters,
+  checkDocumentParameters,
   type DocumentParameterInput,
 } from '../../shared/capture/document-parameters.ts';
 import { DocumentParameterError } from '../../shared/capture/errors.ts';
@@ -97,7 +98,7 @@ describe('capture document parameters', () => {
     for (const [parameter, overrides] of cases) {
       let caught: unknown;
       try {
-        captureDocumentParameters(input(overrides));
+        checkDocumentParameters(captureDocumentParameters(input(overrides)));
       } catch (error) {
         caught = error;
       }
