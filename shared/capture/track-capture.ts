@@ -192,7 +192,9 @@ async function verifiedFiles(
 /**
  * Applies one host's final result to the manifest (shared by track-capture and the lab agent):
  * verified files, counts, errors, status; releases the host's lock; publishes. Duplicate
- * deliveries for a host that is already terminal change nothing.
+ * deliveries for a host that is already final change nothing (they only release a lock this
+ * capture still holds); a result of another command than the host's is ignored and leaves the
+ * lock; a host the timed-out sweep closed still takes its late result (the time-out is kept).
  */
 export async function applyHostResult(
   input: HostResultInput,
