@@ -50,7 +50,7 @@ export function withCaptureFlags(command: Command): Command {
     .option('--port <port>', 'structured filter: port (repeatable)', collect)
     .option(
       '--proto <protocol>',
-      'structured filter: tcp, udp, icmp, icmp6, gre, esp (repeatable)',
+      'structured filter: tcp, udp, icmp, icmp6, gre, esp, ipv6-in-ipv4 (repeatable)',
       collect,
     )
     .option('--direction <both|src|dst>', 'structured filter direction for --host')
@@ -89,18 +89,27 @@ export async function captureRequestFromFlags(
       );
     });
     const line = text.split('\n').find((l) => l.trim().length > 0) ?? '';
-    let finding: { capture?: Record<string, unknown> };
+    let finding: { capture?: { request?: unknown } };
     try {
       finding = JSON.parse(line);
     } catch {
       throw new InvalidCaptureRequestError(`--finding ${flags.finding} is not a JSON finding line`);
     }
-    if (!finding.capture || typeof finding.capture !== 'object') {
+    // `tapline detect --json` writes the suggested capture as { auto, where, request }
+    const suggested = finding?.capture?.request;
+    if (!suggested || typeof suggested !== 'object' || Array.isArray(suggested)) {
       throw new InvalidCaptureRequestError(`--finding ${flags.finding} has no suggested capture`);
     }
-    base = { ...finding.capture };
+    // the request as the detector would send it, but asked for by whoever runs the CLI (their
+    // identity unless --requested-by); the finding and its fingerprint stay, so the capture is
+    // recorded against the finding and shares its cooldown with the detector's own capture
+    const {
+      requestedBy: _detector,
+      source: _source,
+      ...request
+    } = suggested as Record<string, unknown>;
+    base = request;
   }
-
   const selectors = [flags.target?.length ? 'target' : '', flags.tag, flags.eni, flags.addr].filter(
     Boolean,
   );
@@ -133,6 +142,17 @@ export async function captureRequestFromFlags(
   const structured = flags.host?.length || flags.port?.length || flags.proto?.length;
   if (flags.filter && structured) {
     throw new InvalidCaptureRequestError('give either --filter or --host/--port/--proto, not both');
+  }
+  // a flag that would be dropped is refused: the capture must be what the responder asked for
+  if (flags.direction && !flags.host?.length) {
+    throw new InvalidCaptureRequestError('--direction says which side --host is on: give --host', {
+      field: 'direction',
+    });
+  }
+  if (flags.headersOnly && flags.snaplen !== undefined) {
+    throw new InvalidCaptureRequestError('give either --headers-only or --snaplen, not both', {
+      field: 'snaplen',
+    });
   }
   if (flags.filter) base.filter = { kind: 'bpf', expression: flags.filter };
   if (structured) {

@@ -91,6 +91,25 @@ export function isFinished(m: CaptureManifest): boolean {
     : hosts.every((h) => TERMINAL_HOST_STATUSES.includes(h.status));
 }
 
+/** How often the tracker's time-out sweep closes hosts that never reported (serverless.yml). */
+const SWEEP_INTERVAL_MS = 15 * 60_000;
+
+/**
+ * How long `--wait` follows a capture: until its hosts' report deadline (the capture's real
+ * length, look-back and the stage's defaults included) plus one time-out sweep and a minute,
+ * by which time every host is finished, failed or timed out. Without a deadline in the answer
+ * (an older start-capture), the requested duration plus 15 minutes.
+ */
+export function waitTimeoutMs(
+  response: StartResponse,
+  requestedSeconds: number,
+  now = Date.now(),
+): number {
+  const deadline = response.deadline ? Date.parse(response.deadline) : Number.NaN;
+  if (Number.isFinite(deadline)) return Math.max(0, deadline - now) + SWEEP_INTERVAL_MS + 60_000;
+  return (requestedSeconds + 900) * 1000;
+}
+
 /** Follows a capture's manifest until every host is done (or `timeoutMs`), showing a status line. */
 export async function waitForCapture(
   ctx: CliContext,
@@ -136,9 +155,8 @@ export function register(
     }
     if (!options.json) process.stdout.write(renderStart(response));
     const line = statusLine();
-    const durationMs = (Number(options.duration ?? 300) + 900) * 1000;
     const manifest = await waitForCapture(ctx, response.captureId, {
-      timeoutMs: durationMs,
+      timeoutMs: waitTimeoutMs(response, Number(options.duration ?? 300)),
       onUpdate: (m) => line.show(`${m.captureId} ${m.state}: ${hostSummary(m)}`),
     });
     line.done();
