@@ -16,3 +16,13 @@ export class DocumentParameterError extends TaplineError {
     );
   }
 }
+
+/** A new capture's manifest already exists: its ID was taken (a clock or ID-source fault). */
+export class CaptureIdCollisionError extends TaplineError {
+  constructor(captureId: string) {
+    super(`a capture manifest for ${captureId} already exists; nothing was started`, {
+      code: 'CAPTURE_ID_COLLISION',
+      details: { captureId },
+    });
+  }
+}

@@ -41,6 +41,7 @@ import type { CoreLogger } from '../observability.ts';
 import { checkSsmOnline } from '../targets/online.ts';
 import { type ResolvedTarget, resolveTargets } from '../targets/resolve.ts';
 import { captureDocumentParameters, checkDocumentParameters } from './document-parameters.ts';
+import { CaptureIdCollisionError } from './errors.ts';
 import { filterToBpf } from './filter.ts';
 import { isCaptureId, newCaptureId } from './ids.ts';
 import { type CaptureRequest, type CaptureRequestInput, parseCaptureRequest } from './request.ts';
@@ -539,6 +540,28 @@ export async function startCapture(
       });
     }
   };
+  /** Releases the locks and cooldowns this capture took on `hosts` (what it holds only). */
+  const giveBackGuards = async (hosts: ResolvedTarget[], because: string): Promise<void> => {
+    for (const { instanceId } of hosts) {
+      const keys = [
+        lockKey(instanceId),
+        ...(fingerprint && config.COOLDOWN_SECONDS > 0
+          ? [cooldownKey(fingerprint, instanceId)]
+          : []),
+      ];
+      for (const key of keys) {
+        await releaseLease(store, key, captureId, now(), because).catch((error: unknown) =>
+          logger.error('could not give back a capture guard', {
+            captureId,
+            instanceId,
+            key,
+            because,
+            error: describeError(error, { status: true, maxMessageLength: 300 }),
+          }),
+        );
+      }
+    }
+  };
   const guardHost = async (target: ResolvedTarget): Promise<ResolvedTarget | undefined> => {
     const id = target.instanceId;
     // A fingerprint still cooling down on this host is refused before the lock is touched:
@@ -649,17 +672,7 @@ export async function startCapture(
         // guards naming a capture that never ran.
         const id = target.instanceId;
         const cause = describeError(error, { status: true, maxMessageLength: 300 });
-        const rollback = [lockKey(id), ...(fingerprint ? [cooldownKey(fingerprint, id)] : [])];
-        for (const key of rollback) {
-          await releaseLease(store, key, captureId, now(), 'guard error').catch((e) =>
-            logger.error('could not release a guard after a guard error', {
-              captureId,
-              instanceId: id,
-              key,
-              error: describeError(e, { status: true, maxMessageLength: 300 }),
-            }),
-          );
-        }
+        await giveBackGuards([target], 'guard error');
         refused.push({
           instanceId: id,
           reason: 'guard-failed',
@@ -766,7 +779,20 @@ export async function startCapture(
     event: 'guards-passed',
     hosts: cleared.map((t) => t.instanceId),
   });
-  await createManifest(store, manifest);
+  // No command goes out without its custody record: if the manifest cannot be written, the
+  // guards taken for it are given back (they would otherwise hold the hosts, and refuse the
+  // finding's next report, in the name of a capture that does not exist) and the error is thrown.
+  let created: Awaited<ReturnType<typeof createManifest>>;
+  try {
+    created = await createManifest(store, manifest);
+  } catch (error) {
+    await giveBackGuards(cleared, 'the manifest could not be written');
+    throw error;
+  }
+  if (!created) {
+    await giveBackGuards(cleared, 'a manifest with this capture ID already exists');
+    throw new CaptureIdCollisionError(captureId);
+  }
 
   const started: StartedHost[] = [];
   const comment = `Tapline ${captureId}: ${request.reason}`.slice(0, 100);

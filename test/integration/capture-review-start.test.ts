@@ -4,8 +4,9 @@
  * failed SendCommand the lock and the fingerprint's cooldown are both released, and the same
  * finding can start its capture as soon as SSM answers again; an S3 error while one host's
  * guards are taken refuses that host with the cause, gives back what it took, and still starts
- * the other hosts (no exception); a manifest write that fails after the command went out is
- * reported with the running capture, not thrown.
+ * the other hosts (no exception); a manifest that cannot be written gives its guards back and
+ * sends nothing; a manifest write that fails after the command went out is reported with the
+ * running capture, not thrown.
  */
 import { S3ServiceException } from '@aws-sdk/client-s3';
 import { SSMServiceException } from '@aws-sdk/client-ssm';
@@ -187,5 +188,56 @@ describe('startCapture after a failed SendCommand (moto)', () => {
     await expect(attempt).rejects.toBeInstanceOf(DocumentParameterError);
     await expect(attempt).rejects.toMatchObject({ details: { parameter: 'CaptureId' } });
     expect(await readLease(worldEvidenceStore(world), lockKey(id))).toBeUndefined();
+  }, 60_000);
+
+  it('a manifest that cannot be written gives the guards back and sends nothing', async () => {
+    const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 254);
+    const id = topo.nat.instanceId;
+    const clients = motoClients();
+    const failing = { on: true };
+    let sent = 0;
+    const middleware: Middleware = (next, ctx) => async (args) => {
+      const input = (args as { input: { Key?: string; IfNoneMatch?: string } }).input;
+      if (ctx.commandName === 'SendCommandCommand') sent++;
+      if (
+        failing.on &&
+        ctx.commandName === 'PutObjectCommand' &&
+        String(input.Key).startsWith('captures/') &&
+        input.IfNoneMatch
+      ) {
+        throw new S3ServiceException({
+          name: 'ServiceUnavailable',
+          $fault: 'server',
+          $metadata: { httpStatusCode: 503 },
+          message: 'injected: Service Unavailable',
+        });
+      }
+      return next(args);
+    };
+    clients.s3.middlewareStack.add(middleware as never, { step: 'initialize', name: 'failCreate' });
+    clients.ssm.middlewareStack.add(middleware as never, { step: 'initialize', name: 'countSend' });
+    const request = {
+      targets: { kind: 'instances' as const, instanceIds: [id] },
+      reason: 'IR-254 manifest write fails',
+      fingerprint: 'port-zero:10.254.1.5:198.51.100.9',
+      source: 'detector' as const,
+    };
+
+    await expect(startCapture(request, { ...world.deps, clients })).rejects.toMatchObject({
+      name: 'ServiceUnavailable',
+    });
+
+    expect(sent).toBe(0);
+    const store = worldEvidenceStore(world);
+    expect((await readLease(store, lockKey(id)))?.lease?.state).toBe('released');
+    expect((await readLease(store, cooldownKey(request.fingerprint, id)))?.lease?.state).toBe(
+      'released',
+    );
+    // the retry of the same finding starts at once (not "busy", not "cooling down")
+    failing.on = false;
+    const retried = await startCapture(request, { ...world.deps, clients });
+    expect(retried.refused).toEqual([]);
+    expect(retried.started.map((s) => s.instanceId)).toEqual([id]);
   }, 60_000);
 });
