@@ -1,7 +1,7 @@
 import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import type { KeptLookbackReport, ToolVersions } from '../capture/host-report.ts';
-import { TaplineError } from '../errors.ts';
-import { type EvidenceStore, getJson, putJson } from './store.ts';
+import { IntegrityError, TaplineError } from '../errors.ts';
+import { type EvidenceStore, putJson, readStoredJson } from './store.ts';
 
 /**
  * The capture manifest is the custody log: `captures/<captureId>/manifest.json`, SSE-KMS with
@@ -131,12 +131,40 @@ export class ManifestConflictError extends TaplineError {
   }
 }
 
+/**
+ * A stored manifest that is not a manifest at all (not JSON, or not a JSON object with a hosts
+ * object and a history array): the custody record itself is damaged. It names the object, so a
+ * reader (the sweep's log, `tapline status`) says which record and what is wrong.
+ */
+export class ManifestUnreadableError extends IntegrityError {
+  constructor(captureId: string, problem: string) {
+    super(`the manifest ${manifestKey(captureId)} cannot be read: ${problem}`, {
+      captureId,
+      key: manifestKey(captureId),
+      problem,
+    });
+  }
+}
+
+/** The manifest with its ETag; undefined when there is none; ManifestUnreadableError if damaged. */
 export async function readManifest(
   store: EvidenceStore,
   captureId: string,
 ): Promise<{ manifest: CaptureManifest; etag: string } | undefined> {
-  const got = await getJson<CaptureManifest>(store, manifestKey(captureId));
-  return got ? { manifest: got.value, etag: got.etag } : undefined;
+  const read = await readStoredJson(store, manifestKey(captureId));
+  if (!read) return undefined;
+  if (!read.parsed) {
+    throw new ManifestUnreadableError(
+      captureId,
+      `not JSON (${String((read.error as Error)?.message ?? read.error).slice(0, 200)})`,
+    );
+  }
+  const value = read.value as Partial<CaptureManifest> | null;
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(value) || !isObject(value?.hosts) || !Array.isArray(value?.history)) {
+    throw new ManifestUnreadableError(captureId, 'not a manifest object with hosts and history');
+  }
+  return { manifest: value as CaptureManifest, etag: read.etag };
 }
 
 /** Writes the first version; fails (returns undefined) if a manifest already exists. */

@@ -1,15 +1,19 @@
 /**
  * The timed-out sweep closes every host that never reported, also when the host's lock cannot be
  * trusted (a corrupt lock: the manifest's own deadline decides, the lock stays held and the
- * record says so), and one capture it cannot update (an unreadable manifest) does not stop it
- * from closing the others (moto).
+ * record says so), and one capture it cannot update (an unreadable manifest: a typed error
+ * naming the record) does not stop it from closing the others (moto).
  */
 import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { startCapture } from '../../shared/capture/start-capture.ts';
 import { sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
 import { lockKey, readLease } from '../../shared/evidence/guards.ts';
-import { manifestKey } from '../../shared/evidence/manifest.ts';
+import {
+  ManifestUnreadableError,
+  manifestKey,
+  readManifest,
+} from '../../shared/evidence/manifest.ts';
 import { readStoredJson } from '../../shared/evidence/store.ts';
 import { type CaptureWorld, makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
@@ -136,11 +140,20 @@ describe('timed-out sweep (moto)', () => {
       extra: expect.objectContaining({
         captureId: captures[1]!.captureId,
         instanceId: hosts[1],
-        error: expect.objectContaining({ name: 'SyntaxError' }),
+        error: expect.objectContaining({
+          name: 'ManifestUnreadableError',
+          code: 'INTEGRITY_MISMATCH',
+          message: expect.stringContaining(`captures/${captures[1]!.captureId}/manifest.json`),
+        }),
       }),
     });
     const lock = await readLease(worldEvidenceStore(world), lockKey(hosts[1]!));
     expect(lock?.lease?.state).toBe('held');
+    // JSON that is not a manifest is as unreadable, not a TypeError deep in a reader
+    await overwrite(world, manifestKey(captures[1]!.captureId), 'null');
+    await expect(
+      readManifest(worldEvidenceStore(world), captures[1]!.captureId),
+    ).rejects.toBeInstanceOf(ManifestUnreadableError);
   }, 60_000);
 
   it('without access to lock versions, a corrupt lock that still names its capture closes it', async () => {
