@@ -19,6 +19,7 @@ import {
   type HostStatus,
   type ManifestFile,
   overallState,
+  readManifest,
   TERMINAL_HOST_STATUSES,
   timeOutHost,
   updateManifest,
@@ -475,6 +476,21 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
       });
     }
   };
+  // One read per superseded capture and run: a rolling capture's hosts all carry the same
+  // previous capture, and only a host open past its deadline needs the conditional write.
+  const seen = new Map<string, Promise<CaptureManifest | undefined>>();
+  const mayBeOverdue = async (captureId: string, instanceId: string): Promise<boolean> => {
+    if (!seen.has(captureId)) {
+      seen.set(
+        captureId,
+        readManifest(store, captureId).then((r) => r?.manifest),
+      );
+    }
+    const host = (await seen.get(captureId))?.hosts[instanceId];
+    if (!host || TERMINAL_HOST_STATUSES.includes(host.status)) return false;
+    const deadline = typeof host.deadline === 'string' ? Date.parse(host.deadline) : Number.NaN;
+    return deadline <= now().getTime();
+  };
   for (const lock of await heldLocks(store, now())) {
     if (lock.corrupt) {
       // Its captureId, host and deadline cannot be trusted: it holds its host until `until`
@@ -522,6 +538,7 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
     // earlier captures whose lock this one took over before their host reported
     for (const captureId of supersededBy({ supersedes: lease.supersedes }, '', isCaptureId)) {
       try {
+        if (!(await mayBeOverdue(captureId, lease.instanceId))) continue;
         const done = await timeOutHost(store, captureId, lease.instanceId, now, {
           lock: 'taken-over',
           key,
