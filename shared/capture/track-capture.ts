@@ -4,7 +4,7 @@ import {
   type GetCommandInvocationCommandOutput,
 } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
-import { describeError, MalformedEventError } from '../errors.ts';
+import { describeError, isTaplineError, MalformedEventError } from '../errors.ts';
 import {
   heldLocks,
   lockCaptureIdHistory,
@@ -214,7 +214,23 @@ export async function applyHostResult(
       report = undefined;
     }
   } catch (error) {
-    errors.push(`no usable report from the host: ${(error as Error).message}`);
+    // what exactly is wrong (the fields that failed, the start of a line that is not JSON): a
+    // responder must be able to tell a truncated output from a script of another version
+    const details = isTaplineError(error) ? error.details : {};
+    const issues = Array.isArray(details.issues) ? (details.issues as unknown[]).slice(0, 5) : [];
+    const why = [
+      ...issues.map(String),
+      ...(typeof details.error === 'string' ? [details.error] : []),
+      ...(typeof details.line === 'string'
+        ? [`line starts ${JSON.stringify(details.line.slice(0, 80))}`]
+        : []),
+    ];
+    errors.push(
+      `no usable report from the host: ${(error as Error).message}${why.length > 0 ? ` (${why.join('; ')})` : ''}`.slice(
+        0,
+        1000,
+      ),
+    );
     if (input.stderrTail) errors.push(`stderr: ${input.stderrTail.slice(-500)}`);
   }
   const status = hostStatusFrom(input.ssmStatus, report);

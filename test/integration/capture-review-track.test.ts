@@ -3,7 +3,7 @@
  * after the sweep timed the host out is recorded, not dropped (the files are evidence; the
  * time-out stays in the history); a result of another command does not free the host; and a
  * host is never recorded as a plain success when files it reported are missing from the bucket
- * or were left unsent on the host.
+ * or were left unsent on the host; a report that does not validate says which fields are wrong.
  */
 import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -267,5 +267,37 @@ describe('track-capture records what the host reported (moto)', () => {
     expect(errors.join('\n')).toContain(
       `${arrived.key} is in the bucket although the host kept it`,
     );
+  }, 60_000);
+
+  it('a report that does not validate is recorded with the fields that are wrong', async () => {
+    const world = await makeCaptureWorld();
+    const topo = await makeTopology(world, 255);
+    const id = topo.nat.instanceId;
+    const started = await startCapture(
+      { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-255 bad report' },
+      world.deps,
+    );
+    const file = await uploadLikeTheHost(world, started.captureId, id, PCAP);
+    const report = hostReport(started.captureId, id, file, PCAP.length, {
+      packetsCaptured: -1,
+      status: 'done',
+    });
+
+    const tracked = await applyHostResult(
+      {
+        captureId: started.captureId,
+        instanceId: id,
+        commandId: started.started[0]!.commandId,
+        ssmStatus: 'Success',
+        stdout: `${JSON.stringify(report)}\n`,
+      },
+      world.deps,
+    );
+
+    expect(tracked.hostStatus).toBe('failed');
+    const errors = (await manifestOf(world, started.captureId)).hosts[id]!.errors.join('\n');
+    expect(errors).toContain('no usable report from the host');
+    expect(errors).toMatch(/status: /);
+    expect(errors).toMatch(/packetsCaptured: /);
   }, 60_000);
 });
