@@ -50,7 +50,7 @@ export function renderStatus(m: CaptureManifest, now = new Date()): string {
     `capture   ${m.captureId}`,
     `state     ${m.state}${
       overdue.length > 0
-        ? ` (${overdue.length} host(s) overdue: no report by their deadline; the timed-out sweep closes them unless their lock is damaged)`
+        ? ` (${overdue.length} host(s) overdue: no report by their deadline; the timed-out sweep, every 15 minutes, closes them as timed-out)`
         : ''
     }`,
     `source    ${m.source}${m.finding ? ` (finding ${String(m.finding.rule ?? '')} ${String(m.finding.fingerprint ?? '')})` : ''}`,

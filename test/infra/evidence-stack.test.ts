@@ -481,7 +481,8 @@ describe('functions', () => {
       expect(env.NOTIFICATION_TOPIC).toBe('tapline-ci-notifications');
       expect(env.EVIDENCE_BUCKET).toBe('tapline-ci-us-east-1-evidence');
       expect(env.CAPTURE_DOCUMENT_NAME).toBe(props('CaptureDocument').Name);
-      expect(env.ALLOWED_REQUESTERS).toBe('');
+      // who may start a capture is IAM's (lambda:InvokeFunction), not an env allow-list
+      expect(env.ALLOWED_REQUESTERS).toBeUndefined();
     }
     // The detector reads subscription records with the stage's flow-log format (AWS v2 default).
     expect(props('DetectFlowAnomaliesLambdaFunction').Environment.Variables.FLOW_LOG_FORMAT).toBe(
@@ -614,6 +615,9 @@ describe('function roles (least privilege)', () => {
       for (const prefix of ['locks/', 'cooldowns/', 'budget/'])
         expect(actionsOn(statements, bucketObjects(prefix)).sort()).toEqual([
           's3:GetObject',
+          // the rolling function also runs the timed-out sweep, which reads a corrupt lock's
+          // earlier versions
+          ...(id === 'RollingCapture' && prefix === 'locks/' ? ['s3:GetObjectVersion'] : []),
           's3:PutObject',
           's3:PutObjectRetention',
         ]);
@@ -661,6 +665,18 @@ describe('function roles (least privilege)', () => {
     expect(statement['Fn::If'][2]).toEqual({ Ref: 'AWS::NoValue' });
   });
 
+  it('rollingCapture runs the timed-out sweep: it may read lock versions, under locks/ only', () => {
+    const statements = roleStatements('RollingCaptureRole');
+    const versions = statements.filter((s) => s.Action === 's3:ListBucketVersions');
+    expect(versions.map((s) => s.Condition?.StringLike?.['s3:prefix'])).toEqual([['locks/*']]);
+    expect(actionsOn(statements, bucketObjects('locks/'))).toContain('s3:GetObjectVersion');
+    expect(
+      statements
+        .filter((s) => list(s.Action).includes('s3:GetObjectVersion'))
+        .flatMap((s) => list(s.Resource).map(json)),
+    ).toEqual([expect.stringContaining('evidence/locks/*')]);
+  });
+
   it('trackCapture: command results, manifests, host locks, reading pcaps; no SendCommand', () => {
     const statements = roleStatements('TrackCaptureRole');
     expect(allActions(statements)).toContain('ssm:GetCommandInvocation');
@@ -671,12 +687,17 @@ describe('function roles (least privilege)', () => {
     ]);
     expect(actionsOn(statements, bucketObjects('locks/')).sort()).toEqual([
       's3:GetObject',
+      's3:GetObjectVersion',
       's3:PutObject',
       's3:PutObjectRetention',
     ]);
-    // the tracker lists the versions the host uploaded for a capture, under pcaps/ only
-    const versions = statements.find((s) => s.Action === 's3:ListBucketVersions');
-    expect(versions?.Condition?.StringLike?.['s3:prefix']).toEqual(['pcaps/*']);
+    // the tracker lists the versions the host uploaded for a capture (pcaps/), and the sweep a
+    // corrupt lock's earlier versions (locks/): nothing else
+    const versions = statements.filter((s) => s.Action === 's3:ListBucketVersions');
+    expect(versions.map((s) => s.Condition?.StringLike?.['s3:prefix']).sort()).toEqual([
+      ['locks/*'],
+      ['pcaps/*'],
+    ]);
     const pcaps = actionsOn(statements, bucketObjects('pcaps/'));
     expect(pcaps).toEqual(expect.arrayContaining(['s3:GetObject', 's3:GetObjectVersion']));
     expect(pcaps).not.toContain('s3:PutObject');

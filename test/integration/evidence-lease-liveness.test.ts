@@ -326,7 +326,7 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
     expect(found).toHaveLength(cases.filter((c) => !c.omitted).length);
   });
 
-  it('the timed-out sweep times out sound locks and leaves a corrupt lock held, logged, unread', async () => {
+  it("the timed-out sweep times out sound locks, keeps a corrupt lock held and logged, and closes its capture by that capture's own manifest deadline", async () => {
     const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
     const topo = await makeTopology(world, 215);
     const worldStore = worldEvidenceStore(world);
@@ -347,7 +347,9 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
     });
     expect([...sound.started, ...damaged.started]).toHaveLength(2);
     // The second lock loses its expiresAt: a corrupt lock, held until its write + the cap. Its
-    // deadline and captureId still look usable, but nothing may act on a corrupt lock's word.
+    // captureId is only a hint: the sweep closes that capture's host because the capture's own
+    // manifest shows it open past the manifest's deadline, never on the lock's word, and the
+    // lock itself stays held.
     const key = lockKey(topo.sensor.instanceId);
     const { expiresAt: _dropped, ...rest } = (await readLease(worldStore, key))!.lease!;
     await put(worldStore, key, JSON.stringify(rest));
@@ -356,13 +358,23 @@ describe('one lease liveness rule for guards, notice markers and the capture cor
     const late = new Date(t0.getTime() + (30 + 901) * 1000);
     const swept = await sweepTimedOutCaptures({ ...world.deps, logger, now: () => late });
 
-    expect(swept).toEqual([{ captureId: sound.captureId, instanceId: topo.nat.instanceId }]);
+    expect(swept).toHaveLength(2);
+    expect(swept).toEqual(
+      expect.arrayContaining([
+        { captureId: sound.captureId, instanceId: topo.nat.instanceId },
+        {
+          captureId: damaged.captureId,
+          instanceId: topo.sensor.instanceId,
+          lockCorrupt: 'expiresAt is missing',
+        },
+      ]),
+    );
     expect((await manifestOf(world, sound.captureId)).hosts[topo.nat.instanceId]!.status).toBe(
       'timed-out',
     );
     expect((await readLease(worldStore, key))?.lease?.state).toBe('held');
     expect((await manifestOf(world, damaged.captureId)).hosts[topo.sensor.instanceId]!.status).toBe(
-      'running',
+      'timed-out',
     );
     expect(errors).toContainEqual({
       message: 'corrupt host lock treated as held',
