@@ -20,12 +20,6 @@ export function unsetIfBlank<T>(value: T): T | undefined {
 
 /** An optional string where empty or blank means "not set" (unsetIfBlank). */
 const optionalText = z.preprocess(unsetIfBlank, z.string().optional());
-const csv = z.string().transform((v) =>
-  v
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0),
-);
 
 /**
  * Every environment variable Tapline reads, in one place. serverless.yml sets them for each
@@ -76,7 +70,6 @@ export const configSchema = z.object({
   RULES_OVERRIDE: optionalText,
   /** Per-TCP-stream carving in process-pcap: off, all, or findings. */
   CARVE_MODE: z.enum(['off', 'all', 'findings']).default('off'),
-  ALLOWED_REQUESTERS: csv.optional(),
 });
 
 export type TaplineConfig = z.infer<typeof configSchema>;

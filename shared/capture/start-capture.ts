@@ -52,7 +52,6 @@ export type RefusalReason =
   | 'not-found'
   | 'not-running'
   | 'no-target'
-  | 'not-allowed'
   | 'send-failed'
   | 'guard-failed';
 
@@ -384,23 +383,14 @@ export async function startCapture(
     return refusedOutcome();
   };
 
-  // 1. Kill switch, allow-list and limits: nothing is resolved or locked when these refuse.
+  // 1. Kill switch and limits: nothing is resolved or locked when these refuse. Who may ask is
+  // IAM's to decide (lambda:InvokeFunction on start-capture): Lambda does not tell a function
+  // which principal invoked it, so an allow-list here could only check what the caller claims.
   if (!config.CAPTURES_ENABLED) {
     return refuseAll({
       reason: 'kill-switch',
       message: 'captures are disabled (CAPTURES_ENABLED=false): no new capture is started',
     });
-  }
-  if (config.ALLOWED_REQUESTERS && config.ALLOWED_REQUESTERS.length > 0) {
-    const who = deps.invokedBy ?? '';
-    if (
-      !config.ALLOWED_REQUESTERS.some((allowed) => who === allowed || who.startsWith(`${allowed}/`))
-    ) {
-      return refuseAll({
-        reason: 'not-allowed',
-        message: `the caller ${who || '(unknown)'} is not in ALLOWED_REQUESTERS`,
-      });
-    }
   }
   const ceiling = deps.durationCeiling ?? config.MAX_DURATION_SECONDS;
   if (durationSeconds > ceiling) {
