@@ -461,16 +461,26 @@ export async function startCapture(
   const lockExpiry = new Date(endsAt.getTime() + config.LOCK_TTL_SECONDS * 1000);
   const takeOverWindow = deps.takeOverEndingWithinSeconds;
   /**
-   * We took a host's lock over (it had expired, or a rolling capture's last seconds): no lock
-   * names the previous holder any more, so the timed-out sweep would never find it. Each
-   * capture it leaves (supersededBy) is closed now when its own manifest shows the host open
-   * past its deadline; those still within their deadline are carried in our lock
-   * (`supersedes`) for the sweep and the next taker. Never refuses or fails this capture.
+   * The lock to write when we take a host's lock over (it had expired, or a rolling capture's
+   * last seconds): no lock would name the previous holder any more, so the takeover write
+   * itself carries every capture it leaves (`supersedes`); a taker that stops right after that
+   * write loses none of them.
+   */
+  const takingOver = (lock: Lease, holder: Lease | undefined): Lease => {
+    const supersedes = supersededBy(holder, captureId, isCaptureId);
+    return supersedes.length > 0 ? { ...lock, supersedes } : lock;
+  };
+  /**
+   * After a takeover: each capture the lock carries is closed now when its own manifest shows
+   * the host open past its deadline; those still within their deadline stay carried in our
+   * lock for the sweep and the next taker (the lock is rewritten only when some were closed).
+   * Never refuses or fails this capture.
    */
   const settleTakenOver = async (lock: Lease, holder: Lease, etag: string): Promise<void> => {
     const key = lockKey(lock.instanceId);
     const carried: string[] = [];
-    for (const previous of supersededBy(holder, captureId, isCaptureId)) {
+    const carriedAtTakeOver = supersededBy(holder, captureId, isCaptureId);
+    for (const previous of carriedAtTakeOver) {
       try {
         const done = await timeOutHost(store, previous, lock.instanceId, now, {
           lock: 'taken-over',
@@ -506,15 +516,16 @@ export async function startCapture(
         });
       }
     }
-    if (carried.length === 0) return;
+    if (carried.length === carriedAtTakeOver.length) return;
     const written = await putJson(
       store,
       key,
-      { ...lock, supersedes: carried } satisfies Lease,
+      (carried.length > 0 ? { ...lock, supersedes: carried } : lock) satisfies Lease,
       { ifMatch: etag },
       guardRetention(store, lock.expiresAt, startedAt),
     ).catch((error: unknown) => {
-      logger.error('could not record superseded captures in the lock', {
+      // harmless: the closed ones stay carried, and the sweep finds them final
+      logger.warn('could not drop closed superseded captures from the lock', {
         captureId,
         key,
         supersedes: carried,
@@ -523,7 +534,7 @@ export async function startCapture(
       return null;
     });
     if (written === undefined) {
-      logger.error('could not record superseded captures in the lock: it changed', {
+      logger.warn('could not drop closed superseded captures from the lock: it changed', {
         captureId,
         key,
         supersedes: carried,
@@ -589,6 +600,7 @@ export async function startCapture(
         holder?.source === request.source &&
         typeof holder.endsAt === 'string' &&
         Date.parse(holder.endsAt) - startedAt.getTime() <= takeOverWindow * 1000,
+      (holder) => takingOver(lock, holder),
     );
     if (!locked.acquired) {
       logCorruptGuard(logger, 'lock', { captureId, instanceId: id, key: lockKey(id) }, locked);

@@ -507,7 +507,7 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
     const deadline = typeof host.deadline === 'string' ? Date.parse(host.deadline) : Number.NaN;
     return deadline <= now().getTime();
   };
-  for (const lock of await heldLocks(store, now())) {
+  for (const lock of await heldLocks(store, now(), { withCarrying: true })) {
     if (lock.corrupt) {
       // Its captureId, host and deadline cannot be trusted: it holds its host until `until`
       // (as startCapture holds it), and it is never released on its word.
@@ -559,6 +559,7 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
           lock: 'taken-over',
           key,
           by: lease.captureId,
+          released: lock.released === true,
         });
         if (done.outcome === 'closed') {
           await announce({ captureId, instanceId: lease.instanceId }, done);
@@ -567,6 +568,8 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
         cannotClose({ key, captureId, instanceId: lease.instanceId }, error);
       }
     }
+    // a released lock is here only for the captures it carries: its own capture is done
+    if (lock.released) continue;
     const deadline = Date.parse(lease.deadline ?? lease.expiresAt);
     if (!(deadline <= now().getTime())) continue;
     const where = { key, captureId: lease.captureId, instanceId: lease.instanceId };

@@ -213,7 +213,9 @@ export function cooldownKey(fingerprint: string, instanceId: string): string {
  * from the previous rolling capture in its last seconds; notice markers take over a corrupt
  * marker); it is given the holder as stored (undefined when not a JSON object) and its
  * liveness. Released or expired leases are always free. Every takeover is an IfMatch write on
- * the ETag read, so of concurrent takers exactly one wins.
+ * the ETag read, so of concurrent takers exactly one wins. `onTakeOver` gives the lease to write
+ * when a holder is replaced (e.g. the lock carrying what the holder leaves behind, `supersedes`):
+ * it is in that same write, so nothing is lost if the taker stops right after it.
  */
 export async function acquireLease(
   store: EvidenceStore,
@@ -221,6 +223,7 @@ export async function acquireLease(
   lease: Lease,
   now: Date,
   mayTakeOver: (holder: Lease | undefined, liveness: LeaseLiveness) => boolean = () => false,
+  onTakeOver: (holder: Lease | undefined) => Lease = () => lease,
 ): Promise<LeaseResult> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const retention = guardRetention(store, lease.expiresAt, now);
@@ -234,7 +237,13 @@ export async function acquireLease(
     if (!free) {
       return { acquired: false, key, holder, until: liveness.until, problem: liveness.problem };
     }
-    const replaced = await putJson(store, key, lease, { ifMatch: current.etag }, retention);
+    const replaced = await putJson(
+      store,
+      key,
+      onTakeOver(holder),
+      { ifMatch: current.etag },
+      retention,
+    );
     if (replaced) return { acquired: true, key, etag: replaced.etag, tookOverFrom: holder };
     // Someone else replaced it first: read again and decide again.
   }
@@ -313,7 +322,8 @@ export function logCorruptGuard(
  * corrupt lock holds its host (leaseLiveness) until `until`; nothing may act on what it claims.
  */
 export type HeldLock =
-  | { key: string; corrupt: false; lease: Lease }
+  /** `released`: only with heldLocks' `withCarrying`, a released lock still carrying captures */
+  | { key: string; corrupt: false; lease: Lease; released?: true | undefined }
   | {
       key: string;
       corrupt: true;
@@ -360,14 +370,33 @@ function leaseFieldProblems(value: Record<string, unknown>): string[] {
 /**
  * Every lock not released (for the timed-out sweep): sound held leases, and corrupt locks with
  * their problem (leaseLiveness's, decided at `now` against the object's LastModified, plus any
- * Lease field of the wrong type), so the sweep never acts on a corrupt lock's fields.
+ * Lease field of the wrong type), so the sweep never acts on a corrupt lock's fields. With
+ * `withCarrying`, also the released locks that still carry superseded captures (`released`).
  */
-export async function heldLocks(store: EvidenceStore, now: Date): Promise<HeldLock[]> {
+export async function heldLocks(
+  store: EvidenceStore,
+  now: Date,
+  options: { withCarrying?: boolean } = {},
+): Promise<HeldLock[]> {
   const keys = await listKeys(store, 'locks/');
   const out: HeldLock[] = [];
   for (const key of keys) {
     const current = await readLease(store, key);
-    if (!current || current.lease?.state === 'released') continue;
+    if (!current) continue;
+    if (current.lease?.state === 'released') {
+      // a released lock may still carry captures it superseded (see Lease.supersedes) that no
+      // later capture has taken over: the sweep must still close them by their deadlines
+      const { supersedes } = current.lease;
+      if (
+        options.withCarrying &&
+        Array.isArray(supersedes) &&
+        supersedes.length > 0 &&
+        lockKey(String(current.lease.instanceId)) === key
+      ) {
+        out.push({ key, corrupt: false, lease: current.lease, released: true });
+      }
+      continue;
+    }
     const liveness = leaseLiveness(current.lease, now, current.lastModified);
     const problems = [
       ...(liveness.problem ? [liveness.problem] : []),

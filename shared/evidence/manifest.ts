@@ -224,7 +224,13 @@ export function overallState(manifest: CaptureManifest): CaptureState {
 export type TimeOutCause =
   | { lock: 'sound'; deadline: string }
   | { lock: 'corrupt'; key: string; problem: string; until?: Date | undefined }
-  | { lock: 'taken-over'; key: string /** the capture holding the lock now */; by: string };
+  | {
+      lock: 'taken-over';
+      key: string;
+      /** the capture that took the lock over (and holds it now, unless `released`) */
+      by: string;
+      released?: boolean | undefined;
+    };
 
 /**
  * What timeOutHost did: `closed` the host (the manifest as written, and whether that finished
@@ -286,7 +292,7 @@ export async function timeOutHost(
         });
       } else {
         host.errors.push(
-          `no report from the host by its deadline ${host.deadline}; its lock ${cause.key} was taken over before it reported (held by ${cause.by} now)`,
+          `no report from the host by its deadline ${host.deadline}; its lock ${cause.key} was taken over before it reported (${cause.released ? `by ${cause.by}, which has released it since` : `held by ${cause.by} now`})`,
         );
         m.history.push({
           at: at.toISOString(),
@@ -294,7 +300,7 @@ export async function timeOutHost(
           instanceId,
           deadline: host.deadline,
           lockTakenOver: true,
-          lockHeldBy: cause.by,
+          ...(cause.released ? { lockTakenOverBy: cause.by } : { lockHeldBy: cause.by }),
         });
       }
     }
