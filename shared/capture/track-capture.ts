@@ -458,6 +458,8 @@ function lockedInstance(key: string): string | undefined {
  * released (it holds its host until `until`), but the captures its key has named (its current
  * and recent versions: hints only) are each closed when their own manifest shows this host open
  * past the manifest's deadline, so no capture stays "running" forever behind a damaged lock.
+ * The captures a lock carries as superseded (`supersedes`: taken over before their host
+ * reported), held or already released, are closed the same way, by their own manifest deadline.
  * One host that cannot be closed (an unreadable manifest, an S3 error) is logged with its cause
  * and left for the next run; it never stops the others. Runs on every track-capture and
  * rolling-capture invocation (and on track-capture's own schedule); returns what it closed.
