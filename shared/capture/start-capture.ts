@@ -31,6 +31,7 @@ import {
   type ManifestHost,
   manifestKey,
   overallState,
+  readManifest,
   timeOutHost,
   updateManifest,
 } from '../evidence/manifest.ts';
@@ -784,12 +785,22 @@ export async function startCapture(
   // No command goes out without its custody record: if the manifest cannot be written, the
   // guards taken for it are given back (they would otherwise hold the hosts, and refuse the
   // finding's next report, in the name of a capture that does not exist) and the error is thrown.
-  let created: Awaited<ReturnType<typeof createManifest>>;
+  // A create whose answer was lost (S3 stored it; the SDK's retry then got 412, or every retry
+  // failed) has written this very manifest: that is our record, not a collision, and the capture
+  // goes on (giving the guards back would leave it pending with nothing to ever close it).
+  const isOurManifest = async (): Promise<boolean> => {
+    const stored = await readManifest(store, captureId).catch(() => undefined);
+    return stored !== undefined && JSON.stringify(stored.manifest) === JSON.stringify(manifest);
+  };
+  let created: boolean;
   try {
-    created = await createManifest(store, manifest);
+    created = (await createManifest(store, manifest)) !== undefined || (await isOurManifest());
   } catch (error) {
-    await giveBackGuards(cleared, 'the manifest could not be written');
-    throw error;
+    if (!(await isOurManifest())) {
+      await giveBackGuards(cleared, 'the manifest could not be written');
+      throw error;
+    }
+    created = true;
   }
   if (!created) {
     await giveBackGuards(cleared, 'a manifest with this capture ID already exists');

@@ -1,0 +1,108 @@
+/**
+ * startCapture's first manifest write is `IfNoneMatch: '*'`. When S3 stores it but the answer is
+ * lost (a 500 or a dropped connection after the write), the SDK retries the PUT and S3 answers
+ * 412: the manifest that "already exists" is this capture's own. That is not an ID collision:
+ * the capture must go on (as it did before the collision check), not give its guards back and
+ * leave its own manifest pending forever with nothing left that would ever close it. (moto; the
+ * lost answer is injected below the SDK's retry.)
+ */
+import { S3ServiceException } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
+import { CaptureIdCollisionError } from '../../shared/capture/errors.ts';
+import { startCapture } from '../../shared/capture/start-capture.ts';
+import { lockKey, readLease } from '../../shared/evidence/guards.ts';
+import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
+import { motoClients } from '../support/aws.ts';
+import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
+
+type Middleware = (
+  next: (args: unknown) => Promise<unknown>,
+  ctx: { commandName?: string },
+) => (args: unknown) => Promise<unknown>;
+
+/** moto clients whose first manifest-creating PUT is stored but answered with a 500. */
+function clientsLosingFirstManifestAnswer() {
+  const clients = motoClients();
+  const seen = { creates: 0 };
+  const middleware: Middleware = (next, ctx) => async (args) => {
+    const input = (args as { input: { Key?: string; IfNoneMatch?: string } }).input;
+    const creating =
+      ctx.commandName === 'PutObjectCommand' &&
+      String(input.Key).startsWith('captures/') &&
+      input.IfNoneMatch === '*';
+    const out = await next(args);
+    if (creating && seen.creates++ === 0) {
+      throw new S3ServiceException({
+        name: 'InternalError',
+        $fault: 'server',
+        $metadata: { httpStatusCode: 500 },
+        message: 'injected: the write was stored, the answer lost',
+      });
+    }
+    return out;
+  };
+  // below the retry middleware: the SDK retries the PUT as it would after a lost answer
+  clients.s3.middlewareStack.add(middleware as never, { step: 'deserialize', name: 'loseAnswer' });
+  return clients;
+}
+
+describe('startCapture when the answer to its manifest write is lost (moto)', () => {
+  it('a retried create that finds its own manifest goes on with the capture', async () => {
+    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 233);
+    const id = topo.nat.instanceId;
+    const clients = clientsLosingFirstManifestAnswer();
+
+    const outcome = await startCapture(
+      {
+        targets: { kind: 'instances', instanceIds: [id] },
+        reason: 'IR-233 lost answer',
+        durationSeconds: 30,
+      },
+      { ...world.deps, clients },
+    );
+
+    expect(outcome.started.map((s) => s.instanceId)).toEqual([id]);
+    const manifest = await manifestOf(world, outcome.captureId);
+    expect(manifest.state).toBe('running');
+    expect(manifest.hosts[id]!.status).toBe('running');
+    expect((await readLease(worldEvidenceStore(world), lockKey(id)))?.lease).toMatchObject({
+      captureId: outcome.captureId,
+      state: 'held',
+    });
+  }, 60_000);
+
+  it('a manifest that exists with other content is still a collision: guards given back', async () => {
+    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
+    const topo = await makeTopology(world, 234);
+    const id = topo.nat.instanceId;
+    const clients = motoClients();
+    // another writer's manifest appears under the new capture's ID just before ours
+    const middleware: Middleware = (next, ctx) => async (args) => {
+      const input = (args as { input: { Key?: string; IfNoneMatch?: string; Body?: string } })
+        .input;
+      if (
+        ctx.commandName === 'PutObjectCommand' &&
+        String(input.Key).startsWith('captures/') &&
+        input.IfNoneMatch === '*'
+      ) {
+        await next({
+          ...(args as object),
+          input: { ...input, IfNoneMatch: undefined, Body: '{}' },
+        });
+      }
+      return next(args);
+    };
+    clients.s3.middlewareStack.add(middleware as never, { step: 'initialize', name: 'collide' });
+
+    const attempt = startCapture(
+      { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-234 collision' },
+      { ...world.deps, clients },
+    );
+
+    await expect(attempt).rejects.toBeInstanceOf(CaptureIdCollisionError);
+    expect((await readLease(worldEvidenceStore(world), lockKey(id)))?.lease?.state).toBe(
+      'released',
+    );
+  }, 60_000);
+});
