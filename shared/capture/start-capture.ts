@@ -601,7 +601,7 @@ export async function startCapture(
         holder?.source === request.source &&
         typeof holder.endsAt === 'string' &&
         Date.parse(holder.endsAt) - startedAt.getTime() <= takeOverWindow * 1000,
-      (holder) => takingOver(lock, holder),
+      { onTakeOver: (holder) => takingOver(lock, holder), uniqueHolder: true },
     );
     if (!locked.acquired) {
       logCorruptGuard(logger, 'lock', { captureId, instanceId: id, key: lockKey(id) }, locked);
@@ -633,7 +633,14 @@ export async function startCapture(
         createdAt: startedAt.toISOString(),
         expiresAt: new Date(startedAt.getTime() + config.COOLDOWN_SECONDS * 1000).toISOString(),
       };
-      const cooled = await acquireLease(store, cooldownKey(fingerprint, id), cooldown, startedAt);
+      const cooled = await acquireLease(
+        store,
+        cooldownKey(fingerprint, id),
+        cooldown,
+        startedAt,
+        undefined,
+        { uniqueHolder: true },
+      );
       if (!cooled.acquired) {
         await releaseLease(store, lockKey(id), captureId, now(), 'cooldown refused the capture');
         const key = cooldownKey(fingerprint, id);

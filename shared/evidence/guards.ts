@@ -213,9 +213,10 @@ export function cooldownKey(fingerprint: string, instanceId: string): string {
  * from the previous rolling capture in its last seconds; notice markers take over a corrupt
  * marker); it is given the holder as stored (undefined when not a JSON object) and its
  * liveness. Released or expired leases are always free. Every takeover is an IfMatch write on
- * the ETag read, so of concurrent takers exactly one wins. `onTakeOver` gives the lease to write
- * when a holder is replaced (e.g. the lock carrying what the holder leaves behind, `supersedes`):
- * it is in that same write, so nothing is lost if the taker stops right after it.
+ * the ETag read, so of concurrent takers exactly one wins. `options.onTakeOver` gives the lease
+ * to write when a holder is replaced (e.g. the lock carrying what the holder leaves behind,
+ * `supersedes`): it is in that same write, so nothing is lost if the taker stops right after it.
+ * `options.uniqueHolder`: see there (a create whose answer was lost is recognised as ours).
  */
 export async function acquireLease(
   store: EvidenceStore,
@@ -223,8 +224,17 @@ export async function acquireLease(
   lease: Lease,
   now: Date,
   mayTakeOver: (holder: Lease | undefined, liveness: LeaseLiveness) => boolean = () => false,
-  onTakeOver: (holder: Lease | undefined) => Lease = () => lease,
+  options: {
+    /** The lease to write when a holder is replaced (default: `lease`). */
+    onTakeOver?: (holder: Lease | undefined) => Lease;
+    /**
+     * `lease.captureId` is unique to this caller (a capture ID): a stored held lease with the
+     * same kind, captureId, instanceId and createdAt is this caller's own earlier write.
+     */
+    uniqueHolder?: boolean;
+  } = {},
 ): Promise<LeaseResult> {
+  const onTakeOver = options.onTakeOver ?? (() => lease);
   for (let attempt = 0; attempt < 3; attempt++) {
     const retention = guardRetention(store, lease.expiresAt, now);
     const created = await putJson(store, key, lease, { ifNoneMatch: true }, retention);
@@ -232,6 +242,18 @@ export async function acquireLease(
     const current = await readLease(store, key);
     if (!current) continue; // vanished between our two calls: try to create again
     const holder = current.lease;
+    // Our own write, stored although its answer was lost (the SDK's retry then got 412): the
+    // lease is ours, not another holder's.
+    if (
+      options.uniqueHolder === true &&
+      holder?.state === 'held' &&
+      holder.kind === lease.kind &&
+      holder.captureId === lease.captureId &&
+      holder.instanceId === lease.instanceId &&
+      holder.createdAt === lease.createdAt
+    ) {
+      return { acquired: true, key, etag: current.etag };
+    }
     const liveness = leaseLiveness(holder, now, current.lastModified);
     const free = !liveness.live || mayTakeOver(holder, liveness);
     if (!free) {
