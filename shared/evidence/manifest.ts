@@ -192,6 +192,10 @@ export async function updateManifest(
     if (!next) return current.manifest;
     next.updatedAt = now().toISOString();
     if (await putJson(store, manifestKey(captureId), next, { ifMatch: current.etag })) return next;
+    // 412: someone else wrote first, or our own write was stored and its answer lost (the SDK
+    // retried and met it). Our own is written: callers publish what they changed exactly once.
+    const after = await readManifest(store, captureId);
+    if (after && JSON.stringify(after.manifest) === JSON.stringify(next)) return next;
     await new Promise((r) => setTimeout(r, 20 * 2 ** attempt * Math.random()));
   }
   throw new ManifestConflictError(captureId);
