@@ -228,7 +228,7 @@ if (phases) {
   );
 }
 line(
-  '  floor: Node reading the file only',
+  '  floor (Node, reading only)',
   `${floor.seconds.toFixed(2)} s (start-up, imports, the same reads; no decoding)`,
   `50× tshark leaves ${(tshark.seconds / 50 - floor.seconds).toFixed(2)} s to decode`,
 );
