@@ -5,7 +5,6 @@
  * projection match the results layout. The files come from real runs of the job on moto over
  * corpus pcaps (and a few awkward cases), not from hand-written samples.
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   processPcapObject,
@@ -26,6 +25,7 @@ import {
   hostUpload,
   INSTANCE,
   type ProcessingStack,
+  putCaptureManifest,
   repeatedPcap,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
@@ -158,22 +158,15 @@ async function runJob(
     ? await hostMultipartUpload(stack, key, bytes)
     : await hostUpload(stack, key, bytes, options.hostHash === null ? { hostHash: null } : {});
   if (options.manifest) {
-    await stack.clients.s3.send(
-      new PutObjectCommand({
-        Bucket: stack.bucket,
-        Key: `captures/${cap}/manifest.json`,
-        Body: JSON.stringify({
-          version: 1,
-          hosts: {
-            [INSTANCE]: {
-              files: [{ key, sha256: up.sha256 }],
-              packetsCaptured: 50,
-              packetsDroppedByKernel: 3,
-            },
-          },
-        }),
-      }),
-    );
+    await putCaptureManifest(stack, cap, {
+      hosts: {
+        [INSTANCE]: {
+          files: [{ key, sha256: up.sha256 }],
+          packetsCaptured: 50,
+          packetsDroppedByKernel: 3,
+        },
+      },
+    });
   }
   await processPcapObject(
     { bucket: stack.bucket, key, versionId: up.versionId },

@@ -7,7 +7,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processPcapObject } from '../../shared/processing/index.ts';
 import {
@@ -18,6 +17,7 @@ import {
   getBytes,
   getJson,
   type ProcessingStack,
+  putCaptureManifest,
   versionsUnder,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
@@ -105,22 +105,15 @@ describe('per-stream carving', () => {
     ]);
 
     const flagged = await upload('finding.pcap', await fixtureFile('port-zero.pcap'));
-    await stack.clients.s3.send(
-      new PutObjectCommand({
-        Bucket: stack.bucket,
-        Key: `captures/${flagged.cap}/manifest.json`,
-        Body: JSON.stringify({
-          version: 1,
-          captureId: flagged.cap,
-          request: {
-            source: 'detector',
-            finding: { rule: 'deny-listed-peer', fingerprint: 'fp-1' },
-            filter: { kind: 'structured', hosts: ['203.0.113.80/32'], ports: [] },
-          },
-          hosts: {},
-        }),
-      }),
-    );
+    await putCaptureManifest(stack, flagged.cap, {
+      captureId: flagged.cap,
+      request: {
+        source: 'detector',
+        finding: { rule: 'deny-listed-peer', fingerprint: 'fp-1' },
+        filter: { kind: 'structured', hosts: ['203.0.113.80/32'], ports: [] },
+      },
+      hosts: {},
+    });
     await processPcapObject(flagged, coreDeps(stack, { carveMode: 'findings' }));
     expect((await carves(flagged.layout.streams)).length).toBe(3);
   });

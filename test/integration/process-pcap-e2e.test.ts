@@ -26,6 +26,7 @@ import {
   messageFor,
   type ProcessingStack,
   published,
+  putCaptureManifest,
   receiveUntil,
   repeatedPcap,
   sqsEvent,
@@ -371,28 +372,19 @@ describe('process-pcap on moto, end to end', () => {
     const key = `pcaps/${cap}/${INSTANCE}/listed.pcap`;
     const bytes = await corpusFile('tls_handshake.pcap');
     const upload = await hostUpload(stack, key, bytes);
-    await stack.clients.s3.send(
-      new PutObjectCommand({
-        Bucket: stack.bucket,
-        Key: `captures/${cap}/manifest.json`,
-        Body: JSON.stringify({
-          version: 1,
-          captureId: cap,
-          state: 'running',
-          hosts: {
-            [INSTANCE]: {
-              status: 'uploading',
-              files: [
-                { key, versionId: upload.versionId, sha256: upload.sha256, size: bytes.length },
-              ],
-              packetsCaptured: 1000,
-              packetsDroppedByKernel: 17,
-              errors: [],
-            },
-          },
-        }),
-      }),
-    );
+    await putCaptureManifest(stack, cap, {
+      captureId: cap,
+      state: 'running',
+      hosts: {
+        [INSTANCE]: {
+          status: 'uploading',
+          files: [{ key, versionId: upload.versionId, sha256: upload.sha256, size: bytes.length }],
+          packetsCaptured: 1000,
+          packetsDroppedByKernel: 17,
+          errors: [],
+        },
+      },
+    });
     const message = await eventMessageFor(key);
     await handleCleanly([message]);
     const record = await getJson(stack, completionKey(cap, 'listed.pcap', upload.versionId));

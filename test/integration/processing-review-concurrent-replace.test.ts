@@ -6,7 +6,6 @@
  * result object the completion record vouches for (Athena reads the latest version, which would
  * then disagree with the completion record, and the file would have two result versions).
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { processPcapObject } from '../../shared/processing/index.ts';
 import {
@@ -16,6 +15,7 @@ import {
   getJson,
   INSTANCE,
   type ProcessingStack,
+  putCaptureManifest,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
 import { captureResultVersions, uploadPcapForProcessing } from '../support/pcap-results.ts';
@@ -59,26 +59,19 @@ describe('concurrent duplicate deliveries across a manifest update', () => {
     const deliveryA = await processPcapObject(up, coreDeps(stack));
     expect(deliveryA.status).toBe('processed');
     // track-capture records the host's result in the meantime.
-    await stack.clients.s3.send(
-      new PutObjectCommand({
-        Bucket: stack.bucket,
-        Key: `captures/${up.cap}/manifest.json`,
-        Body: JSON.stringify({
-          version: 1,
-          captureId: up.cap,
-          state: 'complete',
-          hosts: {
-            [INSTANCE]: {
-              status: 'success',
-              files: [{ key: up.key, versionId: up.versionId, sha256: up.sha256 }],
-              packetsCaptured: 900,
-              packetsDroppedByKernel: 7,
-              errors: [],
-            },
-          },
-        }),
-      }),
-    );
+    await putCaptureManifest(stack, up.cap, {
+      captureId: up.cap,
+      state: 'complete',
+      hosts: {
+        [INSTANCE]: {
+          status: 'success',
+          files: [{ key: up.key, versionId: up.versionId, sha256: up.sha256 }],
+          packetsCaptured: 900,
+          packetsDroppedByKernel: 7,
+          errors: [],
+        },
+      },
+    });
     release();
     const b = await deliveryB;
 

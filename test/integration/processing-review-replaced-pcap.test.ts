@@ -5,7 +5,6 @@
  * custody log) is the only source that still knows what the host captured, so the new version
  * must fail integrity, not pass as `verified` because the manifest names another version.
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { processPcapObject } from '../../shared/processing/index.ts';
 import {
@@ -17,6 +16,7 @@ import {
   hostUpload,
   INSTANCE,
   type ProcessingStack,
+  putCaptureManifest,
 } from '../fixtures/processing/stack.ts';
 import { motoClients } from '../support/aws.ts';
 
@@ -31,26 +31,19 @@ async function writeManifest(
   cap: string,
   file: { key: string; versionId: string; sha256: string },
 ) {
-  await stack.clients.s3.send(
-    new PutObjectCommand({
-      Bucket: stack.bucket,
-      Key: `captures/${cap}/manifest.json`,
-      Body: JSON.stringify({
-        version: 1,
-        captureId: cap,
-        state: 'complete',
-        hosts: {
-          [INSTANCE]: {
-            status: 'success',
-            files: [{ ...file, size: 1, lookback: false }],
-            packetsCaptured: 10,
-            packetsDroppedByKernel: 0,
-            errors: [],
-          },
-        },
-      }),
-    }),
-  );
+  await putCaptureManifest(stack, cap, {
+    captureId: cap,
+    state: 'complete',
+    hosts: {
+      [INSTANCE]: {
+        status: 'success',
+        files: [{ ...file, size: 1, lookback: false }],
+        packetsCaptured: 10,
+        packetsDroppedByKernel: 0,
+        errors: [],
+      },
+    },
+  });
 }
 
 describe('a pcap replaced after the manifest recorded it', () => {
