@@ -6,31 +6,35 @@
  * timed-out sweep and the next taker (moto).
  */
 import { describe, expect, it } from 'vitest';
-import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
+import { startCapture } from '../../shared/capture/start-capture.ts';
 import { applyHostResult, sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
 import { lockKey, readLease } from '../../shared/evidence/guards.ts';
-import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-
-const at = (deps: CaptureDeps, t: Date): CaptureDeps => ({ ...deps, now: () => t });
-const plus = (t: Date, seconds: number) => new Date(t.getTime() + seconds * 1000);
+import {
+  at,
+  failedHostResult,
+  hostCapture,
+  plus,
+  rollingTakeover,
+  startRolling,
+  worldWithNatHost,
+} from '../support/capture-review-world.ts';
 
 describe('captures whose host lock was taken over (moto)', () => {
   it('an expired lock taken over by a new capture: the old capture is closed, not left running', async () => {
-    const world = await makeCaptureWorld({ LOCK_TTL_SECONDS: '60', HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 247);
-    const id = topo.nat.instanceId;
-    const request = (reason: string) => ({
-      targets: { kind: 'instances' as const, instanceIds: [id] },
-      reason,
-      durationSeconds: 30,
+    const { world, id } = await worldWithNatHost(247, {
+      LOCK_TTL_SECONDS: '60',
+      HOURLY_CAPTURE_BUDGET: '50',
     });
     const t0 = new Date();
-    const first = await startCapture(request('IR-247 first'), at(world.deps, t0));
+    const first = await startCapture(hostCapture(id, 'IR-247 first'), at(world.deps, t0));
     expect(first.started).toHaveLength(1);
 
     // its lock expires at its deadline (end + 60 s); a new capture takes it before any sweep
-    const second = await startCapture(request('IR-247 second'), at(world.deps, plus(t0, 100)));
+    const second = await startCapture(
+      hostCapture(id, 'IR-247 second'),
+      at(world.deps, plus(t0, 100)),
+    );
     expect(second.started).toHaveLength(1);
 
     const manifest = await manifestOf(world, first.captureId);
@@ -53,27 +57,10 @@ describe('captures whose host lock was taken over (moto)', () => {
   }, 60_000);
 
   it('a rolling capture taken over in its last seconds is closed by its own deadline when its host never reports', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 248);
-    const id = topo.nat.instanceId;
-    const rolling: Partial<CaptureDeps> = {
-      durationCeiling: 600,
-      budgetExempt: true,
-      takeOverEndingWithinSeconds: 60,
-    };
-    const request = (reason: string) => ({
-      targets: { kind: 'instances' as const, instanceIds: [id] },
-      reason,
-      durationSeconds: 600,
-      source: 'schedule' as const,
-    });
+    const { world, id } = await worldWithNatHost(248);
     const t0 = new Date();
-    const a = await startCapture(request('rolling A'), { ...at(world.deps, t0), ...rolling });
     // B takes A's live lock 30 s before A ends (A's deadline: end + 900 s, still ahead)
-    const b = await startCapture(request('rolling B'), {
-      ...at(world.deps, plus(t0, 570)),
-      ...rolling,
-    });
+    const { a, b } = await rollingTakeover(world, id, t0);
     expect([...a.started, ...b.started]).toHaveLength(2);
     const store = worldEvidenceStore(world);
     expect((await readLease(store, lockKey(id)))?.lease).toMatchObject({
@@ -83,20 +70,8 @@ describe('captures whose host lock was taken over (moto)', () => {
     expect((await manifestOf(world, a.captureId)).state).toBe('running');
 
     // B's host reports (its lock is released, still carrying A); C takes the released lock
-    await applyHostResult(
-      {
-        captureId: b.captureId,
-        instanceId: id,
-        commandId: b.started[0]!.commandId,
-        ssmStatus: 'Failed',
-        stdout: '',
-      },
-      at(world.deps, plus(t0, 1180)),
-    );
-    const c = await startCapture(request('rolling C'), {
-      ...at(world.deps, plus(t0, 1200)),
-      ...rolling,
-    });
+    await applyHostResult(failedHostResult(b, id), at(world.deps, plus(t0, 1180)));
+    const c = await startRolling(world.deps, id, 'rolling C', plus(t0, 1200));
     expect(c.started).toHaveLength(1);
     expect((await readLease(store, lockKey(id)))?.lease).toMatchObject({
       captureId: c.captureId,

@@ -6,61 +6,29 @@
  * leave its own manifest pending forever with nothing left that would ever close it. (moto; the
  * lost answer is injected below the SDK's retry.)
  */
-import { S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { CaptureIdCollisionError } from '../../shared/capture/errors.ts';
 import { startCapture } from '../../shared/capture/start-capture.ts';
 import { lockKey, readLease } from '../../shared/evidence/guards.ts';
-import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-
-type Middleware = (
-  next: (args: unknown) => Promise<unknown>,
-  ctx: { commandName?: string },
-) => (args: unknown) => Promise<unknown>;
-
-/** moto clients whose first manifest-creating PUT is stored but answered with a 500. */
-function clientsLosingFirstManifestAnswer() {
-  const clients = motoClients();
-  const seen = { creates: 0 };
-  const middleware: Middleware = (next, ctx) => async (args) => {
-    const input = (args as { input: { Key?: string; IfNoneMatch?: string } }).input;
-    const creating =
-      ctx.commandName === 'PutObjectCommand' &&
-      String(input.Key).startsWith('captures/') &&
-      input.IfNoneMatch === '*';
-    const out = await next(args);
-    if (creating && seen.creates++ === 0) {
-      throw new S3ServiceException({
-        name: 'InternalError',
-        $fault: 'server',
-        $metadata: { httpStatusCode: 500 },
-        message: 'injected: the write was stored, the answer lost',
-      });
-    }
-    return out;
-  };
-  // below the retry middleware: the SDK retries the PUT as it would after a lost answer
-  clients.s3.middlewareStack.add(middleware as never, { step: 'deserialize', name: 'loseAnswer' });
-  return clients;
-}
+import { hostCapture, worldWithNatHost } from '../support/capture-review-world.ts';
+import {
+  clientsLosingFirstAnswer,
+  isManifestCreate,
+  type PutInput,
+  type S3Middleware,
+} from '../support/lost-s3-answer.ts';
 
 describe('startCapture when the answer to its manifest write is lost (moto)', () => {
   it('a retried create that finds its own manifest goes on with the capture', async () => {
-    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 233);
-    const id = topo.nat.instanceId;
-    const clients = clientsLosingFirstManifestAnswer();
+    const { world, id } = await worldWithNatHost(233, { HOURLY_CAPTURE_BUDGET: '50' });
+    const { clients } = clientsLosingFirstAnswer(isManifestCreate);
 
-    const outcome = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [id] },
-        reason: 'IR-233 lost answer',
-        durationSeconds: 30,
-      },
-      { ...world.deps, clients },
-    );
+    const outcome = await startCapture(hostCapture(id, 'IR-233 lost answer'), {
+      ...world.deps,
+      clients,
+    });
 
     expect(outcome.started.map((s) => s.instanceId)).toEqual([id]);
     const manifest = await manifestOf(world, outcome.captureId);
@@ -73,19 +41,12 @@ describe('startCapture when the answer to its manifest write is lost (moto)', ()
   }, 60_000);
 
   it('a manifest that exists with other content is still a collision: guards given back', async () => {
-    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 234);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(234, { HOURLY_CAPTURE_BUDGET: '50' });
     const clients = motoClients();
     // another writer's manifest appears under the new capture's ID just before ours
-    const middleware: Middleware = (next, ctx) => async (args) => {
-      const input = (args as { input: { Key?: string; IfNoneMatch?: string; Body?: string } })
-        .input;
-      if (
-        ctx.commandName === 'PutObjectCommand' &&
-        String(input.Key).startsWith('captures/') &&
-        input.IfNoneMatch === '*'
-      ) {
+    const middleware: S3Middleware = (next, ctx) => async (args) => {
+      const input = (args as { input: PutInput }).input;
+      if (ctx.commandName === 'PutObjectCommand' && isManifestCreate(input)) {
         await next({
           ...(args as object),
           input: { ...input, IfNoneMatch: undefined, Body: '{}' },

@@ -7,72 +7,31 @@
  * that closed a host never announced it. updateManifest must recognise its own write. (moto;
  * the lost answer is injected below the SDK's retry.)
  */
-import { S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
+import { startCapture } from '../../shared/capture/start-capture.ts';
 import { applyHostResult, sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
-import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
-import { motoClients } from '../support/aws.ts';
 import { manifestOf } from '../support/capture-evidence.ts';
-
-type Middleware = (
-  next: (args: unknown) => Promise<unknown>,
-  ctx: { commandName?: string },
-) => (args: unknown) => Promise<unknown>;
-
-/** moto clients whose first manifest update (IfMatch) is stored but answered with a 500. */
-function clientsLosingFirstUpdateAnswer() {
-  const clients = motoClients();
-  const seen = { updates: 0 };
-  const middleware: Middleware = (next, ctx) => async (args) => {
-    const input = (args as { input: { Key?: string; IfMatch?: string } }).input;
-    const out = await next(args);
-    if (
-      ctx.commandName === 'PutObjectCommand' &&
-      String(input.Key).startsWith('captures/') &&
-      input.IfMatch !== undefined &&
-      seen.updates++ === 0
-    ) {
-      throw new S3ServiceException({
-        name: 'InternalError',
-        $fault: 'server',
-        $metadata: { httpStatusCode: 500 },
-        message: 'injected: the write was stored, the answer lost',
-      });
-    }
-    return out;
-  };
-  clients.s3.middlewareStack.add(middleware as never, { step: 'deserialize', name: 'lose' });
-  return { clients, seen };
-}
+import {
+  at,
+  failedHostResult,
+  hostCapture,
+  plus,
+  worldWithNatHost,
+} from '../support/capture-review-world.ts';
+import { clientsLosingFirstAnswer, isManifestUpdate } from '../support/lost-s3-answer.ts';
 
 describe('a manifest update whose answer was lost (moto)', () => {
   it('applyHostResult still releases the host and publishes its result', async () => {
-    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 236);
-    const id = topo.nat.instanceId;
-    const started = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [id] },
-        reason: 'IR-236 lost update answer',
-        durationSeconds: 30,
-      },
-      world.deps,
-    );
-    const { clients, seen } = clientsLosingFirstUpdateAnswer();
+    const { world, id } = await worldWithNatHost(236, { HOURLY_CAPTURE_BUDGET: '50' });
+    const started = await startCapture(hostCapture(id, 'IR-236 lost update answer'), world.deps);
+    const { clients, seen } = clientsLosingFirstAnswer(isManifestUpdate);
 
-    const tracked = await applyHostResult(
-      {
-        captureId: started.captureId,
-        instanceId: id,
-        commandId: started.started[0]!.commandId,
-        ssmStatus: 'Failed',
-        stdout: '',
-      },
-      { ...world.deps, clients },
-    );
+    const tracked = await applyHostResult(failedHostResult(started, id), {
+      ...world.deps,
+      clients,
+    });
 
-    expect(seen.updates).toBeGreaterThan(1); // the SDK retried the update
+    expect(seen.writes).toBeGreaterThan(1); // the SDK retried the update
     expect(tracked).toMatchObject({ hostStatus: 'failed', state: 'failed', lockReleased: true });
     expect(tracked).not.toHaveProperty('ignored');
     const manifest = await manifestOf(world, started.captureId);
@@ -80,24 +39,15 @@ describe('a manifest update whose answer was lost (moto)', () => {
   }, 60_000);
 
   it('the timed-out sweep still reports the host it closed', async () => {
-    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 237);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(237, { HOURLY_CAPTURE_BUDGET: '50' });
     const t0 = new Date();
-    const at = (deps: CaptureDeps, t: Date): CaptureDeps => ({ ...deps, now: () => t });
     const started = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [id] },
-        reason: 'IR-237 lost sweep answer',
-        durationSeconds: 30,
-      },
+      hostCapture(id, 'IR-237 lost sweep answer'),
       at(world.deps, t0),
     );
-    const { clients } = clientsLosingFirstUpdateAnswer();
+    const { clients } = clientsLosingFirstAnswer(isManifestUpdate);
 
-    const swept = await sweepTimedOutCaptures(
-      at({ ...world.deps, clients }, new Date(t0.getTime() + 3_600_000)),
-    );
+    const swept = await sweepTimedOutCaptures(at({ ...world.deps, clients }, plus(t0, 3600)));
 
     expect(swept).toEqual([{ captureId: started.captureId, instanceId: id }]);
     const manifest = await manifestOf(world, started.captureId);

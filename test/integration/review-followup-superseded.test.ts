@@ -7,55 +7,28 @@
  * second write that may never happen). moto; the "kill" is every later S3 call hanging.
  */
 import { describe, expect, it } from 'vitest';
-import { type CaptureDeps, startCapture } from '../../shared/capture/start-capture.ts';
 import { applyHostResult, sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
 import { lockKey, readLease } from '../../shared/evidence/guards.ts';
-import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-
-const at = (deps: CaptureDeps, t: Date): CaptureDeps => ({ ...deps, now: () => t });
-const plus = (t: Date, seconds: number) => new Date(t.getTime() + seconds * 1000);
-const rolling: Partial<CaptureDeps> = {
-  durationCeiling: 600,
-  budgetExempt: true,
-  takeOverEndingWithinSeconds: 60,
-};
-
-type Middleware = (
-  next: (args: unknown) => Promise<unknown>,
-  ctx: { commandName?: string },
-) => (args: unknown) => Promise<unknown>;
+import {
+  at,
+  failedHostResult,
+  plus,
+  rollingTakeover,
+  startRolling,
+  worldWithNatHost,
+} from '../support/capture-review-world.ts';
+import type { PutInput, S3Middleware } from '../support/lost-s3-answer.ts';
 
 describe('superseded captures are closed by their deadline (moto)', () => {
   it('when the lock that carries them was released and no capture takes it again', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 231);
-    const id = topo.nat.instanceId;
-    const request = (reason: string) => ({
-      targets: { kind: 'instances' as const, instanceIds: [id] },
-      reason,
-      durationSeconds: 600,
-      source: 'schedule' as const,
-    });
+    const { world, id } = await worldWithNatHost(231);
     const t0 = new Date();
-    const a = await startCapture(request('rolling A'), { ...at(world.deps, t0), ...rolling });
-    const b = await startCapture(request('rolling B'), {
-      ...at(world.deps, plus(t0, 570)),
-      ...rolling,
-    });
+    const { a, b } = await rollingTakeover(world, id, t0);
     expect([...a.started, ...b.started]).toHaveLength(2);
     // B's host reports: B's lock is released (it still carries A); rolling stops here
-    await applyHostResult(
-      {
-        captureId: b.captureId,
-        instanceId: id,
-        commandId: b.started[0]!.commandId,
-        ssmStatus: 'Failed',
-        stdout: '',
-      },
-      at(world.deps, plus(t0, 1180)),
-    );
+    await applyHostResult(failedHostResult(b, id), at(world.deps, plus(t0, 1180)));
     const store = worldEvidenceStore(world);
     expect((await readLease(store, lockKey(id)))?.lease).toMatchObject({
       captureId: b.captureId,
@@ -79,26 +52,18 @@ describe('superseded captures are closed by their deadline (moto)', () => {
   }, 60_000);
 
   it('when the taker stopped right after its takeover write', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 232);
-    const id = topo.nat.instanceId;
-    const request = (reason: string) => ({
-      targets: { kind: 'instances' as const, instanceIds: [id] },
-      reason,
-      durationSeconds: 600,
-      source: 'schedule' as const,
-    });
+    const { world, id } = await worldWithNatHost(232);
     const t0 = new Date();
-    const a = await startCapture(request('rolling A'), { ...at(world.deps, t0), ...rolling });
+    const a = await startRolling(world.deps, id, 'rolling A', t0);
     expect(a.started).toHaveLength(1);
 
     // B's Lambda is killed as soon as its takeover of A's lock is written: every S3 call after
     // that never answers
     const clients = motoClients();
     const state = { killed: false };
-    const middleware: Middleware = (next, ctx) => async (args) => {
+    const middleware: S3Middleware = (next, ctx) => async (args) => {
       if (state.killed) return new Promise(() => undefined);
-      const input = (args as { input: { Key?: string; IfMatch?: string } }).input;
+      const input = (args as { input: PutInput }).input;
       const out = await next(args);
       if (
         ctx.commandName === 'PutObjectCommand' &&
@@ -110,10 +75,7 @@ describe('superseded captures are closed by their deadline (moto)', () => {
       return out;
     };
     clients.s3.middlewareStack.add(middleware as never, { step: 'initialize', name: 'kill' });
-    void startCapture(request('rolling B'), {
-      ...at({ ...world.deps, clients }, plus(t0, 570)),
-      ...rolling,
-    });
+    void startRolling({ ...world.deps, clients }, id, 'rolling B', plus(t0, 570));
     for (let i = 0; i < 200 && !state.killed; i++) await new Promise((r) => setTimeout(r, 50));
     expect(state.killed).toBe(true);
 
