@@ -46,6 +46,15 @@ async function writeManifest(
   });
 }
 
+/** Processes version `versionId` of `key`: its outcome and the completion record it wrote. */
+async function processVersion(key: string, versionId: string) {
+  const outcome = await processPcapObject(
+    { bucket: stack.bucket, key, versionId },
+    coreDeps(stack),
+  );
+  return { outcome, record: await getJson(stack, outcome.completionKey) };
+}
+
 describe('a pcap replaced after the manifest recorded it', () => {
   it('marks the replacing version as an integrity mismatch against the manifest', async () => {
     const cap = captureId();
@@ -56,13 +65,9 @@ describe('a pcap replaced after the manifest recorded it', () => {
     const replacement = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'));
     expect(replacement.versionId).not.toBe(original.versionId);
 
-    const outcome = await processPcapObject(
-      { bucket: stack.bucket, key, versionId: replacement.versionId },
-      coreDeps(stack),
-    );
+    const { outcome, record } = await processVersion(key, replacement.versionId);
 
     expect(outcome.integrity).toBe('mismatch');
-    const record = await getJson(stack, outcome.completionKey);
     expect(record.integrity.host.status).toBe('match');
     expect(record.integrity.s3.status).toBe('match');
     expect(record.integrity.manifest).toMatchObject({
@@ -81,13 +86,9 @@ describe('a pcap replaced after the manifest recorded it', () => {
     const original = await hostUpload(stack, key, await corpusFile('tls_handshake.pcap'));
     const replacement = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'));
 
-    const outcome = await processPcapObject(
-      { bucket: stack.bucket, key, versionId: replacement.versionId },
-      coreDeps(stack),
-    );
+    const { outcome, record } = await processVersion(key, replacement.versionId);
 
     expect(outcome.integrity).toBe('mismatch');
-    const record = await getJson(stack, outcome.completionKey);
     expect(record.integrity.manifest.status).toBe('not-listed');
     expect(record.integrity.versions).toMatchObject({ status: 'different-content', others: 1 });
     expect(record.integrity.problems.join('\n')).toContain(original.versionId);
@@ -102,13 +103,9 @@ describe('a pcap replaced after the manifest recorded it', () => {
     await writeManifest(cap, first);
     const second = await hostUpload(stack, key, bytes);
 
-    const outcome = await processPcapObject(
-      { bucket: stack.bucket, key, versionId: second.versionId },
-      coreDeps(stack),
-    );
+    const { outcome, record } = await processVersion(key, second.versionId);
 
     expect(outcome.integrity).toBe('verified');
-    const record = await getJson(stack, outcome.completionKey);
     expect(record.integrity.manifest).toMatchObject({ status: 'match', expected: first.sha256 });
     expect(record.integrity.versions).toMatchObject({ status: 'same-content', others: 1 });
   });
