@@ -8,7 +8,6 @@
  * sends nothing; a manifest write that fails after the command went out is reported with the
  * running capture, not thrown.
  */
-import { S3ServiceException } from '@aws-sdk/client-s3';
 import { SSMServiceException } from '@aws-sdk/client-ssm';
 import { describe, expect, it } from 'vitest';
 import { DocumentParameterError } from '../../shared/capture/errors.ts';
@@ -18,17 +17,20 @@ import { cooldownKey, lockKey, readLease } from '../../shared/evidence/guards.ts
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-
-type Middleware = (
-  next: (args: unknown) => Promise<unknown>,
-  ctx: { commandName?: string },
-) => (args: unknown) => Promise<unknown>;
+import { hostCapture, worldWithNatHost } from '../support/capture-review-world.ts';
+import {
+  injectedS3Error,
+  isManifestCreate,
+  isManifestUpdate,
+  type PutInput,
+  type SdkMiddleware,
+} from '../support/lost-s3-answer.ts';
 
 /** moto clients whose SSM SendCommand fails (throttled) while `failing.on` is true. */
 function clientsWithFailingSend() {
   const clients = motoClients();
   const failing = { on: true };
-  const middleware: Middleware = (next, ctx) => async (args) => {
+  const middleware: SdkMiddleware = (next, ctx) => async (args) => {
     if (failing.on && ctx.commandName === 'SendCommandCommand') {
       throw new SSMServiceException({
         name: 'ThrottlingException',
@@ -45,9 +47,10 @@ function clientsWithFailingSend() {
 
 describe('startCapture after a failed SendCommand (moto)', () => {
   it('releases the lock and the cooldown, so the same finding can capture once SSM answers', async () => {
-    const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 245);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(245, {
+      COOLDOWN_SECONDS: '900',
+      HOURLY_CAPTURE_BUDGET: '50',
+    });
     const { clients, failing } = clientsWithFailingSend();
     const deps = { ...world.deps, clients };
     const request = {
@@ -86,19 +89,14 @@ describe('startCapture after a failed SendCommand (moto)', () => {
     const failingHost = topo.nat.instanceId;
     const clients = motoClients();
     // the budget slot write for one host fails (S3 503 SlowDown), after its lock and cooldown
-    const middleware: Middleware = (next, ctx) => async (args) => {
+    const middleware: SdkMiddleware = (next, ctx) => async (args) => {
       const input = (args as { input: { Key?: string; Body?: unknown } }).input;
       if (
         ctx.commandName === 'PutObjectCommand' &&
         String(input.Key).startsWith('budget/') &&
         String(input.Body).includes(failingHost)
       ) {
-        throw new S3ServiceException({
-          name: 'SlowDown',
-          $fault: 'server',
-          $metadata: { httpStatusCode: 503 },
-          message: 'injected: Please reduce your request rate.',
-        });
+        throw injectedS3Error('SlowDown', 503, 'injected: Please reduce your request rate.');
       }
       return next(args);
     };
@@ -129,38 +127,24 @@ describe('startCapture after a failed SendCommand (moto)', () => {
   }, 60_000);
 
   it('a manifest write that fails after the command went out does not hide the running capture', async () => {
-    const world = await makeCaptureWorld({ HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 249);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(249, { HOURLY_CAPTURE_BUDGET: '50' });
     const clients = motoClients();
     // every update of an existing manifest fails (S3 500), the first version is written
-    const middleware: Middleware = (next, ctx) => async (args) => {
-      const input = (args as { input: { Key?: string; IfMatch?: string } }).input;
-      if (
-        ctx.commandName === 'PutObjectCommand' &&
-        String(input.Key).startsWith('captures/') &&
-        input.IfMatch
-      ) {
-        throw new S3ServiceException({
-          name: 'InternalError',
-          $fault: 'server',
-          $metadata: { httpStatusCode: 500 },
-          message: 'injected: We encountered an internal error.',
-        });
+    const middleware: SdkMiddleware = (next, ctx) => async (args) => {
+      const input = (args as { input: PutInput }).input;
+      if (ctx.commandName === 'PutObjectCommand' && isManifestUpdate(input)) {
+        throw injectedS3Error('InternalError', 500, 'injected: We encountered an internal error.');
       }
       return next(args);
     };
     clients.s3.middlewareStack.add(middleware as never, { step: 'initialize', name: 'failUpdate' });
     const t0 = new Date();
 
-    const outcome = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [id] },
-        reason: 'IR-249 manifest update fails',
-        durationSeconds: 30,
-      },
-      { ...world.deps, clients, now: () => t0 },
-    );
+    const outcome = await startCapture(hostCapture(id, 'IR-249 manifest update fails'), {
+      ...world.deps,
+      clients,
+      now: () => t0,
+    });
 
     // the command is out: the caller hears that the capture runs, and why the record lags
     expect(outcome.started.map((s) => s.instanceId)).toEqual([id]);
@@ -178,9 +162,7 @@ describe('startCapture after a failed SendCommand (moto)', () => {
   }, 60_000);
 
   it('a parameter the document would refuse is a typed error before any guard or command', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 250);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(250);
     const attempt = startCapture(
       { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-250 odd capture ID' },
       { ...world.deps, newId: () => 'cap-manual-1' },
@@ -191,27 +173,18 @@ describe('startCapture after a failed SendCommand (moto)', () => {
   }, 60_000);
 
   it('a manifest that cannot be written gives the guards back and sends nothing', async () => {
-    const world = await makeCaptureWorld({ COOLDOWN_SECONDS: '900', HOURLY_CAPTURE_BUDGET: '50' });
-    const topo = await makeTopology(world, 254);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(254, {
+      COOLDOWN_SECONDS: '900',
+      HOURLY_CAPTURE_BUDGET: '50',
+    });
     const clients = motoClients();
     const failing = { on: true };
     let sent = 0;
-    const middleware: Middleware = (next, ctx) => async (args) => {
-      const input = (args as { input: { Key?: string; IfNoneMatch?: string } }).input;
+    const middleware: SdkMiddleware = (next, ctx) => async (args) => {
+      const input = (args as { input: PutInput }).input;
       if (ctx.commandName === 'SendCommandCommand') sent++;
-      if (
-        failing.on &&
-        ctx.commandName === 'PutObjectCommand' &&
-        String(input.Key).startsWith('captures/') &&
-        input.IfNoneMatch
-      ) {
-        throw new S3ServiceException({
-          name: 'ServiceUnavailable',
-          $fault: 'server',
-          $metadata: { httpStatusCode: 503 },
-          message: 'injected: Service Unavailable',
-        });
+      if (failing.on && ctx.commandName === 'PutObjectCommand' && isManifestCreate(input)) {
+        throw injectedS3Error('ServiceUnavailable', 503, 'injected: Service Unavailable');
       }
       return next(args);
     };

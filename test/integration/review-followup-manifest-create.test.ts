@@ -17,7 +17,7 @@ import {
   clientsLosingFirstAnswer,
   isManifestCreate,
   type PutInput,
-  type S3Middleware,
+  type SdkMiddleware,
 } from '../support/lost-s3-answer.ts';
 
 describe('startCapture when the answer to its manifest write is lost (moto)', () => {
@@ -44,7 +44,7 @@ describe('startCapture when the answer to its manifest write is lost (moto)', ()
     const { world, id } = await worldWithNatHost(234, { HOURLY_CAPTURE_BUDGET: '50' });
     const clients = motoClients();
     // another writer's manifest appears under the new capture's ID just before ours
-    const middleware: S3Middleware = (next, ctx) => async (args) => {
+    const middleware: SdkMiddleware = (next, ctx) => async (args) => {
       const input = (args as { input: PutInput }).input;
       if (ctx.commandName === 'PutObjectCommand' && isManifestCreate(input)) {
         await next({

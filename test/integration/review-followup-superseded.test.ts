@@ -19,7 +19,7 @@ import {
   startRolling,
   worldWithNatHost,
 } from '../support/capture-review-world.ts';
-import type { PutInput, S3Middleware } from '../support/lost-s3-answer.ts';
+import type { PutInput, SdkMiddleware } from '../support/lost-s3-answer.ts';
 
 describe('superseded captures are closed by their deadline (moto)', () => {
   it('when the lock that carries them was released and no capture takes it again', async () => {
@@ -61,7 +61,7 @@ describe('superseded captures are closed by their deadline (moto)', () => {
     // that never answers
     const clients = motoClients();
     const state = { killed: false };
-    const middleware: S3Middleware = (next, ctx) => async (args) => {
+    const middleware: SdkMiddleware = (next, ctx) => async (args) => {
       if (state.killed) return new Promise(() => undefined);
       const input = (args as { input: PutInput }).input;
       const out = await next(args);

@@ -3,6 +3,7 @@
  * requests they send for it, a clock they move by hand, the rolling (scheduled) capture deps,
  * and the report of a host whose capture failed.
  */
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { CaptureRequestInput } from '../../shared/capture/request.ts';
 import {
   type CaptureDeps,
@@ -83,4 +84,17 @@ export async function rollingTakeover(
   const a = await startRolling(world.deps, id, 'rolling A', t0);
   const b = await startRolling(world.deps, id, 'rolling B', plus(t0, 570));
   return { a, b };
+}
+
+/** Overwrites `key` with `body` as a stray writer would (no condition, SSE-KMS as required). */
+export async function overwrite(world: CaptureWorld, key: string, body: string): Promise<void> {
+  await world.clients.s3.send(
+    new PutObjectCommand({
+      Bucket: world.config.EVIDENCE_BUCKET,
+      Key: key,
+      Body: body,
+      ServerSideEncryption: 'aws:kms',
+      SSEKMSKeyId: world.keyArn,
+    }),
+  );
 }

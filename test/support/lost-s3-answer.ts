@@ -9,11 +9,21 @@ import { S3ServiceException } from '@aws-sdk/client-s3';
 import type { AwsClients } from '../../shared/aws/clients.ts';
 import { motoClients } from './aws.ts';
 
-/** An SDK middleware as the tests add it to `clients.s3.middlewareStack`. */
-export type S3Middleware = (
+/** An SDK middleware as the tests add it to a client's `middlewareStack` (S3, SSM, …). */
+export type SdkMiddleware = (
   next: (args: unknown) => Promise<unknown>,
   ctx: { commandName?: string },
 ) => (args: unknown) => Promise<unknown>;
+
+/** An S3 error as the SDK throws it for an answer with HTTP `status` (5xx: a server fault). */
+export function injectedS3Error(name: string, status: number, message: string): S3ServiceException {
+  return new S3ServiceException({
+    name,
+    $fault: status >= 500 ? 'server' : 'client',
+    $metadata: { httpStatusCode: status },
+    message,
+  });
+}
 
 /** The PutObject input fields the interceptions look at. */
 export interface PutInput {
@@ -38,16 +48,15 @@ export function clientsLosingFirstAnswer(matches: (input: PutInput) => boolean):
 } {
   const clients = motoClients();
   const seen: LostAnswerCount = { writes: 0 };
-  const middleware: S3Middleware = (next, ctx) => async (args) => {
+  const middleware: SdkMiddleware = (next, ctx) => async (args) => {
     const input = (args as { input: PutInput }).input;
     const out = await next(args);
     if (ctx.commandName === 'PutObjectCommand' && matches(input) && seen.writes++ === 0) {
-      throw new S3ServiceException({
-        name: 'InternalError',
-        $fault: 'server',
-        $metadata: { httpStatusCode: 500 },
-        message: 'injected: the write was stored, the answer lost',
-      });
+      throw injectedS3Error(
+        'InternalError',
+        500,
+        'injected: the write was stored, the answer lost',
+      );
     }
     return out;
   };
