@@ -4,7 +4,6 @@
  * record says so), and one capture it cannot update (an unreadable manifest: a typed error
  * naming the record) does not stop it from closing the others (moto).
  */
-import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { startCapture } from '../../shared/capture/start-capture.ts';
 import { sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
@@ -15,23 +14,12 @@ import {
   readManifest,
 } from '../../shared/evidence/manifest.ts';
 import { readStoredJson } from '../../shared/evidence/store.ts';
-import { type CaptureWorld, makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
+import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
+import { overwrite, worldWithNatHost } from '../support/capture-review-world.ts';
+import { injectedS3Error } from '../support/lost-s3-answer.ts';
 import { loggerRecordingErrors } from '../support/recording-logger.ts';
-
-/** Overwrites `key` with `body` as a stray writer would (no condition, SSE-KMS as required). */
-async function overwrite(world: CaptureWorld, key: string, body: string): Promise<void> {
-  await world.clients.s3.send(
-    new PutObjectCommand({
-      Bucket: world.config.EVIDENCE_BUCKET,
-      Key: key,
-      Body: body,
-      ServerSideEncryption: 'aws:kms',
-      SSEKMSKeyId: world.keyArn,
-    }),
-  );
-}
 
 const request = (instanceId: string, reason: string) => ({
   targets: { kind: 'instances' as const, instanceIds: [instanceId] },
@@ -157,15 +145,14 @@ describe('timed-out sweep (moto)', () => {
   }, 60_000);
 
   it('without access to lock versions, a corrupt lock that still names its capture closes it', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 253);
+    const { world, id } = await worldWithNatHost(253);
     const store = worldEvidenceStore(world);
     const t0 = new Date();
-    const started = await startCapture(request(topo.nat.instanceId, 'IR-253 no versions'), {
+    const started = await startCapture(request(id, 'IR-253 no versions'), {
       ...world.deps,
       now: () => t0,
     });
-    const key = lockKey(topo.nat.instanceId);
+    const key = lockKey(id);
     const { expiresAt: _dropped, ...rest } = (await readLease(store, key))!.lease!;
     await overwrite(world, key, JSON.stringify(rest));
     // a role without s3:ListBucketVersions on locks/*
@@ -177,12 +164,7 @@ describe('timed-out sweep (moto)', () => {
             ctx.commandName === 'ListObjectVersionsCommand' &&
             args.input.Prefix?.startsWith('locks/')
           ) {
-            throw new S3ServiceException({
-              name: 'AccessDenied',
-              $fault: 'client',
-              $metadata: { httpStatusCode: 403 },
-              message: 'injected: Access Denied',
-            });
+            throw injectedS3Error('AccessDenied', 403, 'injected: Access Denied');
           }
           return next(args);
         }) as never,
@@ -200,7 +182,7 @@ describe('timed-out sweep (moto)', () => {
     expect(swept).toEqual([
       {
         captureId: started.captureId,
-        instanceId: topo.nat.instanceId,
+        instanceId: id,
         lockCorrupt: 'expiresAt is missing',
       },
     ]);

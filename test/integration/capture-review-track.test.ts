@@ -6,9 +6,8 @@
  * or were left unsent on the host; a report that does not validate says which fields are wrong.
  */
 import { createHash } from 'node:crypto';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { startCapture } from '../../shared/capture/start-capture.ts';
+import { type CaptureOutcome, startCapture } from '../../shared/capture/start-capture.ts';
 import { applyHostResult, sweepTimedOutCaptures } from '../../shared/capture/track-capture.ts';
 import { lockKey, readLease } from '../../shared/evidence/guards.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
@@ -18,23 +17,24 @@ import {
   uploadLikeTheHost,
   worldEvidenceStore,
 } from '../support/capture-evidence.ts';
+import {
+  failedHostResult,
+  hostCapture,
+  overwrite,
+  reportedHostResult,
+  worldWithNatHost,
+} from '../support/capture-review-world.ts';
 
 const PCAP = Buffer.from('d4c3b2a1020004000000000000000000ffff000001000000', 'hex');
 
 describe('track-capture records what the host reported (moto)', () => {
   it('a report that arrives after the sweep timed the host out is recorded, and the time-out kept', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 242);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(242);
     const t0 = new Date();
-    const started = await startCapture(
-      {
-        targets: { kind: 'instances', instanceIds: [id] },
-        reason: 'IR-242 late report',
-        durationSeconds: 30,
-      },
-      { ...world.deps, now: () => t0 },
-    );
+    const started = await startCapture(hostCapture(id, 'IR-242 late report'), {
+      ...world.deps,
+      now: () => t0,
+    });
     expect(started.started).toHaveLength(1);
     const swept = await sweepTimedOutCaptures({
       ...world.deps,
@@ -46,13 +46,7 @@ describe('track-capture records what the host reported (moto)', () => {
     // the host was slow (late delivery, slow uploads) but did its work and reports it
     const file = await uploadLikeTheHost(world, started.captureId, id, PCAP);
     const report = hostReport(started.captureId, id, file, PCAP.length);
-    const input = {
-      captureId: started.captureId,
-      instanceId: id,
-      commandId: started.started[0]!.commandId,
-      ssmStatus: 'Success',
-      stdout: `${JSON.stringify(report)}\n`,
-    };
+    const input = reportedHostResult(started, id, report);
     const lateAt = { ...world.deps, now: () => new Date(t0.getTime() + 1_000_000) };
     const tracked = await applyHostResult(input, lateAt);
 
@@ -85,33 +79,17 @@ describe('track-capture records what the host reported (moto)', () => {
   }, 60_000);
 
   it('a redelivered result releases the lock when the first delivery stopped before releasing it', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 252);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(252);
     const started = await startCapture(
       { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-252 redelivery' },
       world.deps,
     );
     const store = worldEvidenceStore(world);
     const held = (await readLease(store, lockKey(id)))!.lease!;
-    const input = {
-      captureId: started.captureId,
-      instanceId: id,
-      commandId: started.started[0]!.commandId,
-      ssmStatus: 'Failed',
-      stdout: '',
-    };
+    const input = failedHostResult(started, id);
     expect((await applyHostResult(input, world.deps)).lockReleased).toBe(true);
     // as if that delivery had stopped after the manifest write: the lock is still held
-    await world.clients.s3.send(
-      new PutObjectCommand({
-        Bucket: world.config.EVIDENCE_BUCKET,
-        Key: lockKey(id),
-        Body: JSON.stringify(held),
-        ServerSideEncryption: 'aws:kms',
-        SSEKMSKeyId: world.keyArn,
-      }),
-    );
+    await overwrite(world, lockKey(id), JSON.stringify(held));
     const history = (await manifestOf(world, started.captureId)).history.length;
 
     const again = await applyHostResult(input, world.deps);
@@ -122,9 +100,7 @@ describe('track-capture records what the host reported (moto)', () => {
   }, 60_000);
 
   it('a result of another command naming the capture neither frees the host nor changes its record', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 244);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(244);
     const started = await startCapture(
       { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-244 other command' },
       world.deps,
@@ -134,13 +110,7 @@ describe('track-capture records what the host reported (moto)', () => {
 
     // e.g. a second run of the capture document whose comment names this capture
     const tracked = await applyHostResult(
-      {
-        captureId: started.captureId,
-        instanceId: id,
-        commandId: '00000000-0000-4000-8000-000000000000',
-        ssmStatus: 'Failed',
-        stdout: '',
-      },
+      { ...failedHostResult(started, id), commandId: '00000000-0000-4000-8000-000000000000' },
       world.deps,
     );
 
@@ -189,16 +159,7 @@ describe('track-capture records what the host reported (moto)', () => {
       } else {
         report.unsent = [{ ...second, path: '/var/lib/tapline/unsent/00002.pcap' }];
       }
-      const tracked = await applyHostResult(
-        {
-          captureId: started.captureId,
-          instanceId: c.id,
-          commandId: started.started[0]!.commandId,
-          ssmStatus: 'Success',
-          stdout: `${JSON.stringify(report)}\n`,
-        },
-        world.deps,
-      );
+      const tracked = await applyHostResult(reportedHostResult(started, c.id, report), world.deps);
       expect(tracked.hostStatus, c.missing).toBe('partial');
       const manifest = await manifestOf(world, started.captureId);
       expect(manifest.state, c.missing).toBe('partial');
@@ -218,24 +179,15 @@ describe('track-capture records what the host reported (moto)', () => {
       expect(started.started).toHaveLength(1);
       return started;
     };
-    const apply = (captureId: string, id: string, commandId: string, report: unknown) =>
-      applyHostResult(
-        {
-          captureId,
-          instanceId: id,
-          commandId,
-          ssmStatus: 'Success',
-          stdout: `${JSON.stringify(report)}\n`,
-        },
-        world.deps,
-      );
+    const apply = (capture: CaptureOutcome, id: string, report: unknown) =>
+      applyHostResult(reportedHostResult(capture, id, report), world.deps);
 
     // someone else put a pcap under the NAT's prefix; the host's own report does not list it
     const nat = topo.nat.instanceId;
     const a = await start(nat);
     const stray = await uploadLikeTheHost(world, a.captureId, nat, PCAP);
     const report = hostReport(a.captureId, nat, stray, PCAP.length, { files: [], fileCount: 0 });
-    const strayTracked = await apply(a.captureId, nat, a.started[0]!.commandId, report);
+    const strayTracked = await apply(a, nat, report);
     expect(strayTracked.hostStatus).toBe('partial');
     expect((await manifestOf(world, a.captureId)).hosts[nat]!.errors).toContain(
       `${stray.key} is in the bucket but not in the host's report`,
@@ -259,7 +211,7 @@ describe('track-capture records what the host reported (moto)', () => {
       ],
       errors: ['upload of the file failed after 5 attempts'],
     });
-    const gaveUpTracked = await apply(b.captureId, sensor, b.started[0]!.commandId, gaveUp);
+    const gaveUpTracked = await apply(b, sensor, gaveUp);
     expect(gaveUpTracked.hostStatus).toBe('partial');
     const errors = (await manifestOf(world, b.captureId)).hosts[sensor]!.errors;
     expect(errors.join('\n')).not.toContain('was not uploaded');
@@ -270,9 +222,7 @@ describe('track-capture records what the host reported (moto)', () => {
   }, 60_000);
 
   it('a report that does not validate is recorded with the fields that are wrong', async () => {
-    const world = await makeCaptureWorld();
-    const topo = await makeTopology(world, 255);
-    const id = topo.nat.instanceId;
+    const { world, id } = await worldWithNatHost(255);
     const started = await startCapture(
       { targets: { kind: 'instances', instanceIds: [id] }, reason: 'IR-255 bad report' },
       world.deps,
@@ -283,16 +233,7 @@ describe('track-capture records what the host reported (moto)', () => {
       status: 'done',
     });
 
-    const tracked = await applyHostResult(
-      {
-        captureId: started.captureId,
-        instanceId: id,
-        commandId: started.started[0]!.commandId,
-        ssmStatus: 'Success',
-        stdout: `${JSON.stringify(report)}\n`,
-      },
-      world.deps,
-    );
+    const tracked = await applyHostResult(reportedHostResult(started, id, report), world.deps);
 
     expect(tracked.hostStatus).toBe('failed');
     const errors = (await manifestOf(world, started.captureId)).hosts[id]!.errors.join('\n');

@@ -98,3 +98,18 @@ export async function overwrite(world: CaptureWorld, key: string, body: string):
     }),
   );
 }
+
+/** The result of host `id` in `capture` whose SSM command succeeded and printed `report`. */
+export function reportedHostResult(
+  capture: CaptureOutcome,
+  id: string,
+  report: unknown,
+): HostResultInput {
+  return {
+    captureId: capture.captureId,
+    instanceId: id,
+    commandId: capture.started[0]!.commandId,
+    ssmStatus: 'Success',
+    stdout: `${JSON.stringify(report)}\n`,
+  };
+}
