@@ -6,26 +6,20 @@
  * result object the completion record vouches for (Athena reads the latest version, which would
  * then disagree with the completion record, and the file would have two result versions).
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processPcapObject } from '../../shared/processing/index.ts';
 import {
   coreDeps,
   corpusFile,
-  createProcessingStack,
   getJson,
   INSTANCE,
-  type ProcessingStack,
   putCaptureManifest,
 } from '../fixtures/processing/stack.ts';
-import { motoClients } from '../support/aws.ts';
 import { captureResultVersions, uploadPcapForProcessing } from '../support/pcap-results.ts';
+import { processingStackBeforeAll } from '../support/processing-stack.ts';
 import { interceptedS3 } from '../support/s3-interception.ts';
 
-let stack: ProcessingStack;
-
-beforeAll(async () => {
-  stack = await createProcessingStack(motoClients());
-});
+const stack = processingStackBeforeAll();
 
 describe('concurrent duplicate deliveries across a manifest update', () => {
   it('leave exactly one version of every result object, the one the completion record pins', async () => {

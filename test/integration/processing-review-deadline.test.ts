@@ -6,27 +6,21 @@
  */
 import { Readable } from 'node:stream';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TaplineError } from '../../shared/errors.ts';
 import { processPcapObject } from '../../shared/processing/index.ts';
 import {
   coreDeps,
   corpusFile,
-  createProcessingStack,
   getJson,
   lambdaContext,
-  type ProcessingStack,
   sqsEvent,
 } from '../fixtures/processing/stack.ts';
-import { motoClients } from '../support/aws.ts';
 import { uploadPcapForProcessing } from '../support/pcap-results.ts';
+import { processingStackBeforeAll } from '../support/processing-stack.ts';
 import { interceptedS3 } from '../support/s3-interception.ts';
 
-let stack: ProcessingStack;
-
-beforeAll(async () => {
-  stack = await createProcessingStack(motoClients());
-});
+const stack = processingStackBeforeAll();
 
 /** An S3 client whose GetObject of `key` sends its first bytes, then nothing, forever. */
 function stallingDownloadOf(key: string) {

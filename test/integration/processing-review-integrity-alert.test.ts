@@ -6,27 +6,22 @@
  * the retry sends the alert.
  */
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TaplineError } from '../../shared/errors.ts';
 import { processPcapObject } from '../../shared/processing/index.ts';
 import {
   captureId,
   coreDeps,
   corpusFile,
-  createProcessingStack,
   getJson,
   hostUpload,
   INSTANCE,
-  type ProcessingStack,
   published,
 } from '../fixtures/processing/stack.ts';
-import { motoClients, uniqueName } from '../support/aws.ts';
+import { uniqueName } from '../support/aws.ts';
+import { processingStackBeforeAll } from '../support/processing-stack.ts';
 
-let stack: ProcessingStack;
-
-beforeAll(async () => {
-  stack = await createProcessingStack(motoClients());
-});
+const stack = processingStackBeforeAll();
 
 async function completionExists(key: string): Promise<boolean> {
   try {

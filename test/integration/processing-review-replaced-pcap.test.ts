@@ -5,26 +5,20 @@
  * custody log) is the only source that still knows what the host captured, so the new version
  * must fail integrity, not pass as `verified` because the manifest names another version.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processPcapObject } from '../../shared/processing/index.ts';
 import {
   captureId,
   coreDeps,
   corpusFile,
-  createProcessingStack,
   getJson,
   hostUpload,
   INSTANCE,
-  type ProcessingStack,
   putCaptureManifest,
 } from '../fixtures/processing/stack.ts';
-import { motoClients } from '../support/aws.ts';
+import { processingStackBeforeAll } from '../support/processing-stack.ts';
 
-let stack: ProcessingStack;
-
-beforeAll(async () => {
-  stack = await createProcessingStack(motoClients());
-});
+const stack = processingStackBeforeAll();
 
 /** The manifest as track-capture writes it once the host reported: the latest version listed. */
 async function writeManifest(
