@@ -657,10 +657,7 @@ export async function startCapture(
         startedAt,
       );
       if (slot === undefined) {
-        await releaseLease(store, lockKey(id), captureId, now(), 'budget refused the capture');
-        if (fingerprint && config.COOLDOWN_SECONDS > 0) {
-          await releaseLease(store, cooldownKey(fingerprint, id), captureId, now(), 'budget');
-        }
+        await giveBackGuards([target], 'budget refused the capture');
         refused.push({
           instanceId: id,
           reason: 'budget',
@@ -843,18 +840,9 @@ export async function startCapture(
           reason: 'send-failed',
           message: `SendCommand failed: ${String(error).slice(0, 300)}`,
         });
-        await releaseLease(store, lockKey(t.instanceId), captureId, now(), 'SendCommand failed');
-        // Nothing ran: the fingerprint's cooldown must not hold back the next report of the
-        // same finding with a refusal that names this capture as if it had captured.
-        if (fingerprint && config.COOLDOWN_SECONDS > 0) {
-          await releaseLease(
-            store,
-            cooldownKey(fingerprint, t.instanceId),
-            captureId,
-            now(),
-            'SendCommand failed',
-          );
-        }
+        // Nothing ran: the lock, and the fingerprint's cooldown (it must not hold back the next
+        // report of the same finding with a refusal naming this capture), are given back.
+        await giveBackGuards([t], 'SendCommand failed');
       }
     }
   }

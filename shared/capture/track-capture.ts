@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { describeError, isTaplineError, MalformedEventError } from '../errors.ts';
 import {
   heldLocks,
+  instanceOfLockKey,
   lockCaptureIdHistory,
   lockKey,
   logCorruptGuard,
@@ -447,11 +448,6 @@ export interface TimedOutHost {
   lockCorrupt?: string | undefined;
 }
 
-/** The instance a lock key is for (`locks/<instanceId>.json`), undefined for any other key. */
-function lockedInstance(key: string): string | undefined {
-  return /^locks\/((?:i|mi)-[0-9a-f]{8,17})\.json$/.exec(key)?.[1];
-}
-
 /**
  * Marks hosts that never reported as timed out: every held lock past its deadline (capture end
  * + grace) whose manifest still shows the host running. A corrupt lock is not believed and not
@@ -514,7 +510,7 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
       // Its captureId, host and deadline cannot be trusted: it holds its host until `until`
       // (as startCapture holds it), and it is never released on its word.
       logCorruptGuard(deps.logger, 'lock', { key: lock.key }, lock);
-      const instanceId = lockedInstance(lock.key);
+      const instanceId = instanceOfLockKey(lock.key);
       if (!instanceId) continue;
       let hints: string[];
       try {
@@ -535,7 +531,7 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
           continue;
         }
       }
-      for (const captureId of hints.filter((id) => CAPTURE_ID_PATTERN.test(id))) {
+      for (const captureId of hints.filter(isCaptureId)) {
         try {
           const done = await timeOutHost(store, captureId, instanceId, now, {
             lock: 'corrupt',

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { versionsOfKey } from '../aws/object-versions.ts';
 import { LOCK_TTL_LIMIT_SECONDS, MAX_DURATION_LIMIT_SECONDS } from '../config.ts';
 import type { CoreLogger } from '../observability.ts';
 import { type EvidenceStore, listKeys, putJson, readStoredJson } from './store.ts';
@@ -186,6 +187,10 @@ export async function peekLease<T extends Lease = Lease>(
 }
 
 export const lockKey = (instanceId: string) => `locks/${instanceId}.json`;
+/** The instance a lock key is for (`locks/<instanceId>.json`), undefined for any other key. */
+export function instanceOfLockKey(key: string): string | undefined {
+  return /^locks\/((?:i|mi)-[0-9a-f]{8,17})\.json$/.exec(key)?.[1];
+}
 
 /**
  * How long a guard object version stays locked: `store.guardRetentionHours` past the guard's own
@@ -454,17 +459,11 @@ export async function lockCaptureIdHistory(
   key: string,
   maxVersions = 4,
 ): Promise<string[]> {
-  const listed = await store.s3.send(
-    new ListObjectVersionsCommand({ Bucket: store.bucket, Prefix: key, MaxKeys: maxVersions + 1 }),
-  );
-  // S3 lists the versions of one key newest first
-  const versions = (listed.Versions ?? [])
-    .filter((v) => v.Key === key && v.VersionId)
-    .slice(0, maxVersions);
+  const versions = await versionsOfKey(store.s3, store.bucket, key, maxVersions);
   const ids: string[] = [];
   for (const v of versions) {
     const out = await store.s3.send(
-      new GetObjectCommand({ Bucket: store.bucket, Key: key, VersionId: v.VersionId }),
+      new GetObjectCommand({ Bucket: store.bucket, Key: key, VersionId: v.versionId }),
     );
     const text = (await out.Body?.transformToString()) ?? '';
     let value: unknown;

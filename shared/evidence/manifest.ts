@@ -1,4 +1,4 @@
-import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { versionsOfKey } from '../aws/object-versions.ts';
 import type { KeptLookbackReport, ToolVersions } from '../capture/host-report.ts';
 import { IntegrityError, TaplineError } from '../errors.ts';
 import { type EvidenceStore, putJson, readStoredJson } from './store.ts';
@@ -347,26 +347,6 @@ export async function manifestVersions(
   store: EvidenceStore,
   captureId: string,
 ): Promise<{ versionId: string; lastModified?: Date | undefined }[]> {
-  const key = manifestKey(captureId);
-  const versions: { versionId: string; lastModified?: Date | undefined }[] = [];
-  let KeyMarker: string | undefined;
-  let VersionIdMarker: string | undefined;
-  do {
-    const out = await store.s3.send(
-      new ListObjectVersionsCommand({
-        Bucket: store.bucket,
-        Prefix: key,
-        KeyMarker,
-        VersionIdMarker,
-      }),
-    );
-    for (const v of out.Versions ?? []) {
-      if (v.Key === key && v.VersionId) {
-        versions.push({ versionId: v.VersionId, lastModified: v.LastModified });
-      }
-    }
-    KeyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
-    VersionIdMarker = out.IsTruncated ? out.NextVersionIdMarker : undefined;
-  } while (KeyMarker);
-  return versions.reverse();
+  const versions = await versionsOfKey(store.s3, store.bucket, manifestKey(captureId));
+  return versions.map(({ versionId, lastModified }) => ({ versionId, lastModified })).reverse();
 }

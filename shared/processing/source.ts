@@ -4,9 +4,9 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
-  ListObjectVersionsCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { versionsOfKey } from '../aws/object-versions.ts';
 import type { CoreLogger } from '../observability.ts';
 import { SourceObjectError } from './errors.ts';
 import { type PartPlan, StreamingHasher, uniformPartPlan } from './integrity.ts';
@@ -61,40 +61,12 @@ export async function otherVersionsOf(
   logger: CoreLogger,
 ): Promise<OtherVersions> {
   try {
-    const found: Array<{ versionId: string; size: number; lastModified: string | null }> = [];
-    let keyMarker: string | undefined;
-    let versionMarker: string | undefined;
-    let truncated = false;
-    for (;;) {
-      const out = await s3.send(
-        new ListObjectVersionsCommand({
-          Bucket: info.bucket,
-          Prefix: info.key,
-          MaxKeys: 100,
-          KeyMarker: keyMarker,
-          VersionIdMarker: versionMarker,
-        }),
-      );
-      for (const v of out.Versions ?? []) {
-        const id = v.VersionId ?? 'null';
-        if (v.Key !== info.key || id === (info.versionId ?? 'null')) continue;
-        found.push({
-          versionId: id,
-          size: Number(v.Size ?? 0),
-          lastModified: v.LastModified ? v.LastModified.toISOString() : null,
-        });
-      }
-      // Later keys in the listing only extend this key (Prefix), so once past it we are done.
-      const pastKey = (out.Versions ?? []).some((v) => v.Key !== undefined && v.Key > info.key);
-      if (!out.IsTruncated || pastKey) break;
-      if (found.length >= MAX_OTHER_VERSIONS) {
-        truncated = true;
-        break;
-      }
-      keyMarker = out.NextKeyMarker;
-      versionMarker = out.NextVersionIdMarker;
-    }
-    if (found.length > MAX_OTHER_VERSIONS) truncated = true;
+    // this version and up to MAX_OTHER_VERSIONS + 1 others: one more than are looked at says
+    // that there were more
+    const found = (await versionsOfKey(s3, info.bucket, info.key, MAX_OTHER_VERSIONS + 2)).filter(
+      (v) => v.versionId !== (info.versionId ?? 'null'),
+    );
+    const truncated = found.length > MAX_OTHER_VERSIONS;
     const versions: OtherVersion[] = [];
     for (const v of found.slice(0, MAX_OTHER_VERSIONS)) {
       const head = await s3.send(
@@ -106,7 +78,9 @@ export async function otherVersionsOf(
         }),
       );
       versions.push({
-        ...v,
+        versionId: v.versionId,
+        size: v.size,
+        lastModified: v.lastModified ? v.lastModified.toISOString() : null,
         metadataSha256: head.Metadata?.sha256,
         checksumSha256: head.ChecksumSHA256,
       });
@@ -114,10 +88,13 @@ export async function otherVersionsOf(
     return { status: 'listed', versions, truncated };
   } catch (error) {
     const reason = s3ErrorName(error) || String(error);
-    logger.warn('cannot list the other versions of a pcap key; integrity left unverified', {
-      key: info.key,
-      error: reason,
-    });
+    logger.warn(
+      'cannot list the other versions of a pcap key; the verdict rests on the other checks',
+      {
+        key: info.key,
+        error: reason,
+      },
+    );
     return { status: 'unavailable', reason };
   }
 }

@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { inject } from 'vitest';
 import { type AwsClients, makeAwsClients } from '../../shared/aws/clients.ts';
+import { versionsOfKey } from '../../shared/aws/object-versions.ts';
 import { parseConfig, type TaplineConfig } from '../../shared/config.ts';
 
 /** The moto endpoint started by test/support/global-setup.ts. */
@@ -94,5 +95,5 @@ export async function objectVersions(
 
 /** How many versions the object `key` has (0: none). */
 export async function versionsOf(s3: S3Client, bucket: string, key: string): Promise<number> {
-  return (await objectVersions(s3, bucket, key)).get(key) ?? 0;
+  return (await versionsOfKey(s3, bucket, key)).length;
 }
