@@ -3,9 +3,10 @@ import type { CaptureRequest } from './request.ts';
 
 /**
  * The allowedPattern of every String parameter of ssm-documents/tapline-capture.yml the core
- * sends, as the document states it, character for character
- * (test/unit/capture-review-document-parameters.test.ts keeps the two equal). moto does not enforce allowedPattern and real SSM refuses the whole command
- * on a mismatch, so the core checks each value against these before anything is started.
+ * sends, as the document states it, character for character (a copy: the Lambda bundle does not
+ * carry the document; test/unit/capture-document-parameter-patterns.test.ts keeps the two equal).
+ * moto does not enforce allowedPattern and real SSM refuses the whole command on a mismatch, so
+ * the core checks each value against these before anything is started.
  */
 const PATTERN_SOURCES: Readonly<Record<string, string>> = {
   CaptureId: '^cap-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$',

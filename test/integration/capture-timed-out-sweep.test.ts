@@ -17,7 +17,7 @@ import { readStoredJson } from '../../shared/evidence/store.ts';
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-import { overwrite, worldWithNatHost } from '../support/capture-review-world.ts';
+import { overwrite, worldWithNatHost } from '../support/capture-host-world.ts';
 import { injectedS3Error } from '../support/lost-s3-answer.ts';
 import { loggerRecordingErrors } from '../support/recording-logger.ts';
 

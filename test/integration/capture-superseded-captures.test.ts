@@ -18,7 +18,7 @@ import {
   rollingTakeover,
   startRolling,
   worldWithNatHost,
-} from '../support/capture-review-world.ts';
+} from '../support/capture-host-world.ts';
 import type { PutInput, SdkMiddleware } from '../support/lost-s3-answer.ts';
 
 describe('superseded captures are closed by their deadline (moto)', () => {

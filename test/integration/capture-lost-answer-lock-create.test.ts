@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { startCapture } from '../../shared/capture/start-capture.ts';
 import { lockKey, readLease } from '../../shared/evidence/guards.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-import { hostCapture, worldWithNatHost } from '../support/capture-review-world.ts';
+import { hostCapture, worldWithNatHost } from '../support/capture-host-world.ts';
 import { clientsLosingFirstAnswer, isCreateOf } from '../support/lost-s3-answer.ts';
 
 describe('startCapture when the answer to its lock write is lost (moto)', () => {

@@ -1,6 +1,6 @@
 /**
  * checkOtherVersions: which other versions of a pcap key count as the same bytes, and how the
- * verdict reads them. (Listed on moto in test/integration/processing-review-replaced-pcap.)
+ * verdict reads them. (Listed on moto in test/integration/process-pcap-replaced-version.)
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';

@@ -12,7 +12,7 @@ import { startCapture } from '../../shared/capture/start-capture.ts';
 import { lockKey, readLease } from '../../shared/evidence/guards.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-import { hostCapture, worldWithNatHost } from '../support/capture-review-world.ts';
+import { hostCapture, worldWithNatHost } from '../support/capture-host-world.ts';
 import {
   clientsLosingFirstAnswer,
   isManifestCreate,

@@ -23,7 +23,7 @@ import {
   overwrite,
   reportedHostResult,
   worldWithNatHost,
-} from '../support/capture-review-world.ts';
+} from '../support/capture-host-world.ts';
 
 const PCAP = Buffer.from('d4c3b2a1020004000000000000000000ffff000001000000', 'hex');
 

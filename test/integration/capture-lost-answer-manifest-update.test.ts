@@ -17,7 +17,7 @@ import {
   hostCapture,
   plus,
   worldWithNatHost,
-} from '../support/capture-review-world.ts';
+} from '../support/capture-host-world.ts';
 import { clientsLosingFirstAnswer, isManifestUpdate } from '../support/lost-s3-answer.ts';
 
 describe('a manifest update whose answer was lost (moto)', () => {

@@ -18,7 +18,7 @@ import {
   rollingTakeover,
   startRolling,
   worldWithNatHost,
-} from '../support/capture-review-world.ts';
+} from '../support/capture-host-world.ts';
 
 describe('captures whose host lock was taken over (moto)', () => {
   it('an expired lock taken over by a new capture: the old capture is closed, not left running', async () => {

@@ -17,7 +17,7 @@ import { cooldownKey, lockKey, readLease } from '../../shared/evidence/guards.ts
 import { makeCaptureWorld, makeTopology } from '../fixtures/capture/world.ts';
 import { motoClients } from '../support/aws.ts';
 import { manifestOf, worldEvidenceStore } from '../support/capture-evidence.ts';
-import { hostCapture, worldWithNatHost } from '../support/capture-review-world.ts';
+import { hostCapture, worldWithNatHost } from '../support/capture-host-world.ts';
 import {
   injectedS3Error,
   isManifestCreate,
