@@ -4,14 +4,14 @@
 # Framework would read it as a variable when the document is packaged).
 #
 # When SSM_LookbackSeconds > 0 it freezes the standby ring (ssm-documents/tapline-standby.yml) at
-# "now": asks the ring's supervisor to rotate (it lets tcpdump take every packet the kernel holds
-# for it, stops it with SIGINT so it closes the current file, and restarts it), picks the closed
-# ring files whose [start, end] overlaps [now - LookbackSeconds, now] (start = the earlier of the
-# name's epoch and the first packet's timestamp; end = mtime), and copies them out of the ring so
-# it cannot rotate them away. Then it uploads each copy, hashed, with SSE-KMS and the host hash as
-# its S3 SHA-256 checksum, to pcaps/<CaptureId>/<InstanceId>/lookback-<start>-<n>.pcap with
-# lookback=true and the file's real time range in its metadata, deleting a copy only after its
-# upload succeeded.
+# "now": asks the ring's supervisor to rotate (through rotate.request; it lets tcpdump take every
+# packet the kernel holds for it, stops it with SIGINT so it closes the current file, restarts it
+# and answers in rotations.log), picks the closed ring files whose [start, end] overlaps
+# [now - LookbackSeconds, now] (start = the earlier of the name's epoch and the first packet's
+# timestamp; end = mtime), and copies them out of the ring so it cannot rotate them away. Then it
+# uploads each copy, hashed, with SSE-KMS and the host hash as its S3 SHA-256 checksum, to
+# pcaps/<CaptureId>/<InstanceId>/lookback-<start>-<n>.pcap with lookback=true and the file's real
+# time range in its metadata, deleting a copy only after its upload succeeded.
 #
 # Phases (the capture document freezes right after its own tcpdump started, so the forward
 # capture overlaps the rotation, uploads one look-back file per turn of its upload loop, and
@@ -91,7 +91,7 @@ tl_lb_first_packet() {
 }
 
 tl_lb_freeze() {
-  local instance=$1 aws=$2 files min_free work_dir spid tpid before after started i list
+  local instance=$1 aws=$2 files min_free work_dir spid tpid token started i list
   local closed_before epoch suffix name size start end selected="" total_bytes free_mb method candidate
   TL_LB_ACTIVE=1
   # The window is [ASKED - LookbackSeconds, ASKED], to the microsecond: a file holding packets
@@ -146,31 +146,42 @@ tl_lb_freeze() {
     return 0
   fi
 
-  # Freeze: ask the supervisor to rotate, so the file being written is closed and can be sent.
+  # Freeze: ask the supervisor to rotate, so the file being written is closed and can be sent. The
+  # request is a token appended to rotate.request, not a signal (a signal can be lost to bash's
+  # trap handling); the supervisor answers each token in rotations.log once the new tcpdump runs.
   spid=$(cat "$TL_LB_RING/supervisor.pid" 2>/dev/null || true)
   closed_before=""
   if tl_lb_is "$spid" supervisor; then
     TL_LB_RING_STATE=running
-    before=$(tl_lb_state ROTATIONS)
-    kill -USR1 "$spid" 2>/dev/null || true
-    # The supervisor waits for tcpdump to take what the kernel holds (up to 10 s for an answer,
-    # then up to 4 s more) and up to 10 s for it to stop.
-    for i in $(seq 1 300); do
-      after=$(tl_lb_state ROTATIONS)
-      if [ -n "$after" ] && [ "$after" != "$before" ]; then
-        TL_LB_ROTATED=true
-        break
-      fi
-      sleep 0.1
-    done
+    token="$TL_LB_ASKED-$$"
+    if printf '%s\n' "$token" >>"$TL_LB_RING/rotate.request"; then
+      # The supervisor looks once a second, waits for tcpdump to take what the kernel holds (up to
+      # 10 s for an answer, then up to 4 s more) and up to 10 s for it to stop.
+      for i in $(seq 1 300); do
+        if grep -q -F -- "$token " "$TL_LB_RING/rotations.log" 2>/dev/null; then
+          TL_LB_ROTATED=true
+          break
+        fi
+        if [ $((i % 10)) = 0 ] && ! tl_lb_is "$spid" supervisor; then break; fi
+        sleep 0.1
+      done
+    fi
     tpid=$(tl_lb_state TCPDUMP_PID)
-    started=$(tl_lb_state TCPDUMP_STARTED)
     if [ "$TL_LB_ROTATED" = true ]; then
-      # Every file named before the new tcpdump started is closed.
+      # Every file named before the tcpdump started by this rotation is closed.
+      started=$(grep -F -- "$token " "$TL_LB_RING/rotations.log" | tail -n 1 | cut -d ' ' -f 3 || true)
       if tl_lb_is "$tpid" tcpdump; then closed_before=$started; fi
-    else
+    elif tl_lb_is "$spid" supervisor; then
       tl_lb_err "the ring did not rotate within 30 s; the file being written was left out"
       closed_before=open
+    else
+      TL_LB_RING_STATE=stopped
+      if tl_lb_is "$tpid" tcpdump; then
+        tl_lb_err "the ring's supervisor stopped before it rotated, leaving its tcpdump running; the file being written was left out"
+        closed_before=open
+      else
+        tl_lb_err "the ring's supervisor stopped before it rotated"
+      fi
     fi
   else
     TL_LB_RING_STATE=stopped

@@ -43,7 +43,9 @@ export const standbyReportSchema = z.object({
   ringDirectory: z.string().max(256).optional(),
   pid: z.number().int().positive().nullable().optional(),
   tcpdumpPid: z.number().int().positive().nullable().optional(),
-  state: z.enum(['starting', 'running', 'backoff', 'paused-low-disk', 'stopped', '']).optional(),
+  state: z
+    .enum(['starting', 'running', 'backoff', 'paused-low-disk', 'stopped', 'failed', ''])
+    .optional(),
   files: count.optional(),
   bytes: count.optional(),
   oldest: epoch.nullable().optional(),

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { newCaptureId } from '../../shared/capture/ids.ts';
 import { type NetnsHost, Topology } from '../../shared/lab/netns.ts';
 import {
@@ -127,6 +127,15 @@ describe.runIf(canRun)('look-back from a standby ring, for real', () => {
     bridge = await startLoopbackBridge(host, Number(new URL(motoEndpoint()).port));
     evidence = await labEvidence('tlring-lb');
     ({ bucket, keyArn, workDir } = evidence);
+  });
+
+  // A failed look-back is explained by the ring's own logs: print them with the failure.
+  afterEach(async ({ task }) => {
+    if (task.result?.state !== 'fail') return;
+    for (const name of ['supervisor.log', 'tcpdump.log', 'tcpdump.run.log', 'state.env']) {
+      const text = await readFile(join(ring, name), 'utf8').catch((e: Error) => e.message);
+      console.error(`--- ${name} ---\n${text.split('\n').slice(-40).join('\n')}`);
+    }
   });
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type NetnsHost, Topology } from '../../shared/lab/netns.ts';
@@ -195,5 +195,71 @@ for _ in range(${count}):
     expect(existsSync(ring)).toBe(false);
     const absent = await standby({ Action: 'status' });
     expect(absent.report.status).toBe('absent');
+  });
+
+  it('outlives a storm of signals, and stops on stop.request when a SIGTERM is lost', {
+    timeout: 90_000,
+  }, async () => {
+    // bash parses a trap's text when the signal lands; landing while the loop parses a $(...) at
+    // run time lost the trap or ended the supervisor with a syntax error (CI: a look-back's one
+    // SIGUSR1 left tcpdump running with nothing pruning the ring). Older steps still send SIGUSR1.
+    const started = await standby({ Action: 'start' });
+    expect(started.report.status).toBe('started');
+    const supervisor = started.report.pid!;
+    const tcpdump = started.report.tcpdumpPid!;
+    for (let i = 0; i < 3000; i++) {
+      process.kill(supervisor, 'SIGUSR1');
+      if (i % 5 === 0) await sleep(1);
+    }
+    await ping(20);
+    const after = await standby({ Action: 'status' });
+    expect(after.report.running).toBe(true);
+    expect(after.report.pid).toBe(supervisor);
+    expect(after.report.tcpdumpPid).toBe(tcpdump);
+    expect(after.report.restarts).toBe(0);
+    expect(await readFile(join(ring, 'supervisor.log'), 'utf8')).not.toMatch(
+      /exited unexpectedly|syntax|unexpected EOF/,
+    );
+
+    // The stop action leaves stop.request besides its SIGTERM: the file alone stops the ring, with
+    // tcpdump stopped cleanly and the state saying so.
+    await writeFile(join(ring, 'stop.request'), '');
+    for (let i = 0; i < 50 && processAlive(supervisor); i++) await sleep(100);
+    expect(processAlive(supervisor)).toBe(false);
+    expect(processAlive(tcpdump)).toBe(false);
+    expect(existsSync(join(ring, 'supervisor.pid'))).toBe(false);
+    expect(existsSync(join(ring, 'stop.request'))).toBe(false);
+    const state = JSON.parse(await readFile(join(ring, 'state.json'), 'utf8'));
+    expect(state.state).toBe('stopped');
+    expect(await readFile(join(ring, 'supervisor.log'), 'utf8')).toMatch(/supervisor stopped\n$/);
+    const status = await standby({ Action: 'status' });
+    expect(status.report.running).toBe(false);
+  });
+
+  it('stops tcpdump and says so when the supervisor itself dies', async () => {
+    // Nothing prunes the ring once its supervisor is gone, so a supervisor that ends unasked (a
+    // shell error, or a signal it does not trap: SIGUSR2 here) takes tcpdump with it.
+    const started = await standby({ Action: 'start' });
+    expect(started.report.status).toBe('started');
+    const supervisor = started.report.pid!;
+    const tcpdump = started.report.tcpdumpPid!;
+    process.kill(supervisor, 'SIGUSR2');
+    for (let i = 0; i < 50 && (processAlive(supervisor) || processAlive(tcpdump)); i++) {
+      await sleep(100);
+    }
+    expect(processAlive(supervisor)).toBe(false);
+    expect(processAlive(tcpdump)).toBe(false);
+    const status = await standby({ Action: 'status' });
+    expect(status.report.running).toBe(false);
+    expect(status.report.state).toBe('failed');
+    const state = JSON.parse(await readFile(join(ring, 'state.json'), 'utf8'));
+    expect(state.lastError).toMatch(/^supervisor exited unexpectedly \(status \d+\)$/);
+    expect(await readFile(join(ring, 'supervisor.log'), 'utf8')).toMatch(
+      /supervisor exited unexpectedly \(status \d+\); stopping tcpdump/,
+    );
+    // A start after it runs the ring again.
+    const again = await standby({ Action: 'start' });
+    expect(again.report.status).toBe('started');
+    expect(again.report.pid).not.toBe(supervisor);
   });
 });
