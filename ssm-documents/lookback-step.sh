@@ -65,7 +65,8 @@ tl_lb_err() {
   TL_LB_ERRORS="$TL_LB_ERRORS\"$(tl_lb_esc "$1")\""
 }
 tl_lb_state() { sed -n "s/^$1=\([0-9A-Za-z_.-]*\)$/\1/p" "$TL_LB_RING/state.env" 2>/dev/null | tail -n 1 || true; }
-# tl_lb_is PID supervisor|tcpdump: alive, not a zombie, and the process we think it is.
+# tl_lb_is PID supervisor|tcpdump: alive, not a zombie, and the process we think it is (this
+# ring's supervisor, or a tcpdump writing this ring's files: a recycled pid may be another's).
 tl_lb_is() {
   local pid=$1 cmd _pid _comm state
   [[ $pid =~ ^[1-9][0-9]{0,9}$ ]] || return 1
@@ -74,7 +75,7 @@ tl_lb_is() {
   cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
   case $2 in
     supervisor) [[ $cmd == *"$TL_LB_RING/supervisor.sh"* ]] ;;
-    tcpdump) [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tcpdump ] ;;
+    tcpdump) [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tcpdump ] && [[ $cmd == *" $TL_LB_RING/files/ring-"* ]] ;;
     *) return 1 ;;
   esac
 }

@@ -98,6 +98,20 @@ describe.runIf(canRun)('capture document run for real', () => {
       timeoutMs: 120_000,
     });
 
+  /** Pids whose environment holds `env` and whose command line contains `cmdline`. */
+  async function processesWith(env: string, cmdline: string): Promise<number[]> {
+    const found: number[] = [];
+    for (const name of await readdir('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const [environ, command] = await Promise.all([
+        readFile(`/proc/${name}/environ`, 'utf8').catch(() => ''),
+        readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => ''),
+      ]);
+      if (environ.split('\0').includes(env) && command.includes(cmdline)) found.push(Number(name));
+    }
+    return found;
+  }
+
   it('captures port-0 traffic on the NAT, uploads hashed SSE-KMS pcaps and reports them', async () => {
     const captureId = newCaptureId();
     // Time rotation every 2 s (-G with -C): several closed files, each hashed and uploaded.
@@ -255,6 +269,26 @@ describe.runIf(canRun)('capture document run for real', () => {
       expect((await stat(file.path)).size).toBe(file.size);
     }
     expect(report.errors.join('\n')).toMatch(/upload of pcaps\/.* failed after 2 attempts/);
+  });
+
+  it('stops its tcpdump and reports when the agent interrupts it (SIGTERM)', async () => {
+    const captureId = newCaptureId();
+    const started = Date.now();
+    const running = startOnNat(captureId, { DurationSeconds: '60' });
+    await running.listening;
+    const script = await processesWith(`SSM_CaptureId=${captureId}`, '_script-');
+    // timeout and the tcpdump it runs.
+    const capturing = await processesWith(`SSM_CaptureId=${captureId}`, `spool/${captureId}/`);
+    expect(script).toHaveLength(1);
+    expect(capturing).toHaveLength(2);
+    process.kill(script[0]!, 'SIGTERM');
+    const result = await running.done;
+    const report = parseHostReport(result.stdout);
+    expect(result.exitCode).toBe(1);
+    expect(report.errors.join('\n')).toMatch(/interrupted by a signal/);
+    // Well before its 60 s, with its tcpdump gone: it asked bash's job table, not a pid.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    for (const pid of capturing) expect(existsSync(`/proc/${pid}`)).toBe(false);
   });
 
   it('refuses to start when free disk is below MinFreeMegabytes', async () => {

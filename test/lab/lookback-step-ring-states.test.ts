@@ -1,10 +1,10 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm, truncate, utimes, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lookbackStepScript } from '../../shared/standby/document.ts';
 import { parseLookbackReport } from '../../shared/standby/reports.ts';
-import { labCanRun } from '../support/lab.ts';
+import { fakeTcpdump, labCanRun } from '../support/lab.ts';
 
 const canRun = labCanRun('look-back step ring states test', ['bash', 'od', 'sleep']);
 const INSTANCE = 'i-0123456789abcdef0';
@@ -105,10 +105,9 @@ printf '%s' "$TL_LB_PENDING" | awk '{ print "PENDING=" $3 }'`,
       { epoch: now - 8, bytes: 24, mtime: now - 4 },
       { epoch: now - 4, bytes: 24, mtime: now - 1 },
     ]);
-    // A process the step takes for the ring's tcpdump (its comm is "tcpdump"), with no supervisor.
-    const fake = join(root, 'tcpdump');
-    await copyFile('/bin/sleep', fake);
-    const orphan = spawn(fake, ['60'], { stdio: 'ignore' });
+    // A process the step takes for the ring's tcpdump (its comm is "tcpdump" and it writes this
+    // ring's files), with no supervisor.
+    const orphan = await fakeTcpdump(root, `${dir}/files/ring-%s.pcap`);
     try {
       await writeFile(join(dir, 'state.env'), `TCPDUMP_PID=${orphan.pid}\nROTATIONS=3\n`);
       const report = runLookback({
@@ -123,7 +122,31 @@ printf '%s' "$TL_LB_PENDING" | awk '{ print "PENDING=" $3 }'`,
       expect(report.complete).toBe(false);
       expect(report.errors.join('\n')).toMatch(/supervisor is not running but its tcpdump is/);
     } finally {
-      orphan.kill('SIGKILL');
+      process.kill(-orphan.pid!, 'SIGKILL');
+    }
+  });
+
+  it("does not take another tcpdump on a recycled pid for the ring's", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const dir = await ring('recycled', [
+      { epoch: now - 8, bytes: 24, mtime: now - 4 },
+      { epoch: now - 4, bytes: 24, mtime: now - 1 },
+    ]);
+    // The state names a pid that now belongs to a forward capture's tcpdump, not the ring's.
+    const other = await fakeTcpdump(root, `${root}/capture/spool/capture-%s.pcap`);
+    try {
+      await writeFile(join(dir, 'state.env'), `TCPDUMP_PID=${other.pid}\nROTATIONS=3\n`);
+      const report = runLookback({
+        SSM_LookbackSeconds: '30',
+        SSM_RingDirectory: dir,
+        SSM_WorkDir: root,
+      });
+      expect(report.ring).toBe('stopped');
+      // Both files are closed, so both spans are covered; nothing was left out.
+      expect(report.silentFiles).toBe(2);
+      expect(report.errors.join('\n')).not.toMatch(/tcpdump/);
+    } finally {
+      process.kill(-other.pid!, 'SIGKILL');
     }
   });
 });

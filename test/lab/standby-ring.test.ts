@@ -7,7 +7,7 @@ import { type NetnsHost, Topology } from '../../shared/lab/netns.ts';
 import type { SsmCommandDocument } from '../../shared/lab/ssm-agent.ts';
 import { packagedStandbyDocument } from '../../shared/standby/document.ts';
 import { runStandby } from '../../shared/standby/lab-harness.ts';
-import { labCanRun } from '../support/lab.ts';
+import { fakeTcpdump, labCanRun } from '../support/lab.ts';
 
 const TOOLS = ['tcpdump', 'ip', 'python3', 'setsid', 'ionice', 'flock'];
 const canRun = labCanRun('standby lab test', TOOLS);
@@ -261,5 +261,28 @@ for _ in range(${count}):
     const again = await standby({ Action: 'start' });
     expect(again.report.status).toBe('started');
     expect(again.report.pid).not.toBe(supervisor);
+  });
+
+  it('never signals another tcpdump that took the pid its state names', async () => {
+    const started = await standby({ Action: 'start' });
+    expect(['started', 'already-running']).toContain(started.report.status);
+    const stopped = await standby({ Action: 'stop', KeepFiles: 'true' });
+    expect(stopped.report.status).toBe('stopped');
+    // The ring's tcpdump is gone and its pid now belongs to a forward capture's tcpdump.
+    const other = await fakeTcpdump(root, `${root}/capture/spool/capture-%s.pcap`);
+    try {
+      const state = await readFile(join(ring, 'state.env'), 'utf8');
+      await writeFile(
+        join(ring, 'state.env'),
+        state.replace(/^TCPDUMP_PID=.*$/m, `TCPDUMP_PID=${other.pid}`),
+      );
+      const status = await standby({ Action: 'status' });
+      expect(status.report.tcpdumpPid).toBeNull();
+      const again = await standby({ Action: 'stop', KeepFiles: 'true' });
+      expect(again.report.status).toBe('not-running');
+      expect(processAlive(other.pid!)).toBe(true);
+    } finally {
+      process.kill(-other.pid!, 'SIGKILL');
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -108,4 +108,17 @@ export async function tsharkFieldsOfObject(
     .split('\n')
     .filter(Boolean)
     .map((line) => line.split('\t'));
+}
+
+/**
+ * A process the documents take for a tcpdump by its name (a script: its comm is its file name)
+ * writing to `writeTo` (its command line carries `-w writeTo`), in its own process group; stop it
+ * with `process.kill(-child.pid, 'SIGKILL')`.
+ */
+export async function fakeTcpdump(dir: string, writeTo: string): Promise<ChildProcess> {
+  const fake = join(dir, 'tcpdump');
+  await writeFile(fake, '#!/bin/sh\nsleep 60\n', { mode: 0o755 });
+  const child = spawn(fake, ['-n', '-w', writeTo], { stdio: 'ignore', detached: true });
+  await new Promise((r) => setTimeout(r, 100));
+  return child;
 }
