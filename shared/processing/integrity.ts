@@ -44,7 +44,8 @@ export type IntegrityVerdict =
   | 'verified'
   /** At least one source disagrees with the bytes: tampering, corruption or a host bug. */
   | 'mismatch'
-  /** Nothing disagrees, but a required source is missing, invalid or unverifiable. */
+  /** Nothing disagrees, but a required source is missing, invalid or unverifiable, or no
+   * Tapline capture is known to have made the file (see ProvenanceCheck). */
   | 'unverified';
 
 /**
@@ -70,6 +71,65 @@ export interface VersionsCheck {
   reason?: string;
 }
 
+/**
+ * Whether a Tapline capture made the file. The capture core writes the manifest, naming every
+ * host it sends the capture to, before any command is sent; every capture host may write under
+ * `pcaps/`, so a file whose capture has no manifest, or whose manifest does not name its
+ * instance (or names it as refused: no command went there), was not made by that capture, however
+ * well its own hashes agree.
+ */
+export interface ProvenanceCheck {
+  status: /** The manifest names the instance as a host the capture was sent to. */
+    | 'capture-host'
+    /** No manifest for the capture ID in the key. */
+    | 'no-manifest'
+    /** The manifest exists but could not be read or understood. */
+    | 'manifest-unreadable'
+    /** The manifest does not name the instance in the key. */
+    | 'not-a-target'
+    /** The manifest names the instance as refused: no capture command was sent to it. */
+    | 'not-sent';
+  /** What was wrong, in words. */
+  detail: string | null;
+}
+
+/** Provenance from what the processor read of the manifest. */
+export function checkProvenance(
+  manifest: {
+    status: 'read' | 'absent' | 'unreadable';
+    problem?: string;
+    hostStatus?: string | null;
+  },
+  captureId: string,
+  instanceId: string,
+): ProvenanceCheck {
+  if (manifest.status === 'absent') {
+    return {
+      status: 'no-manifest',
+      detail: `capture ${captureId} has no manifest: no Tapline capture by that ID sent a command, so it did not make this file`,
+    };
+  }
+  if (manifest.status === 'unreadable') {
+    return {
+      status: 'manifest-unreadable',
+      detail: `the manifest of capture ${captureId} could not be read (${manifest.problem ?? 'unknown'}): who made this file is not known`,
+    };
+  }
+  if (manifest.hostStatus === null || manifest.hostStatus === undefined) {
+    return {
+      status: 'not-a-target',
+      detail: `the manifest of capture ${captureId} does not name ${instanceId} as a host: that capture did not make this file`,
+    };
+  }
+  if (manifest.hostStatus === 'refused') {
+    return {
+      status: 'not-sent',
+      detail: `the manifest of capture ${captureId} records ${instanceId} as refused: no capture command went to it`,
+    };
+  }
+  return { status: 'capture-host', detail: null };
+}
+
 export interface IntegrityResult {
   verdict: IntegrityVerdict;
   /** Our SHA-256 of the object's bytes, lowercase hex. */
@@ -80,6 +140,8 @@ export interface IntegrityResult {
   manifest: SourceCheck;
   /** Other versions of the key (absent in results written before this check existed). */
   versions?: VersionsCheck;
+  /** Whether a Tapline capture made the file (absent in results written before it existed). */
+  provenance?: ProvenanceCheck;
   /** Human-readable reasons when the verdict is not `verified`. */
   problems: string[];
 }
@@ -296,6 +358,7 @@ export function integrityVerdict(
   s3: S3ChecksumCheck,
   manifest: SourceCheck,
   versions?: VersionsCheck,
+  provenance?: ProvenanceCheck,
 ): IntegrityResult {
   const problems: string[] = [];
   const describe = (name: string, check: SourceCheck) => {
@@ -335,6 +398,9 @@ export function integrityVerdict(
   } else if (versions?.status === 'unverifiable' && versions.others > 0) {
     problems.push(`the other versions of the key could not be compared: ${versions.reason}`);
   }
+  if (provenance && provenance.status !== 'capture-host' && provenance.detail) {
+    problems.push(provenance.detail);
+  }
   // A listing that failed outright (no s3:ListBucketVersions on pcaps/, a fault) leaves the
   // verdict to the other checks; the completion record says the check could not be made.
   const mismatch =
@@ -353,6 +419,7 @@ export function integrityVerdict(
     s3,
     manifest,
     ...(versions ? { versions } : {}),
+    ...(provenance ? { provenance } : {}),
     problems,
   };
 }

@@ -56,6 +56,8 @@ export interface ManifestFacts {
    * same bytes): the check compares hashes instead of calling the file "not listed".
    */
   otherVersions?: Array<{ versionId: string; sha256?: string | undefined }>;
+  /** This instance's status in the manifest; null when the manifest does not name it. */
+  hostStatus: string | null;
   /** The capture request, as recorded (validated by whoever uses it). */
   request: unknown;
   finding: unknown;
@@ -67,6 +69,7 @@ const absent = (status: ManifestStatus, problem?: string): ManifestFacts => ({
   packetsDroppedByKernel: null,
   packetsCaptured: null,
   file: undefined,
+  hostStatus: null,
   request: undefined,
   finding: undefined,
 });
@@ -104,6 +107,7 @@ export function manifestFacts(
     packetsCaptured: finite(host?.packetsCaptured),
     file,
     ...(otherVersions.length > 0 ? { otherVersions } : {}),
+    hostStatus: host === undefined ? null : (host.status ?? 'unknown'),
     request: parsed.data.request,
     finding: parsed.data.finding,
   };

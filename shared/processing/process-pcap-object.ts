@@ -23,6 +23,7 @@ import {
   checkHostHash,
   checkManifestHash,
   checkOtherVersions,
+  checkProvenance,
   checkS3Checksum,
   type IntegrityResult,
   integrityVerdict,
@@ -271,6 +272,7 @@ async function writeResultSet(
     checkS3Checksum(info.checksumSha256, info.checksumType, info.parts, hashed),
     checkManifestHash(manifest.file, hashed.sha256, manifest.otherVersions),
     checkOtherVersions(otherVersions, hashed.sha256, hashed.bytes),
+    checkProvenance(manifest, keyParts.captureId, keyParts.instanceId),
   );
 
   const summary = summaryRow({

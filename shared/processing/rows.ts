@@ -203,6 +203,9 @@ export function summaryRow(input: SummaryInput): Record<string, unknown> {
         parts: integrity.s3.parts,
       },
       manifest: { status: integrity.manifest.status, expected: integrity.manifest.expected },
+      provenance: integrity.provenance
+        ? { status: integrity.provenance.status, detail: integrity.provenance.detail }
+        : null,
       problems: integrity.problems,
     },
     manifest_status: manifest.status,

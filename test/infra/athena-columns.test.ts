@@ -150,13 +150,22 @@ const rows = new Map<string, Record<string, unknown>[]>(RESULT_TABLES.map((t) =>
 async function runJob(
   name: string,
   bytes: Buffer,
-  options: { manifest?: boolean; hostHash?: null; multipart?: boolean; carve?: boolean } = {},
+  options: {
+    manifest?: boolean;
+    hostHash?: null;
+    multipart?: boolean;
+    carve?: boolean;
+    sentTo?: false;
+  } = {},
 ) {
   const cap = captureId();
   const key = `pcaps/${cap}/${INSTANCE}/${name}`;
   const up = options.multipart
     ? await hostMultipartUpload(stack, key, bytes)
-    : await hostUpload(stack, key, bytes, options.hostHash === null ? { hostHash: null } : {});
+    : await hostUpload(stack, key, bytes, {
+        ...(options.hostHash === null ? { hostHash: null } : {}),
+        ...(options.sentTo === false ? { sentTo: false } : {}),
+      });
   if (options.manifest) {
     await putCaptureManifest(stack, cap, {
       hosts: {
@@ -201,6 +210,8 @@ beforeAll(async () => {
     },
   );
   await runJob('not-a-pcap.pcap', Buffer.from('this is not a capture file at all\n'));
+  // A file no capture sent a command for: its provenance says so.
+  await runJob('stray.pcap', await corpusFile('dns_packets.pcap'), { sentTo: false });
   const { template } = await packaging;
   glue = new Map();
   for (const resource of Object.values(template.Resources)) {

@@ -156,7 +156,7 @@ describe('process-pcap on moto, end to end', () => {
       packets: 464,
       decode_status: 'ok',
       integrity_verdict: 'verified',
-      manifest_status: 'absent',
+      manifest_status: 'read',
       kernel_drops: null,
       host_time_start: 1795423200.25,
       lookback: false,
@@ -329,6 +329,44 @@ describe('process-pcap on moto, end to end', () => {
       verdict: 'unverified',
     });
     await deleteMessages(stack, stack.queueUrl, [message]);
+  });
+
+  it('does not vouch for a pcap with intact hashes that no capture sent a command for', async () => {
+    // Any capture host may write under pcaps/: one that names a capture ID nobody started, or
+    // another instance's capture, sets hashes that agree with its own bytes.
+    const stray = await processUpload('stray.pcap', await corpusFile('dns_packets.pcap'), {
+      sentTo: false,
+    });
+    expect(stray.record.integrity).toMatchObject({
+      verdict: 'unverified',
+      host: { status: 'match' },
+      s3: { status: 'match' },
+      provenance: { status: 'no-manifest' },
+    });
+    expect(stray.record.integrity.problems.join('\n')).toMatch(/has no manifest/);
+    const events = await publishedFor(stray.key, 2);
+    expect(events.find((e) => e.type === 'Pcap Integrity Failed')).toMatchObject({
+      verdict: 'unverified',
+      problems: [expect.stringMatching(/did not make this file/)],
+    });
+    await deleteMessages(stack, stack.queueUrl, [stray.message]);
+
+    // A capture that exists, but was sent to other hosts (and refused on this one).
+    for (const [hosts, status] of [
+      [{ 'i-0ffffffffffffffff': { status: 'running', files: [] } }, 'not-a-target'],
+      [{ [INSTANCE]: { status: 'refused', files: [] } }, 'not-sent'],
+    ] as const) {
+      const cap = captureId();
+      const key = `pcaps/${cap}/${INSTANCE}/other.pcap`;
+      await putCaptureManifest(stack, cap, { captureId: cap, hosts });
+      const upload = await hostUpload(stack, key, await corpusFile('dns_packets.pcap'));
+      const message = await eventMessageFor(key);
+      await handleCleanly([message]);
+      const record = await getJson(stack, completionKey(cap, 'other.pcap', upload.versionId));
+      expect(record.integrity).toMatchObject({ verdict: 'unverified', provenance: { status } });
+      await publishedFor(key, 2);
+      await deleteMessages(stack, stack.queueUrl, [message]);
+    }
   });
 
   it('records an object that is not a capture as unreadable: hashed, marked, not retried', async () => {

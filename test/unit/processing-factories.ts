@@ -182,6 +182,7 @@ export function manifestFacts(overrides: Partial<ManifestFacts> = {}): ManifestF
     packetsDroppedByKernel: 0,
     packetsCaptured: 10,
     file: { sha256: SHA256 },
+    hostStatus: 'success',
     request: undefined,
     finding: undefined,
     ...overrides,

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   checkHostHash,
   checkManifestHash,
+  checkProvenance,
   checkS3Checksum,
   integrityVerdict,
   StreamingHasher,
@@ -108,5 +109,65 @@ describe('integrity of a streamed pcap', () => {
     );
     expect(manifestDisagrees.verdict).toBe('mismatch');
     expect(manifestDisagrees.problems.join()).toMatch(/manifest/);
+  });
+
+  it('vouches only for a file its capture sent a command for', () => {
+    const cap = 'cap-20261124T010203Z-0a1b2c3d';
+    const instance = 'i-0a1b2c3d4e5f60718';
+    const provenance = (manifest: Parameters<typeof checkProvenance>[0]) =>
+      checkProvenance(manifest, cap, instance);
+    expect(provenance({ status: 'read', hostStatus: 'uploading' })).toEqual({
+      status: 'capture-host',
+      detail: null,
+    });
+    expect(provenance({ status: 'absent' }).status).toBe('no-manifest');
+    expect(provenance({ status: 'unreadable', problem: 'manifest is not JSON' })).toMatchObject({
+      status: 'manifest-unreadable',
+      detail: expect.stringContaining('manifest is not JSON'),
+    });
+    expect(provenance({ status: 'read', hostStatus: null }).status).toBe('not-a-target');
+    expect(provenance({ status: 'read', hostStatus: 'refused' }).status).toBe('not-sent');
+
+    const s3ok = checkS3Checksum(sha(bytes).toString('base64'), undefined, null, {
+      sha256: hex,
+      composite: null,
+    });
+    const host = checkHostHash(hex, hex);
+    const notListed = checkManifestHash(undefined, hex);
+    const stray = integrityVerdict(
+      hex,
+      1,
+      host,
+      s3ok,
+      notListed,
+      undefined,
+      provenance({ status: 'absent' }),
+    );
+    expect(stray.verdict).toBe('unverified');
+    expect(stray.provenance?.status).toBe('no-manifest');
+    expect(stray.problems).toEqual([
+      expect.stringMatching(new RegExp(`capture ${cap} has no manifest`)),
+    ]);
+    // a disagreeing hash still wins
+    const tampered = integrityVerdict(
+      hex,
+      1,
+      checkHostHash('1'.repeat(64), hex),
+      s3ok,
+      notListed,
+      undefined,
+      provenance({ status: 'read', hostStatus: null }),
+    );
+    expect(tampered.verdict).toBe('mismatch');
+    const sent = integrityVerdict(
+      hex,
+      1,
+      host,
+      s3ok,
+      notListed,
+      undefined,
+      provenance({ status: 'read', hostStatus: 'running' }),
+    );
+    expect(sent).toMatchObject({ verdict: 'verified', problems: [] });
   });
 });
