@@ -4,6 +4,7 @@ import { isCaptureId } from '../../shared/capture/ids.ts';
 import { TaplineError } from '../../shared/errors.ts';
 import {
   type CaptureManifest,
+  ManifestUnreadableError,
   overdueHosts,
   readManifest,
 } from '../../shared/evidence/manifest.ts';
@@ -32,12 +33,26 @@ function idTime(captureId: string): number {
   return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : 0;
 }
 
-/** Captures started in the last `sinceSeconds`, newest first, read from their manifests. */
+/** A capture whose manifest (its custody record) exists but cannot be read. */
+export interface UnreadableCapture {
+  captureId: string;
+  state: 'unreadable';
+  error: string;
+}
+
+export type ListedCapture = CaptureManifest | UnreadableCapture;
+
+const unreadable = (c: ListedCapture): c is UnreadableCapture => c.state === 'unreadable';
+
+/**
+ * Captures started in the last `sinceSeconds`, newest first, read from their manifests. A
+ * damaged manifest is listed as unreadable (with why), not allowed to hide the others.
+ */
 export async function listCaptures(
   ctx: CliContext,
   sinceSeconds: number,
   now = new Date(),
-): Promise<CaptureManifest[]> {
+): Promise<ListedCapture[]> {
   const ids: string[] = [];
   let ContinuationToken: string | undefined;
   do {
@@ -56,28 +71,49 @@ export async function listCaptures(
     ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
   } while (ContinuationToken);
   ids.sort().reverse();
-  const manifests: CaptureManifest[] = [];
+  const manifests: ListedCapture[] = [];
+  const read = async (captureId: string): Promise<ListedCapture | undefined> => {
+    try {
+      return (await readManifest(ctx.store, captureId))?.manifest;
+    } catch (error) {
+      if (!(error instanceof ManifestUnreadableError)) throw error;
+      return { captureId, state: 'unreadable', error: error.message };
+    }
+  };
   for (let i = 0; i < ids.length; i += 8) {
-    const batch = await Promise.all(ids.slice(i, i + 8).map((id) => readManifest(ctx.store, id)));
-    for (const m of batch) if (m) manifests.push(m.manifest);
+    const batch = await Promise.all(ids.slice(i, i + 8).map(read));
+    for (const m of batch) if (m) manifests.push(m);
   }
   return manifests;
 }
 
-export function renderList(manifests: CaptureManifest[], now = new Date()): string {
+export function renderList(manifests: ListedCapture[], now = new Date()): string {
   if (manifests.length === 0) return 'no captures in that window\n';
   return table(
     ['CAPTURE', 'CREATED', 'STATE', 'SOURCE', 'HOSTS', 'FILES', 'REASON'],
-    manifests.map((m) => [
-      m.captureId,
-      humanTime(m.createdAt),
-      overdueHosts(m, now).length > 0 ? `${m.state} (overdue)` : m.state,
-      m.source,
-      Object.keys(m.hosts ?? {}).length,
-      Object.values(m.hosts ?? {}).reduce((n, h) => n + (h.files?.length ?? 0), 0),
-      m.reason.length > 48 ? `${m.reason.slice(0, 47)}…` : m.reason,
-    ]),
+    manifests.map((m) =>
+      unreadable(m)
+        ? [m.captureId, idTimeText(m.captureId), 'unreadable', '', '', '', m.error]
+        : listedRow(m, now),
+    ),
   );
+}
+
+function idTimeText(captureId: string): string {
+  const t = idTime(captureId);
+  return t > 0 ? humanTime(new Date(t).toISOString()) : '';
+}
+
+function listedRow(m: CaptureManifest, now: Date): (string | number)[] {
+  return [
+    m.captureId,
+    humanTime(m.createdAt),
+    overdueHosts(m, now).length > 0 ? `${m.state} (overdue)` : m.state,
+    m.source,
+    Object.keys(m.hosts ?? {}).length,
+    Object.values(m.hosts ?? {}).reduce((n, h) => n + (h.files?.length ?? 0), 0),
+    m.reason.length > 48 ? `${m.reason.slice(0, 47)}…` : m.reason,
+  ];
 }
 
 export function register(program: Command): void {
@@ -89,5 +125,11 @@ export function register(program: Command): void {
   ).action(async (options: StageOptions & { since: string }) => {
     const manifests = await listCaptures(cliContext(options), parseSince(options.since));
     process.stdout.write(options.json ? `${JSON.stringify(manifests)}\n` : renderList(manifests));
+    // a custody record that cannot be read is a failed check, after everything else is shown
+    const damaged = manifests.filter(unreadable).length;
+    if (damaged > 0) {
+      process.stderr.write(`tapline: ${damaged} capture manifest(s) could not be read\n`);
+      process.exitCode = 1;
+    }
   });
 }

@@ -16,6 +16,7 @@ import { listCaptures, parseSince, renderList } from '../../bin/commands/list.ts
 import { planCapture, renderPlan } from '../../bin/commands/plan.ts';
 import { captureStatus, renderStatus } from '../../bin/commands/status.ts';
 import { makeHandler } from '../../functions/start-capture.ts';
+import { newCaptureId } from '../../shared/capture/ids.ts';
 import { applyHostResult } from '../../shared/capture/track-capture.ts';
 import { lambdaContext } from '../../shared/lab/lab-aws.ts';
 import {
@@ -280,6 +281,48 @@ describe('tapline CLI verbs against moto', () => {
       encoding: 'utf8',
     });
     expect(usage.status).toBe(2);
+  });
+
+  it('lists a capture whose manifest is damaged as unreadable, shows the rest, and exits 1', async () => {
+    const damaged = newCaptureId();
+    await world.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: world.config.EVIDENCE_BUCKET,
+        Key: `captures/${damaged}/manifest.json`,
+        Body: '{"captureId": "cut sh',
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: world.keyArn,
+      }),
+    );
+    const listed = await listCaptures(ctx, parseSince('24h'));
+    expect(listed.find((m) => m.captureId === damaged)).toEqual({
+      captureId: damaged,
+      state: 'unreadable',
+      error: expect.stringMatching(/manifest .* cannot be read: not JSON/),
+    });
+    expect(listed.filter((m) => m.state !== 'unreadable').length).toBeGreaterThan(0);
+    expect(renderList(listed)).toMatch(new RegExp(`${damaged}.*unreadable`));
+
+    const list = spawnSync(
+      process.execPath,
+      [
+        binPath,
+        'list',
+        '--json',
+        '--endpoint',
+        motoEndpoint(),
+        '--bucket',
+        world.config.EVIDENCE_BUCKET,
+        '--stage',
+        'test',
+      ],
+      { encoding: 'utf8', env: { ...process.env, TAPLINE_AWS_ENDPOINT: '' } },
+    );
+    expect(list.status).toBe(1);
+    expect(list.stderr).toContain('1 capture manifest(s) could not be read');
+    const rows = JSON.parse(list.stdout) as { captureId: string; state: string }[];
+    expect(rows.find((r) => r.captureId === damaged)?.state).toBe('unreadable');
+    expect(rows.length).toBe(listed.length);
   });
 
   it('says which capture is missing and how to look elsewhere', async () => {
