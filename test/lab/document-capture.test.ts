@@ -242,6 +242,33 @@ describe.runIf(canRun)('capture document run for real', () => {
     expect(report.packetsDroppedByKernel).toBe(0);
   });
 
+  it('stops at MaxMegabytes counted as tcpdump counts -C: 1,000,000 bytes to the MB', async () => {
+    const captureId = newCaptureId();
+    const started = Date.now();
+    const running = startOnNat(captureId, {
+      Filter: 'udp and dst port 40011',
+      MaxMegabytes: '1',
+      DurationSeconds: '40',
+    });
+    await running.listening;
+    // 700 frames of 1,442 bytes: 1,020,624 bytes of pcap, past 1,000,000 but short of 1 MiB
+    // (paced, so tcpdump's buffer drops none of them).
+    await workload.exec('python3', [
+      '-c',
+      "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(700):\n    s.sendto(b'm' * 1400, ('10.201.2.2', 40011))\n    time.sleep(0.002)",
+    ]);
+    const result = await running.done;
+    const report = parseHostReport(result.stdout);
+    expect(report.errors.join('\n')).toMatch(
+      /reached MaxMegabytes \(1 MB\); capture stopped early/,
+    );
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(report.packetsCaptured).toBe(700);
+    const written = report.files.reduce((sum, f) => sum + f.size, 0);
+    expect(written).toBeGreaterThanOrEqual(1_000_000);
+    expect(written).toBeLessThan(1_048_576);
+  });
+
   it('keeps a file it cannot upload on disk and reports it', async () => {
     const captureId = newCaptureId();
     const result = await runCommandDocument({
