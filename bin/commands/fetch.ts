@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +10,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { Command } from 'commander';
 import { IntegrityError, TaplineError } from '../../shared/errors.ts';
 import type { ManifestFile } from '../../shared/evidence/manifest.ts';
+import { makeDirectory } from '../../shared/make-directory.ts';
 import {
   type CliContext,
   cliContext,
@@ -72,7 +73,7 @@ export async function fetchCapture(
   try {
     for (const { instanceId, file } of wanted) {
       const dir = join(options.outDir, captureId, instanceId);
-      await mkdir(dir, { recursive: true });
+      await makeDirectory(dir);
       const target = join(dir, basename(file.key));
       const partial = `${target}.part`;
       const out = await ctx.clients.s3.send(

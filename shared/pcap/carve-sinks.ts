@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirectory } from '../make-directory.ts';
 import type { CarveChunk, CarveSink } from './types.ts';
 
 /** Bytes of a classic pcap global header (carved pieces ≥ 1 repeat it; strip when joining). */
@@ -77,7 +77,7 @@ export function directoryCarveSink(dir: string, concurrency = 16): CarveSink {
   /** Last write of each stream still in flight, so its next piece appends after it. */
   const tails = new Map<number, Promise<void>>();
   const writeOne = async (chunk: CarveChunk): Promise<void> => {
-    made ??= mkdir(dir, { recursive: true });
+    made ??= makeDirectory(dir);
     await made;
     const name = `tcp-stream-${String(chunk.stream.index).padStart(6, '0')}.pcap`;
     const bytes = chunk.part === 0 ? chunk.pcap : chunk.pcap.subarray(PCAP_HEADER_BYTES);
