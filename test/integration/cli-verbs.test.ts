@@ -246,16 +246,19 @@ describe('tapline CLI verbs against moto', () => {
     expect(renderFetch(result)).toContain('REFUSED');
   });
 
+  /** The binary's flags for the test stage on moto. */
+  const stageArgs = () => [
+    '--endpoint',
+    motoEndpoint(),
+    '--bucket',
+    world.config.EVIDENCE_BUCKET,
+    '--stage',
+    'test',
+  ];
+
   it('runs as a binary without a terminal: exit 1 naming the refused file, no escape codes', async () => {
     const out = await mkdtemp(join(tmpdir(), 'tapline-fetch-bin-'));
-    const args = [
-      '--endpoint',
-      motoEndpoint(),
-      '--bucket',
-      world.config.EVIDENCE_BUCKET,
-      '--stage',
-      'test',
-    ];
+    const args = stageArgs();
     const fetched = spawnSync(
       process.execPath,
       [binPath, 'fetch', tamperedCaptureId, '--out', out, ...args],
@@ -303,21 +306,10 @@ describe('tapline CLI verbs against moto', () => {
     expect(listed.filter((m) => m.state !== 'unreadable').length).toBeGreaterThan(0);
     expect(renderList(listed)).toMatch(new RegExp(`${damaged}.*unreadable`));
 
-    const list = spawnSync(
-      process.execPath,
-      [
-        binPath,
-        'list',
-        '--json',
-        '--endpoint',
-        motoEndpoint(),
-        '--bucket',
-        world.config.EVIDENCE_BUCKET,
-        '--stage',
-        'test',
-      ],
-      { encoding: 'utf8', env: { ...process.env, TAPLINE_AWS_ENDPOINT: '' } },
-    );
+    const list = spawnSync(process.execPath, [binPath, 'list', '--json', ...stageArgs()], {
+      encoding: 'utf8',
+      env: { ...process.env, TAPLINE_AWS_ENDPOINT: '' },
+    });
     expect(list.status).toBe(1);
     expect(list.stderr).toContain('1 capture manifest(s) could not be read');
     const rows = JSON.parse(list.stdout) as { captureId: string; state: string }[];

@@ -98,6 +98,15 @@ describe.runIf(canRun)('capture document run for real', () => {
       timeoutMs: 120_000,
     });
 
+  /** A capture on the NAT of a new capture ID, with `python` run on the workload once it listens. */
+  async function captureWhileSending(overrides: Record<string, string>, python: string) {
+    const running = startOnNat(newCaptureId(), overrides);
+    await running.listening;
+    await workload.exec('python3', ['-c', python]);
+    const result = await running.done;
+    return { result, report: parseHostReport(result.stdout) };
+  }
+
   /** Pids whose environment holds `env` and whose command line contains `cmdline`. */
   async function processesWith(env: string, cmdline: string): Promise<number[]> {
     const found: number[] = [];
@@ -222,18 +231,10 @@ describe.runIf(canRun)('capture document run for real', () => {
   });
 
   it('reports a capture of exactly one packet as 1 (tcpdump prints "1 packet captured")', async () => {
-    const captureId = newCaptureId();
-    const running = startOnNat(captureId, {
-      Filter: 'udp and dst port 40009',
-      DurationSeconds: '5',
-    });
-    await running.listening;
-    await workload.exec('python3', [
-      '-c',
+    const { result, report } = await captureWhileSending(
+      { Filter: 'udp and dst port 40009', DurationSeconds: '5' },
       "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'one', ('10.201.2.2', 40009))",
-    ]);
-    const result = await running.done;
-    const report = parseHostReport(result.stdout);
+    );
     expect(result.exitCode, result.stderr).toBe(0);
     expect(report.errors).toEqual([]);
     expect(report.status).toBe('success');
@@ -243,22 +244,13 @@ describe.runIf(canRun)('capture document run for real', () => {
   });
 
   it('stops at MaxMegabytes counted as tcpdump counts -C: 1,000,000 bytes to the MB', async () => {
-    const captureId = newCaptureId();
     const started = Date.now();
-    const running = startOnNat(captureId, {
-      Filter: 'udp and dst port 40011',
-      MaxMegabytes: '1',
-      DurationSeconds: '40',
-    });
-    await running.listening;
     // 700 frames of 1,442 bytes: 1,020,624 bytes of pcap, past 1,000,000 but short of 1 MiB
     // (paced, so tcpdump's buffer drops none of them).
-    await workload.exec('python3', [
-      '-c',
+    const { report } = await captureWhileSending(
+      { Filter: 'udp and dst port 40011', MaxMegabytes: '1', DurationSeconds: '40' },
       "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(700):\n    s.sendto(b'm' * 1400, ('10.201.2.2', 40011))\n    time.sleep(0.002)",
-    ]);
-    const result = await running.done;
-    const report = parseHostReport(result.stdout);
+    );
     expect(report.errors.join('\n')).toMatch(
       /reached MaxMegabytes \(1 MB\); capture stopped early/,
     );
