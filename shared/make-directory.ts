@@ -15,7 +15,7 @@ export async function makeDirectory(path: string): Promise<void> {
     const found = await stat(at).catch((error: NodeJS.ErrnoException) => {
       // ENOTDIR: a file further up; the walk finds and names it
       if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
-      throw error;
+      throw notCreated(at, path, error.code);
     });
     if (found) {
       if (!found.isDirectory()) throw notADirectory(at, path);
@@ -29,13 +29,17 @@ export async function makeDirectory(path: string): Promise<void> {
       await mkdir(dir);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' && (await stat(dir)).isDirectory()) continue;
-      throw new TaplineError(`cannot create the directory ${dir} (for ${path}): ${code ?? error}`, {
-        code: 'DIRECTORY_NOT_CREATED',
-        details: { path, dir, errno: code },
-      });
+      if (code === 'EEXIST' && (await stat(dir).catch(() => undefined))?.isDirectory()) continue;
+      throw notCreated(dir, path, code ?? String(error));
     }
   }
+}
+
+function notCreated(dir: string, path: string, errno: string | undefined): TaplineError {
+  return new TaplineError(`cannot create the directory ${dir} (for ${path}): ${errno}`, {
+    code: 'DIRECTORY_NOT_CREATED',
+    details: { path, dir, errno },
+  });
 }
 
 function notADirectory(at: string, path: string): TaplineError {

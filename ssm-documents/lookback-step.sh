@@ -74,7 +74,7 @@ tl_lb_is() {
   [ "$state" != Z ] || return 1
   cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
   case $2 in
-    supervisor) [[ $cmd == *"$TL_LB_RING/supervisor.sh"* ]] ;;
+    supervisor) [[ $cmd == *" $TL_LB_RING/supervisor.sh $TL_LB_RING "* ]] ;;
     tcpdump) [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tcpdump ] && [[ $cmd == *" $TL_LB_RING/files/ring-"* ]] ;;
     *) return 1 ;;
   esac
@@ -169,9 +169,10 @@ tl_lb_freeze() {
     fi
     tpid=$(tl_lb_state TCPDUMP_PID)
     if [ "$TL_LB_ROTATED" = true ]; then
-      # Every file named before the tcpdump started by this rotation is closed.
+      # Every file named before the tcpdump started by this rotation is closed; the answer says
+      # when that was (0: no tcpdump runs, every file is closed).
       started=$(grep -F -- "$token " "$TL_LB_RING/rotations.log" | tail -n 1 | cut -d ' ' -f 3 || true)
-      if tl_lb_is "$tpid" tcpdump; then closed_before=$started; fi
+      if [[ $started =~ ^[1-9][0-9]*$ ]]; then closed_before=$started; fi
     elif tl_lb_is "$spid" supervisor; then
       tl_lb_err "the ring did not rotate within 30 s; the file being written was left out"
       closed_before=open

@@ -37,12 +37,29 @@ function idTime(captureId: string): number {
 export interface UnreadableCapture {
   captureId: string;
   state: 'unreadable';
+  unreadable: true;
   error: string;
 }
 
 export type ListedCapture = CaptureManifest | UnreadableCapture;
 
-const unreadable = (c: ListedCapture): c is UnreadableCapture => c.state === 'unreadable';
+const unreadable = (c: ListedCapture): c is UnreadableCapture =>
+  (c as Partial<UnreadableCapture>).unreadable === true;
+
+/** What of a manifest the list shows, checked: a custody record of the wrong shape is named. */
+function listProblem(m: CaptureManifest): string | undefined {
+  const text = (v: unknown) => typeof v === 'string';
+  for (const field of ['captureId', 'createdAt', 'state', 'source', 'reason'] as const) {
+    if (!text(m[field])) return `its ${field} is not text`;
+  }
+  for (const [id, host] of Object.entries(m.hosts)) {
+    if (typeof host !== 'object' || host === null || Array.isArray(host))
+      return `its host ${id.slice(0, 40)} is not an object`;
+    if (host.files !== undefined && !Array.isArray(host.files))
+      return `the files of host ${id.slice(0, 40)} are not a list`;
+  }
+  return undefined;
+}
 
 /**
  * Captures started in the last `sinceSeconds`, newest first, read from their manifests. A
@@ -73,11 +90,21 @@ export async function listCaptures(
   ids.sort().reverse();
   const manifests: ListedCapture[] = [];
   const read = async (captureId: string): Promise<ListedCapture | undefined> => {
+    const damaged = (error: string): UnreadableCapture => ({
+      captureId,
+      state: 'unreadable',
+      unreadable: true,
+      error,
+    });
     try {
-      return (await readManifest(ctx.store, captureId))?.manifest;
+      const manifest = (await readManifest(ctx.store, captureId))?.manifest;
+      const problem = manifest && listProblem(manifest);
+      return problem
+        ? damaged(`the manifest of ${captureId} cannot be listed: ${problem}`)
+        : manifest;
     } catch (error) {
       if (!(error instanceof ManifestUnreadableError)) throw error;
-      return { captureId, state: 'unreadable', error: error.message };
+      return damaged(error.message);
     }
   };
   for (let i = 0; i < ids.length; i += 8) {

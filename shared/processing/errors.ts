@@ -19,6 +19,16 @@ export class SourceObjectError extends TaplineError {
   }
 }
 
+/**
+ * The capture manifest could not be read for a reason that may pass (throttling, a cut
+ * connection): the record is retried rather than recording its provenance as unknown for good.
+ */
+export class ManifestReadError extends TaplineError {
+  constructor(message: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    super(message, { code: 'MANIFEST_READ_FAILED', details, cause });
+  }
+}
+
 /** A result object could not be written (after the conditional-write conflict handling). */
 export class ResultWriteError extends TaplineError {
   constructor(

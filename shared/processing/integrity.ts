@@ -99,6 +99,7 @@ export function checkProvenance(
     status: 'read' | 'absent' | 'unreadable';
     problem?: string;
     hostStatus?: string | null;
+    hostCommandSeen?: boolean;
   },
   captureId: string,
   instanceId: string,
@@ -107,6 +108,14 @@ export function checkProvenance(
     return {
       status: 'no-manifest',
       detail: `capture ${captureId} has no manifest: no Tapline capture by that ID sent a command, so it did not make this file`,
+    };
+  }
+  if (manifest.status === 'unreadable' && manifest.problem?.startsWith('AccessDenied')) {
+    // S3 answers 403, not 404, for a missing key to a role that may not list the prefix
+    // (the processing role may not list captures/): missing and refused look the same.
+    return {
+      status: 'no-manifest',
+      detail: `capture ${captureId} has no manifest this job can read (S3 answered AccessDenied: it is missing, or the role may not read it): who made this file is not known`,
     };
   }
   if (manifest.status === 'unreadable') {
@@ -121,7 +130,9 @@ export function checkProvenance(
       detail: `the manifest of capture ${captureId} does not name ${instanceId} as a host: that capture did not make this file`,
     };
   }
-  if (manifest.hostStatus === 'refused') {
+  // "refused" by the capture core (no command recorded); a host's own report can also say
+  // refused, after a command was sent (it then uploads nothing).
+  if (manifest.hostStatus === 'refused' && manifest.hostCommandSeen !== true) {
     return {
       status: 'not-sent',
       detail: `the manifest of capture ${captureId} records ${instanceId} as refused: no capture command went to it`,
@@ -398,8 +409,8 @@ export function integrityVerdict(
   } else if (versions?.status === 'unverifiable' && versions.others > 0) {
     problems.push(`the other versions of the key could not be compared: ${versions.reason}`);
   }
-  if (provenance && provenance.status !== 'capture-host' && provenance.detail) {
-    problems.push(provenance.detail);
+  if (provenance && provenance.status !== 'capture-host') {
+    problems.push(provenance.detail ?? `provenance: ${provenance.status}`);
   }
   // A listing that failed outright (no s3:ListBucketVersions on pcaps/, a fault) leaves the
   // verdict to the other checks; the completion record says the check could not be made.

@@ -1,6 +1,7 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import type { CoreLogger } from '../observability.ts';
+import { ManifestReadError } from './errors.ts';
 
 /**
  * What the processor reads from the capture manifest (`captures/<captureId>/manifest.json`):
@@ -10,7 +11,8 @@ import type { CoreLogger } from '../observability.ts';
  * reported, never fatal.
  */
 
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** A manifest lists ~330 bytes per file: 32 MiB holds ~100,000 files across a capture's hosts. */
+export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
 
 const fileSchema = z
   .object({
@@ -23,6 +25,8 @@ const fileSchema = z
 const hostSchema = z
   .object({
     status: z.string().optional(),
+    commandId: z.unknown().optional(),
+    ssmStatus: z.unknown().optional(),
     files: z.array(fileSchema).optional(),
     packetsCaptured: z.number().nullish(),
     packetsDroppedByKernel: z.number().nullish(),
@@ -58,6 +62,8 @@ export interface ManifestFacts {
   otherVersions?: Array<{ versionId: string; sha256?: string | undefined }>;
   /** This instance's status in the manifest; null when the manifest does not name it. */
   hostStatus: string | null;
+  /** The manifest records a command (its ID or an SSM status) for this instance. */
+  hostCommandSeen: boolean;
   /** The capture request, as recorded (validated by whoever uses it). */
   request: unknown;
   finding: unknown;
@@ -70,6 +76,7 @@ const absent = (status: ManifestStatus, problem?: string): ManifestFacts => ({
   packetsCaptured: null,
   file: undefined,
   hostStatus: null,
+  hostCommandSeen: false,
   request: undefined,
   finding: undefined,
 });
@@ -108,12 +115,18 @@ export function manifestFacts(
     file,
     ...(otherVersions.length > 0 ? { otherVersions } : {}),
     hostStatus: host === undefined ? null : (host.status ?? 'unknown'),
+    hostCommandSeen:
+      host !== undefined &&
+      (typeof host.commandId === 'string' || typeof host.ssmStatus === 'string'),
     request: parsed.data.request,
     finding: parsed.data.finding,
   };
 }
 
-/** Reads the manifest (bounded); absence and damage are facts, not errors. */
+/**
+ * Reads the manifest (bounded). Absence, refusal (403) and damage are facts, not errors; a read
+ * error that may pass throws ManifestReadError so the record is retried.
+ */
 export async function readManifestFacts(
   s3: S3Client,
   bucket: string,
@@ -142,8 +155,14 @@ export async function readManifestFacts(
       // S3 says 403 for a missing key when the role may not list the bucket.
       return absent('unreadable', 'AccessDenied: the manifest is missing or not readable');
     }
+    // Anything else may pass (throttling after the SDK's retries, a connection cut while the
+    // body was read): the record is retried, not given an unknown provenance for good.
     logger.warn('capture manifest could not be read', { captureId, error: name || String(error) });
-    return absent('unreadable', `GetObject failed: ${name || 'error'}`);
+    throw new ManifestReadError(
+      `capture manifest ${manifestKey(captureId)} could not be read: ${name || String(error)}`,
+      { captureId, key: manifestKey(captureId) },
+      error,
+    );
   }
   let document: unknown;
   try {

@@ -337,6 +337,7 @@ async function writeResultSet(
       s3: integrity.s3,
       manifest: integrity.manifest,
       versions: integrity.versions,
+      provenance: integrity.provenance,
       problems: integrity.problems,
     });
     if (integrityFailed.eventBridge === 'failed' && integrityFailed.sns === 'failed') {

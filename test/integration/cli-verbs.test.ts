@@ -297,11 +297,34 @@ describe('tapline CLI verbs against moto', () => {
         SSEKMSKeyId: world.keyArn,
       }),
     );
+    // JSON, but not what the list shows: no reason, a host that is not an object
+    const shapeless = newCaptureId();
+    await world.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: world.config.EVIDENCE_BUCKET,
+        Key: `captures/${shapeless}/manifest.json`,
+        Body: JSON.stringify({
+          captureId: shapeless,
+          createdAt: new Date().toISOString(),
+          state: 'unreadable',
+          source: 'manual',
+          hosts: { 'i-0a1b2c3d4e5f60718': null },
+          history: [],
+        }),
+        ServerSideEncryption: 'aws:kms',
+        SSEKMSKeyId: world.keyArn,
+      }),
+    );
     const listed = await listCaptures(ctx, parseSince('24h'));
     expect(listed.find((m) => m.captureId === damaged)).toEqual({
       captureId: damaged,
       state: 'unreadable',
+      unreadable: true,
       error: expect.stringMatching(/manifest .* cannot be read: not JSON/),
+    });
+    expect(listed.find((m) => m.captureId === shapeless)).toMatchObject({
+      unreadable: true,
+      error: expect.stringMatching(/cannot be listed: its reason is not text/),
     });
     expect(listed.filter((m) => m.state !== 'unreadable').length).toBeGreaterThan(0);
     expect(renderList(listed)).toMatch(new RegExp(`${damaged}.*unreadable`));
@@ -311,7 +334,7 @@ describe('tapline CLI verbs against moto', () => {
       env: { ...process.env, TAPLINE_AWS_ENDPOINT: '' },
     });
     expect(list.status).toBe(1);
-    expect(list.stderr).toContain('1 capture manifest(s) could not be read');
+    expect(list.stderr).toContain('2 capture manifest(s) could not be read');
     const rows = JSON.parse(list.stdout) as { captureId: string; state: string }[];
     expect(rows.find((r) => r.captureId === damaged)?.state).toBe('unreadable');
     expect(rows.length).toBe(listed.length);

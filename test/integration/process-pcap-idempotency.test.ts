@@ -35,13 +35,13 @@ beforeAll(async () => {
 /** An S3 client that forwards to moto, except where `fault` says to fail. */
 function faultyS3(
   fault: (name: string, input: any) => Error | undefined,
-  replace: Record<string, (input: any) => Promise<unknown>> = {},
+  replace: Record<string, (input: any, send: () => Promise<unknown>) => Promise<unknown>> = {},
 ): S3Client {
   return interceptedS3(stack.clients.s3, (name, input, send) => {
     const error = fault(name, input);
     if (error) throw error;
     const instead = replace[name];
-    if (instead) return instead(input);
+    if (instead) return instead(input, send);
     return send();
   });
 }
@@ -139,11 +139,12 @@ describe('idempotent processing', () => {
 
   it('fails (to be retried) and writes nothing when the download is cut short', async () => {
     const up = await upload('cut-short.pcap');
+    // only the pcap's download is cut (the manifest is read as stored)
     const cut = faultyS3(() => undefined, {
-      GetObjectCommand: async () => ({
-        Body: Readable.from([up.bytes.subarray(0, 1000)]),
-        ContentLength: up.bytes.length,
-      }),
+      GetObjectCommand: async (input, send) =>
+        input.Key === up.key
+          ? { Body: Readable.from([up.bytes.subarray(0, 1000)]), ContentLength: up.bytes.length }
+          : send(),
     });
     await expect(processPcapObject(up, coreDeps(stack, { s3: cut }))).rejects.toBeInstanceOf(
       SourceObjectError,

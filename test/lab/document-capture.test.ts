@@ -255,7 +255,9 @@ describe.runIf(canRun)('capture document run for real', () => {
       /reached MaxMegabytes \(1 MB\); capture stopped early/,
     );
     expect(Date.now() - started).toBeLessThan(30_000);
-    expect(report.packetsCaptured).toBe(700);
+    // the limit is checked every 2 s: a check may land while the last ~15 frames are on their way
+    expect(report.packetsCaptured).toBeGreaterThanOrEqual(680);
+    expect(report.packetsCaptured).toBeLessThanOrEqual(700);
     const written = report.files.reduce((sum, f) => sum + f.size, 0);
     expect(written).toBeGreaterThanOrEqual(1_000_000);
     expect(written).toBeLessThan(1_048_576);

@@ -263,6 +263,21 @@ for _ in range(${count}):
     expect(again.report.pid).not.toBe(supervisor);
   });
 
+  it('restarts a ring an older document started (another supervisor), keeping its files', async () => {
+    const first = await standby({ Action: 'start' });
+    expect(['started', 'already-running']).toContain(first.report.status);
+    // What an older document left: its settings without this supervisor's hash (its own script).
+    const env = await readFile(join(ring, 'standby.env'), 'utf8');
+    expect(env).toMatch(/^CONF_SUPERVISOR_SHA=[0-9a-f]{16}$/m);
+    await writeFile(join(ring, 'standby.env'), env.replace(/^CONF_SUPERVISOR_SHA=.*\n/m, ''));
+    const again = await standby({ Action: 'start' });
+    expect(again.report.status).toBe('started');
+    expect(again.report.pid).not.toBe(first.report.pid);
+    expect(again.run.stderr).toContain('restarting it (files kept)');
+    const same = await standby({ Action: 'start' });
+    expect(same.report.status).toBe('already-running');
+  });
+
   it('never signals another tcpdump that took the pid its state names', async () => {
     const started = await standby({ Action: 'start' });
     expect(['started', 'already-running']).toContain(started.report.status);

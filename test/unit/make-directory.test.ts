@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,6 +32,15 @@ describe('makeDirectory: mkdir -p that always ends', () => {
     await expect(makeDirectory(join(root, 'file', 'sub'))).rejects.toMatchObject({
       code: 'DIRECTORY_NOT_CREATED',
       message: expect.stringContaining(`${join(root, 'file')} is not a directory`),
+    });
+  });
+
+  it('says so, typed, when a symbolic link loops', async () => {
+    await symlink(join(root, 'loop-b'), join(root, 'loop-a'));
+    await symlink(join(root, 'loop-a'), join(root, 'loop-b'));
+    await expect(makeDirectory(join(root, 'loop-a', 'x'))).rejects.toMatchObject({
+      code: 'DIRECTORY_NOT_CREATED',
+      message: expect.stringContaining('ELOOP'),
     });
   });
 

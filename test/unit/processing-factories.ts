@@ -183,6 +183,7 @@ export function manifestFacts(overrides: Partial<ManifestFacts> = {}): ManifestF
     packetsCaptured: 10,
     file: { sha256: SHA256 },
     hostStatus: 'success',
+    hostCommandSeen: true,
     request: undefined,
     finding: undefined,
     ...overrides,
