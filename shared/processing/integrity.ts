@@ -93,54 +93,6 @@ export interface ProvenanceCheck {
   detail: string | null;
 }
 
-/** Provenance from what the processor read of the manifest. */
-export function checkProvenance(
-  manifest: {
-    status: 'read' | 'absent' | 'unreadable';
-    problem?: string;
-    hostStatus?: string | null;
-    hostCommandSeen?: boolean;
-  },
-  captureId: string,
-  instanceId: string,
-): ProvenanceCheck {
-  if (manifest.status === 'absent') {
-    return {
-      status: 'no-manifest',
-      detail: `capture ${captureId} has no manifest: no Tapline capture by that ID sent a command, so it did not make this file`,
-    };
-  }
-  if (manifest.status === 'unreadable' && manifest.problem?.startsWith('AccessDenied')) {
-    // S3 answers 403, not 404, for a missing key to a role that may not list the prefix
-    // (the processing role may not list captures/): missing and refused look the same.
-    return {
-      status: 'no-manifest',
-      detail: `capture ${captureId} has no manifest this job can read (S3 answered AccessDenied: it is missing, or the role may not read it): who made this file is not known`,
-    };
-  }
-  if (manifest.status === 'unreadable') {
-    return {
-      status: 'manifest-unreadable',
-      detail: `the manifest of capture ${captureId} could not be read (${manifest.problem ?? 'unknown'}): who made this file is not known`,
-    };
-  }
-  if (manifest.hostStatus === null || manifest.hostStatus === undefined) {
-    return {
-      status: 'not-a-target',
-      detail: `the manifest of capture ${captureId} does not name ${instanceId} as a host: that capture did not make this file`,
-    };
-  }
-  // "refused" by the capture core (no command recorded); a host's own report can also say
-  // refused, after a command was sent (it then uploads nothing).
-  if (manifest.hostStatus === 'refused' && manifest.hostCommandSeen !== true) {
-    return {
-      status: 'not-sent',
-      detail: `the manifest of capture ${captureId} records ${instanceId} as refused: no capture command went to it`,
-    };
-  }
-  return { status: 'capture-host', detail: null };
-}
-
 export interface IntegrityResult {
   verdict: IntegrityVerdict;
   /** Our SHA-256 of the object's bytes, lowercase hex. */

@@ -2,6 +2,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import type { CoreLogger } from '../observability.ts';
 import { ManifestReadError } from './errors.ts';
+import type { ProvenanceCheck } from './integrity.ts';
 
 /**
  * What the processor reads from the capture manifest (`captures/<captureId>/manifest.json`):
@@ -81,6 +82,9 @@ const absent = (status: ManifestStatus, problem?: string): ManifestFacts => ({
   finding: undefined,
 });
 
+/** The problem recorded when S3 answers 403 (a missing key, to a role that may not list it). */
+const ACCESS_DENIED = 'AccessDenied: the manifest is missing or not readable';
+
 export function manifestKey(captureId: string): string {
   return `captures/${captureId}/manifest.json`;
 }
@@ -153,7 +157,7 @@ export async function readManifestFacts(
       ?.httpStatusCode;
     if (status === 403) {
       // S3 says 403 for a missing key when the role may not list the bucket.
-      return absent('unreadable', 'AccessDenied: the manifest is missing or not readable');
+      return absent('unreadable', ACCESS_DENIED);
     }
     // Anything else may pass (throttling after the SDK's retries, a connection cut while the
     // body was read): the record is retried, not given an unknown provenance for good.
@@ -171,4 +175,48 @@ export async function readManifestFacts(
     return absent('unreadable', 'manifest is not JSON');
   }
   return manifestFacts(document, instanceId, key, versionId);
+}
+
+/** Provenance from what the processor read of the manifest. */
+export function checkProvenance(
+  manifest: Pick<ManifestFacts, 'status' | 'problem'> &
+    Partial<Pick<ManifestFacts, 'hostStatus' | 'hostCommandSeen'>>,
+  captureId: string,
+  instanceId: string,
+): ProvenanceCheck {
+  if (manifest.status === 'absent') {
+    return {
+      status: 'no-manifest',
+      detail: `capture ${captureId} has no manifest: no Tapline capture by that ID sent a command, so it did not make this file`,
+    };
+  }
+  if (manifest.status === 'unreadable' && manifest.problem === ACCESS_DENIED) {
+    // S3 answers 403, not 404, for a missing key to a role that may not list the prefix
+    // (the processing role may not list captures/): missing and refused look the same.
+    return {
+      status: 'no-manifest',
+      detail: `capture ${captureId} has no manifest this job can read (S3 answered AccessDenied: it is missing, or the role may not read it): who made this file is not known`,
+    };
+  }
+  if (manifest.status === 'unreadable') {
+    return {
+      status: 'manifest-unreadable',
+      detail: `the manifest of capture ${captureId} could not be read (${manifest.problem ?? 'unknown'}): who made this file is not known`,
+    };
+  }
+  if (manifest.hostStatus === null || manifest.hostStatus === undefined) {
+    return {
+      status: 'not-a-target',
+      detail: `the manifest of capture ${captureId} does not name ${instanceId} as a host: that capture did not make this file`,
+    };
+  }
+  // "refused" by the capture core (no command recorded); a host's own report can also say
+  // refused, after a command was sent (it then uploads nothing).
+  if (manifest.hostStatus === 'refused' && manifest.hostCommandSeen !== true) {
+    return {
+      status: 'not-sent',
+      detail: `the manifest of capture ${captureId} records ${instanceId} as refused: no capture command went to it`,
+    };
+  }
+  return { status: 'capture-host', detail: null };
 }

@@ -23,7 +23,6 @@ import {
   checkHostHash,
   checkManifestHash,
   checkOtherVersions,
-  checkProvenance,
   checkS3Checksum,
   type IntegrityResult,
   integrityVerdict,
@@ -35,7 +34,7 @@ import {
   type ResultTable,
   resultLayout,
 } from './layout.ts';
-import { readManifestFacts } from './manifest.ts';
+import { checkProvenance, readManifestFacts } from './manifest.ts';
 import {
   JsonLinesGzipWriter,
   putResultBytes,

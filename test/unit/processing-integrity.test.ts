@@ -3,12 +3,12 @@ import { describe, expect, it } from 'vitest';
 import {
   checkHostHash,
   checkManifestHash,
-  checkProvenance,
   checkS3Checksum,
   integrityVerdict,
   StreamingHasher,
   uniformPartPlan,
 } from '../../shared/processing/integrity.ts';
+import { checkProvenance } from '../../shared/processing/manifest.ts';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
 

@@ -2,8 +2,11 @@ import { GetObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-
 import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
 import { ManifestReadError } from '../../shared/processing/errors.ts';
-import { checkProvenance } from '../../shared/processing/integrity.ts';
-import { manifestFacts, readManifestFacts } from '../../shared/processing/manifest.ts';
+import {
+  checkProvenance,
+  manifestFacts,
+  readManifestFacts,
+} from '../../shared/processing/manifest.ts';
 
 const CAP = 'cap-20261124T010203Z-0a1b2c3d';
 const INSTANCE = 'i-0a1b2c3d4e5f60718';
