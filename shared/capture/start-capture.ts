@@ -176,6 +176,30 @@ async function publish(
   }
 }
 
+/**
+ * Announces a host the capture core closed as timed out (the sweep, or a lock taken over before
+ * its host reported): `Capture Updated`, and `Capture Finished` when that finished its capture.
+ */
+export async function announceTimedOut(
+  deps: CaptureDeps,
+  host: { captureId: string; instanceId: string },
+  done: { manifest: CaptureManifest; finished: boolean },
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await publish(deps, 'Capture Updated', {
+    captureId: host.captureId,
+    instanceId: host.instanceId,
+    status: 'timed-out',
+    ...extra,
+  });
+  if (done.finished) {
+    await publish(deps, 'Capture Finished', {
+      captureId: host.captureId,
+      state: done.manifest.state,
+    });
+  }
+}
+
 function fingerprintOf(request: CaptureRequest): string | undefined {
   return request.fingerprint ?? request.finding?.fingerprint;
 }
@@ -495,18 +519,9 @@ export async function startCapture(
           instanceId: lock.instanceId,
           takenOverBy: captureId,
         });
-        await publish(deps, 'Capture Updated', {
-          captureId: previous,
-          instanceId: lock.instanceId,
-          status: 'timed-out',
+        await announceTimedOut(deps, { captureId: previous, instanceId: lock.instanceId }, done, {
           lockHeldBy: captureId,
         });
-        if (done.finished) {
-          await publish(deps, 'Capture Finished', {
-            captureId: previous,
-            state: done.manifest.state,
-          });
-        }
       } catch (error) {
         carried.push(previous);
         logger.error('could not close a capture whose lock was taken over', {

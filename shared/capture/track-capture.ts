@@ -29,7 +29,7 @@ import type { EvidenceStore } from '../evidence/store.ts';
 import { publishEvent } from '../notify/publish.ts';
 import { type HostReport, parseHostReport } from './host-report.ts';
 import { CAPTURE_ID_PATTERN, isCaptureId } from './ids.ts';
-import { type CaptureDeps, evidenceStore, notifyDeps } from './start-capture.ts';
+import { announceTimedOut, type CaptureDeps, evidenceStore, notifyDeps } from './start-capture.ts';
 
 /**
  * track-capture's core. The EventBridge "EC2 Command Invocation Status-change Notification"
@@ -475,20 +475,12 @@ export async function sweepTimedOutCaptures(deps: CaptureDeps): Promise<TimedOut
   ) => {
     closed.push(host);
     deps.logger.warn('capture host timed out', { ...host });
-    const n = await notifyDeps(deps).catch(() => undefined);
-    if (!n) return;
-    await publishEvent(n, 'Capture Updated', {
-      captureId: host.captureId,
-      instanceId: host.instanceId,
-      status: 'timed-out',
-      ...(host.lockCorrupt ? { lockCorrupt: host.lockCorrupt } : {}),
-    });
-    if (done.finished) {
-      await publishEvent(n, 'Capture Finished', {
-        captureId: host.captureId,
-        state: done.manifest.state,
-      });
-    }
+    await announceTimedOut(
+      deps,
+      host,
+      done,
+      host.lockCorrupt ? { lockCorrupt: host.lockCorrupt } : {},
+    );
   };
   // One read per superseded capture and run: a rolling capture's hosts all carry the same
   // previous capture, and only a host open past its deadline needs the conditional write.
