@@ -221,6 +221,24 @@ for _ in range(${count}):
       /exited unexpectedly|syntax|unexpected EOF/,
     );
 
+    // A rotation request file holding junk besides a token: only the token is answered (nothing
+    // of the rest reaches the answers), and the ring keeps running.
+    const token = `${(Date.now() / 1000).toFixed(6)}-4242`;
+    await writeFile(
+      join(ring, 'rotate.request'),
+      `$(touch /tmp/tapline-pwned)\n../../etc/passwd 1 2\n${'9'.repeat(5000)}\n${token}\n`,
+    );
+    let answers = '';
+    for (let i = 0; i < 300 && !answers.includes(`${token} `); i++) {
+      await sleep(100);
+      answers = await readFile(join(ring, 'rotations.log'), 'utf8').catch(() => '');
+    }
+    expect(answers.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^${token} 1 [1-9][0-9]+$`)),
+    ]);
+    expect(existsSync('/tmp/tapline-pwned')).toBe(false);
+    expect(processAlive(supervisor)).toBe(true);
+
     // The stop action leaves stop.request besides its SIGTERM: the file alone stops the ring, with
     // tcpdump stopped cleanly and the state saying so.
     await writeFile(join(ring, 'stop.request'), '');
